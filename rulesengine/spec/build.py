@@ -1,0 +1,341 @@
+"""Raw, already validated data → frozen spec objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from rulesengine.durations import parse_duration
+from rulesengine.spec.model import (
+    DEFAULT_INHIBIT,
+    AlertSpec,
+    CheckSpec,
+    ColumnOverride,
+    DeliverySpec,
+    DriftSpec,
+    EngineSpec,
+    EvaluationSpec,
+    GroupingSpec,
+    InhibitRule,
+    JoinSpec,
+    KpiSpec,
+    Locator,
+    MetricSpec,
+    ModelSpec,
+    MonitorSpec,
+    Policy,
+    ReceiverSpec,
+    ReferenceSpec,
+    RouteSpec,
+    TemplatesSpec,
+    Threshold,
+    Thresholds,
+    TimeInterval,
+    TimeRange,
+)
+from rulesengine.spec.semantic import format_of
+
+
+def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d or {}))
+
+
+def _td(value: str | None) -> timedelta | None:
+    return None if value is None else parse_duration(value)
+
+
+def _num(value: Any) -> float:
+    return parse_duration(value).total_seconds() if isinstance(value, str) else float(value)
+
+
+def threshold(raw: Mapping[str, Any] | None) -> Threshold | None:
+    if not raw:
+        return None
+    op, value = next(iter(raw.items()))
+    if isinstance(value, list):
+        return Threshold(op, (_num(value[0]), _num(value[1])))
+    return Threshold(op, _num(value))
+
+
+def thresholds(raw: Mapping[str, Any]) -> Thresholds:
+    return Thresholds(
+        threshold(raw.get("warn")), threshold(raw.get("critical")), threshold(raw.get("resolve"))
+    )
+
+
+def evaluation(raw: Mapping[str, Any], base: EvaluationSpec) -> EvaluationSpec:
+    return EvaluationSpec(
+        every=_td(raw.get("every")) or base.every,
+        window=_td(raw.get("window")) or base.window,
+        delay=_td(raw["delay"]) if "delay" in raw else base.delay,
+        segment_by=tuple(raw.get("segment_by", base.segment_by)),
+        max_segments=raw.get("max_segments", base.max_segments),
+        min_rows=raw.get("min_rows", base.min_rows),
+        stale_after=raw.get("stale_after", base.stale_after),
+    )
+
+
+def resolve_path(path: str, root: Path) -> str:
+    """Local relative paths are relative to the config root; URLs stay as they are."""
+    if "://" in path:
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else root / p)
+
+
+def _alert(raw: Mapping[str, Any]) -> AlertSpec:
+    f = raw.get("for")
+    fire_after = raw.get("fire_after")
+    return AlertSpec(
+        for_evaluations=f if isinstance(f, int) else 1,
+        for_duration=_td(f) if isinstance(f, str) else None,
+        keep_firing_for=_td(raw.get("keep_firing_for")),
+        fire_after=(fire_after["violations"], fire_after["of_last"]) if fire_after else None,
+        policy=Policy(**raw.get("policy", {})),
+    )
+
+
+def _common(
+    raw: Mapping[str, Any], kind: str, typ: str, ev: EvaluationSpec, path: tuple[Any, ...]
+) -> dict[str, Any]:
+    return {
+        "name": raw["name"],
+        "kind": kind,
+        "type": typ,
+        "source": raw["source"],
+        "window": _td(raw.get("window")) or ev.window,
+        "delay": _td(raw["delay"]) if "delay" in raw else ev.delay,
+        "segment_by": tuple(raw.get("segment_by", ev.segment_by)),
+        "min_rows": raw.get("min_rows", ev.min_rows),
+        "alert": _alert(raw),
+        "filter": raw.get("filter"),
+        "description": raw.get("description"),
+        "labels": _frozen(raw.get("labels")),
+        "runbook": raw.get("runbook"),
+        "enabled": raw.get("enabled", True),
+        "path": path,
+    }
+
+
+def _join(raw: Mapping[str, Any] | None) -> JoinSpec | None:
+    if not raw:
+        return None
+    on = raw["on"]
+    return JoinSpec(raw["source"], (on,) if isinstance(on, str) else tuple(on))
+
+
+_CHECK_FIELDS = (
+    "column",
+    "strict",
+    "min",
+    "max",
+    "reference",
+    "regex",
+    "rate_of",
+    "method",
+    "factor",
+    "expr",
+)
+_METRIC_FIELDS = (
+    "prediction",
+    "target",
+    "score",
+    "positive",
+    "column",
+    "q",
+    "predicate",
+    "expr",
+    "min_label_coverage",
+)
+
+
+def _check(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) -> CheckSpec:
+    typ = raw["type"]
+    th = thresholds(raw)
+    if typ == "schema" and th.warn is None and th.critical is None:
+        th = Thresholds(critical=Threshold("above", 0.0), resolve=th.resolve)
+    return CheckSpec(
+        **_common(raw, "check", typ, ev, path),
+        thresholds=th,
+        columns=tuple(raw.get("columns", ())),
+        expected_columns=_frozen(raw.get("expected_columns")),
+        values=tuple(raw.get("values", ())),
+        **{k: raw[k] for k in _CHECK_FIELDS if k in raw},
+    )
+
+
+def _metric(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) -> MetricSpec:
+    typ = raw.get("type", "expr")
+    return MetricSpec(
+        **_common(raw, "metric", typ, ev, path),
+        thresholds=thresholds(raw),
+        join=_join(raw.get("join")),
+        **{k: raw[k] for k in _METRIC_FIELDS if k in raw},
+    )
+
+
+def _kpi(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) -> KpiSpec:
+    compare = raw.get("compare")
+    return KpiSpec(
+        **_common(raw, "kpi", "kpi", ev, path),
+        thresholds=thresholds(raw),
+        expr=raw["expr"],
+        join=_join(raw.get("join")),
+        compare_offset=_td(compare["offset"]) if compare else None,
+    )
+
+
+DEFAULT_DRIFT_SHARE = Thresholds(critical=Threshold("at_or_above", 0.5))
+
+
+def _drift(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) -> DriftSpec:
+    ref = raw["reference"]
+    reference = (
+        ReferenceSpec(ref)
+        if isinstance(ref, str)
+        else ReferenceSpec(ref["source"], _td(ref["offset"]), _td(ref.get("window")))
+    )
+    share = raw.get("drift_share")
+    return DriftSpec(
+        **_common(raw, "drift", "drift", ev, path),
+        thresholds=thresholds(share) if share else DEFAULT_DRIFT_SHARE,
+        reference=reference,
+        columns=tuple(raw.get("columns", ())),
+        exclude=tuple(raw.get("exclude", ())),
+        method=raw.get("method", "auto"),
+        threshold=raw.get("threshold"),
+        overrides=_frozen({c: ColumnOverride(**o) for c, o in raw.get("overrides", {}).items()}),
+        correction=raw.get("correction", "none"),
+        bins=raw.get("bins", 10),
+        column_severity=raw.get("column_severity", "warn"),
+    )
+
+
+_BUILDERS = {"checks": _check, "drift": _drift, "metrics": _metric, "kpis": _kpi}
+
+
+def build_model(
+    raw: Mapping[str, Any], *, file: str, root: Path, base: EvaluationSpec, locator: Locator
+) -> ModelSpec:
+    from rulesengine.spec.model import SourceSpec
+
+    sources = {}
+    for name, s in raw["sources"].items():
+        sources[name] = SourceSpec(
+            name=name,
+            path=resolve_path(s["path"], root),
+            format=s.get("format") or format_of(s["path"]) or "parquet",
+            timestamp=s.get("timestamp"),
+            timestamp_unit=s.get("timestamp_unit"),
+            timezone=s.get("timezone", "UTC"),
+            required=s.get("required", False),
+            hive_partitioning=s.get("hive_partitioning"),
+            separator=s.get("separator", ","),
+            storage_options=_frozen(s.get("storage_options")),
+            description=s.get("description"),
+        )
+    ev = evaluation(raw.get("evaluation", {}), base)
+    sections: dict[str, tuple[MonitorSpec, ...]] = {}
+    for section, build in _BUILDERS.items():
+        sections[section] = tuple(
+            build(item, ev, (section, i)) for i, item in enumerate(raw.get(section, []))
+        )
+    return ModelSpec(
+        model=raw["model"],
+        sources=_frozen(sources),
+        evaluation=ev,
+        labels=_frozen(raw.get("labels")),
+        description=raw.get("description"),
+        file=file,
+        root=str(root),
+        locator=locator,
+        **sections,  # type: ignore[arg-type]
+    )
+
+
+def _grouping(raw: Mapping[str, Any] | None, base: GroupingSpec) -> GroupingSpec:
+    raw = raw or {}
+    return GroupingSpec(
+        by=tuple(raw.get("by", base.by)),
+        wait=_td(raw.get("wait")) if "wait" in raw else base.wait,
+        interval=_td(raw.get("interval")) or base.interval,
+        repeat=_td(raw.get("repeat")) or base.repeat,
+    )
+
+
+def _route(raw: Mapping[str, Any], base: GroupingSpec) -> RouteSpec:
+    grouping = _grouping(raw["grouping"], base) if "grouping" in raw else None
+    return RouteSpec(
+        match=_frozen(raw.get("match")),
+        match_re=_frozen(raw.get("match_re")),
+        receivers=tuple(raw.get("receivers", ())),
+        continue_=raw.get("continue", False),
+        grouping=grouping,
+        send_resolved=raw.get("send_resolved", True),
+        mute_time_intervals=tuple(raw.get("mute_time_intervals", ())),
+        routes=tuple(_route(r, grouping or base) for r in raw.get("routes", ())),
+    )
+
+
+def build_engine(raw: Mapping[str, Any], *, file: str | None, root: Path) -> EngineSpec:
+    receivers = {}
+    for name, r in raw.get("receivers", {}).items():
+        if isinstance(r, list):
+            receivers[name] = ReceiverSpec(name, urls=tuple(r))
+        else:
+            receivers[name] = ReceiverSpec(
+                name,
+                urls=tuple(r.get("urls", ())),
+                config=resolve_path(r["config"], root) if "config" in r else None,
+                tags=tuple(r.get("tags", ())),
+                title=r.get("title"),
+                body=r.get("body"),
+            )
+    grouping = _grouping(raw.get("grouping"), GroupingSpec())
+    inhibit = (
+        tuple(
+            InhibitRule(
+                _frozen(i["source_match"]),
+                _frozen(i["target_match"]),
+                tuple(i.get("equal", InhibitRule({}, {}).equal)),
+            )
+            for i in raw["inhibit"]
+        )
+        if "inhibit" in raw
+        else DEFAULT_INHIBIT
+    )
+    intervals = {
+        name: tuple(
+            TimeInterval(
+                times=tuple(TimeRange(t["start"], t["end"]) for t in span.get("times", ())),
+                weekdays=tuple(span.get("weekdays", ())),
+                days_of_month=tuple(span.get("days_of_month", ())),
+                months=tuple(span.get("months", ())),
+                location=span.get("location", "UTC"),
+            )
+            for span in spans
+        )
+        for name, spans in raw.get("time_intervals", {}).items()
+    }
+    delivery = {k: parse_duration(v) for k, v in raw.get("delivery", {}).items()}
+    kwargs: dict[str, Any] = {}
+    if "models" in raw:
+        kwargs["models"] = tuple(raw["models"])
+    return EngineSpec(
+        file=file,
+        root=str(root),
+        state=resolve_path(raw.get("state", EngineSpec(None, "").state), root),
+        defaults=evaluation(raw.get("defaults", {}), EvaluationSpec()),
+        receivers=_frozen(receivers),
+        routes=tuple(_route(r, grouping) for r in raw.get("routes", ())),
+        grouping=grouping,
+        inhibit=inhibit,
+        time_intervals=_frozen(intervals),
+        templates=TemplatesSpec(**raw.get("templates", {})),
+        delivery=DeliverySpec(**delivery),
+        listen=raw.get("server", {}).get("listen", "127.0.0.1:9108"),
+        **kwargs,
+    )

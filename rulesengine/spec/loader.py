@@ -1,0 +1,233 @@
+"""Find config files, load each through every stage, and report all problems.
+
+Stages per file: safe YAML → ``${VAR}`` substitution → JSON Schema → meaning.
+Typed objects are built only when no file has a problem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rulesengine.errors import Problem, ProblemList, SpecError
+from rulesengine.spec.build import build_engine, build_model
+from rulesengine.spec.envsubst import substitute
+from rulesengine.spec.model import Config, EngineSpec, Locator
+from rulesengine.spec.schema import validate_structure
+from rulesengine.spec.semantic import check_model
+from rulesengine.spec.semantic_engine import check_engine
+from rulesengine.spec.yamlsrc import load_yaml
+
+ENGINE_NAMES = ("engine.yaml", "engine.yml")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory if inside."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+@dataclass
+class LoadedFile:
+    path: Path
+    kind: str  # model | engine
+    data: Any
+    problems: ProblemList
+    secrets: set[str] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems.problems and self.data is not None
+
+
+@dataclass
+class LoadReport:
+    """The outcome of loading: the config if everything is valid, and every problem."""
+
+    config: Config | None
+    problems: list[Problem]
+    files: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.problems
+
+
+def read_file(
+    path: Path, kind: str, env: Mapping[str, str], root: Path | None = None
+) -> LoadedFile:
+    problems = ProblemList(display(path))
+    loaded = LoadedFile(path, kind, None, problems)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        problems.add((), f"not UTF-8 text (byte {exc.start}): save the file as UTF-8")
+        return loaded
+    except OSError as exc:
+        problems.add((), f"cannot read the file: {exc.strerror or exc}")
+        return loaded
+    parsed = load_yaml(text, problems.file)
+    problems.positions.update(parsed.problems.positions)
+    problems.key_positions.update(parsed.problems.key_positions)
+    problems.problems.extend(parsed.problems.problems)
+    if parsed.data is None:
+        return loaded
+    secret_paths: set[tuple[Any, ...]] = set()
+    data = substitute(parsed.data, env, problems, parsed.plain, secret_paths)
+    loaded.secrets = {str(v) for k, v in env.items() if f"${{{k}" in text and v}
+    validate_structure(data, kind, problems, secret_paths)
+    if kind == "model":
+        check_model(data, problems)
+    else:
+        check_engine(data, problems, root or path.parent, loaded.secrets)
+    loaded.data = data
+    return loaded
+
+
+def _engine_near(path: Path) -> Path | None:
+    """engine.yaml in a model file's directory or its parent."""
+    for folder in (path.parent, path.parent.parent):
+        for name in ENGINE_NAMES:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _model_globs(engine: LoadedFile | None) -> list[str]:
+    data = engine.data if engine else None
+    globs = data.get("models") if isinstance(data, dict) else None
+    if isinstance(globs, list) and all(isinstance(g, str) for g in globs):
+        return globs
+    return list(EngineSpec(None, ".").models)
+
+
+def discover(
+    paths: Sequence[str | Path], env: Mapping[str, str]
+) -> tuple[list[Path], list[Path], list[Problem]]:
+    """(engine files, model files, problems) for the paths given by the user."""
+    engines: list[Path] = []
+    models: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            engine = next((p / n for n in ENGINE_NAMES if (p / n).is_file()), None)
+            if engine:
+                engines.append(engine)
+                found: list[Path] = []
+                for pattern in _model_globs(read_file(engine, "engine", env)):
+                    found.extend(sorted(q for q in p.glob(pattern) if q.is_file()))
+            else:
+                found = sorted(
+                    q
+                    for q in p.rglob("*")
+                    if q.suffix in YAML_SUFFIXES and q.name not in ENGINE_NAMES and q.is_file()
+                )
+            if not found:
+                problems.append(
+                    Problem(
+                        display(p),
+                        1,
+                        1,
+                        (),
+                        "no model files found here (expected models/*.yaml next to engine.yaml)",
+                    )
+                )
+            models.extend(found)
+        elif p.name in ENGINE_NAMES:
+            engines.append(p)
+        else:
+            models.append(p)
+            near = _engine_near(p)
+            if near:
+                engines.append(near)
+    dedup = lambda xs: list(dict.fromkeys(x.resolve() for x in xs))  # noqa: E731
+    return dedup(engines), dedup(models), problems
+
+
+def load_report(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> LoadReport:
+    """Load and check everything under ``paths``; never raises for bad input."""
+    env = os.environ if env is None else env
+    engine_paths, model_paths, problems = discover(paths, env)
+    if len(engine_paths) > 1:
+        listing = ", ".join(display(e) for e in engine_paths)
+        problems.append(
+            Problem(
+                display(engine_paths[1]),
+                1,
+                1,
+                (),
+                f"more than one engine config given ({listing}): validate "
+                "one config directory at a time",
+            )
+        )
+    engine_file = read_file(engine_paths[0], "engine", env) if engine_paths else None
+    root = engine_paths[0].parent if engine_paths else None
+    files = [engine_file] if engine_file else []
+    for mp in model_paths:
+        files.append(read_file(mp, "model", env, root))
+    _check_model_names(files)
+    for f in files:
+        problems.extend(f.problems.problems)
+    names = [display(f.path) for f in files]
+    if problems or not files:
+        return LoadReport(None, sorted(problems, key=Problem.sort_key), names)
+    engine = (
+        build_engine(engine_file.data, file=display(engine_file.path), root=root)
+        if engine_file and root
+        else EngineSpec(None, str(Path.cwd()))
+    )
+    models = []
+    for f in files:
+        if f.kind != "model":
+            continue
+        model_root = root or f.path.parent
+        locator = Locator(
+            display(f.path), dict(f.problems.positions), dict(f.problems.key_positions)
+        )
+        models.append(
+            build_model(
+                f.data, file=display(f.path), root=model_root, base=engine.defaults, locator=locator
+            )
+        )
+    return LoadReport(Config(engine, tuple(models), tuple(names)), [], names)
+
+
+def load(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> Config:
+    """Load a config; raise :class:`SpecError` with every problem if it is invalid.
+
+    >>> config = load(["configs/"])            # doctest: +SKIP
+    >>> [m.model for m in config.models]       # doctest: +SKIP
+    ['fraud-detector', ...]
+    """
+    report = load_report(paths, env)
+    if report.config is None:
+        raise SpecError(report.problems)
+    return report.config
+
+
+def _check_model_names(files: list[LoadedFile]) -> None:
+    seen: dict[str, tuple[LoadedFile, Any]] = {}
+    for f in files:
+        if f.kind != "model" or not isinstance(f.data, dict):
+            continue
+        name = f.data.get("model")
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            other, pos = seen[name]
+            f.problems.add(
+                ("model",),
+                f"model '{name}' is already defined in "
+                f"{other.problems.file}:{pos.line}:{pos.col}; model names are "
+                "unique across files",
+            )
+        else:
+            seen[name] = (f, f.problems.pos_of(("model",)))

@@ -1,0 +1,357 @@
+"""Frozen, typed spec objects. Later stages only ever see these, never raw dicts.
+
+Field names equal the YAML keys, so an error about a field reads like the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from rulesengine.errors import KeyPath, Pos
+
+Severity = Literal["warn", "critical"]
+PolicyAction = Literal["alert", "ok", "keep_last"]
+
+THRESHOLD_OPS = ("above", "at_or_above", "below", "at_or_below", "outside", "between")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One violation condition, e.g. ``{above: 0.01}`` or ``{outside: [0, 1]}``."""
+
+    op: str
+    value: float | tuple[float, float]
+
+    @property
+    def direction(self) -> str:
+        """``up`` (large values are bad), ``down``, ``out`` or ``in``."""
+        return {
+            "above": "up",
+            "at_or_above": "up",
+            "below": "down",
+            "at_or_below": "down",
+            "outside": "out",
+            "between": "in",
+        }[self.op]
+
+    def violated(self, x: float) -> bool:
+        v = self.value
+        if self.op == "above":
+            return x > v  # type: ignore[operator]
+        if self.op == "at_or_above":
+            return x >= v  # type: ignore[operator]
+        if self.op == "below":
+            return x < v  # type: ignore[operator]
+        if self.op == "at_or_below":
+            return x <= v  # type: ignore[operator]
+        lo, hi = v  # type: ignore[misc]
+        if self.op == "outside":
+            return x < lo or x > hi
+        return lo <= x <= hi
+
+    def as_dict(self) -> dict[str, Any]:
+        return {self.op: list(self.value) if isinstance(self.value, tuple) else self.value}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warn: Threshold | None = None
+    critical: Threshold | None = None
+    resolve: Threshold | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {}
+        if self.warn:
+            out["warn"] = self.warn.as_dict()
+        if self.critical:
+            out["critical"] = self.critical.as_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class Policy:
+    no_data: PolicyAction = "keep_last"
+    insufficient_data: PolicyAction = "keep_last"
+    error: PolicyAction = "keep_last"
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """How a monitor's violations become alerts."""
+
+    for_evaluations: int = 1
+    for_duration: timedelta | None = None
+    keep_firing_for: timedelta | None = None
+    fire_after: tuple[int, int] | None = None  # (violations, of_last)
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A log source. ``path`` is absolute (or a URL) after loading."""
+
+    name: str
+    path: str
+    format: str
+    timestamp: str | None = None
+    timestamp_unit: str | None = None
+    timezone: str = "UTC"
+    required: bool = False
+    hive_partitioning: bool | None = None
+    separator: str = ","
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+    description: str | None = None
+
+    @property
+    def is_remote(self) -> bool:
+        return "://" in self.path and not self.path.startswith("file://")
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    every: timedelta = timedelta(minutes=15)
+    window: timedelta = timedelta(hours=1)
+    delay: timedelta = timedelta(0)
+    segment_by: tuple[str, ...] = ()
+    max_segments: int = 100
+    min_rows: int = 1
+    stale_after: int = 3
+
+
+@dataclass(frozen=True)
+class JoinSpec:
+    source: str
+    on: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorSpec:
+    """Fields every monitor has. ``window``/``delay``/``segment_by``/``min_rows``
+    are already resolved against the model's evaluation defaults."""
+
+    name: str
+    kind: str  # check | drift | metric | kpi
+    type: str
+    source: str
+    window: timedelta
+    delay: timedelta
+    segment_by: tuple[str, ...]
+    min_rows: int
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    alert: AlertSpec = field(default_factory=AlertSpec)
+    filter: str | None = None
+    description: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    runbook: str | None = None
+    enabled: bool = True
+    path: KeyPath = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckSpec(MonitorSpec):
+    column: str | None = None
+    columns: tuple[str, ...] = ()
+    expected_columns: Mapping[str, str] = field(default_factory=dict)
+    strict: bool = False
+    min: float | None = None
+    max: float | None = None
+    values: tuple[Any, ...] = ()
+    reference: str | None = None
+    regex: str | None = None
+    rate_of: str = "non_matching"
+    method: str = "zscore"
+    factor: float | None = None
+    expr: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricSpec(MonitorSpec):
+    prediction: str | None = None
+    target: str | None = None
+    score: str | None = None
+    positive: Any = None
+    column: str | None = None
+    q: float | None = None
+    predicate: str | None = None
+    expr: str | None = None
+    join: JoinSpec | None = None
+    min_label_coverage: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KpiSpec(MonitorSpec):
+    expr: str
+    join: JoinSpec | None = None
+    compare_offset: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """A static source read whole, or a trailing baseline ``offset`` earlier."""
+
+    source: str
+    offset: timedelta | None = None
+    window: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class ColumnOverride:
+    type: str | None = None
+    method: str | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriftSpec(MonitorSpec):
+    reference: ReferenceSpec
+    columns: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    method: str = "auto"
+    threshold: float | None = None
+    overrides: Mapping[str, ColumnOverride] = field(default_factory=dict)
+    correction: str = "none"
+    bins: int = 10
+    column_severity: Severity = "warn"
+
+
+@dataclass(frozen=True)
+class Locator:
+    """Maps key paths of one file back to line and column."""
+
+    file: str
+    positions: Mapping[KeyPath, Pos]
+    key_positions: Mapping[KeyPath, Pos]
+
+    def pos(self, path: KeyPath, *, key: bool = False) -> Pos:
+        probe = tuple(path)
+        while True:
+            if key and probe in self.key_positions:
+                return self.key_positions[probe]
+            if probe in self.positions:
+                return self.positions[probe]
+            if not probe:
+                return Pos(1, 1)
+            probe = probe[:-1]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str
+    sources: Mapping[str, SourceSpec]
+    evaluation: EvaluationSpec
+    checks: tuple[CheckSpec, ...] = ()
+    drift: tuple[DriftSpec, ...] = ()
+    metrics: tuple[MetricSpec, ...] = ()
+    kpis: tuple[KpiSpec, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    description: str | None = None
+    file: str = ""
+    root: str = "."
+    locator: Locator | None = None
+
+    def monitors(self) -> Iterator[MonitorSpec]:
+        """Every monitor, in file order of sections."""
+        yield from self.checks
+        yield from self.drift
+        yield from self.metrics
+        yield from self.kpis
+
+
+@dataclass(frozen=True)
+class ReceiverSpec:
+    name: str
+    urls: tuple[str, ...] = ()
+    config: str | None = None
+    tags: tuple[str, ...] = ()
+    title: str | None = None
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupingSpec:
+    by: tuple[str, ...] = ("model",)
+    wait: timedelta = timedelta(seconds=30)
+    interval: timedelta = timedelta(minutes=5)
+    repeat: timedelta = timedelta(hours=4)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    match: Mapping[str, str] = field(default_factory=dict)
+    match_re: Mapping[str, str] = field(default_factory=dict)
+    receivers: tuple[str, ...] = ()
+    continue_: bool = False
+    grouping: GroupingSpec | None = None
+    send_resolved: bool = True
+    mute_time_intervals: tuple[str, ...] = ()
+    routes: tuple[RouteSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    source_match: Mapping[str, str]
+    target_match: Mapping[str, str]
+    equal: tuple[str, ...] = ("model", "monitor", "segment", "column")
+
+
+DEFAULT_INHIBIT = (InhibitRule({"severity": "critical"}, {"severity": "warn"}),)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: str
+    end: str
+
+
+@dataclass(frozen=True)
+class TimeInterval:
+    times: tuple[TimeRange, ...] = ()
+    weekdays: tuple[str, ...] = ()
+    days_of_month: tuple[str, ...] = ()
+    months: tuple[str, ...] = ()
+    location: str = "UTC"
+
+
+@dataclass(frozen=True)
+class DeliverySpec:
+    timeout: timedelta = timedelta(seconds=10)
+    backoff: timedelta = timedelta(seconds=5)
+    max_backoff: timedelta = timedelta(minutes=10)
+    deadline: timedelta = timedelta(hours=24)
+    run_budget: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class TemplatesSpec:
+    title: str | None = None
+    body: str | None = None
+    resolved_title: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    file: str | None
+    root: str
+    models: tuple[str, ...] = ("models/*.yaml", "models/*.yml")
+    state: str = ".rulesengine/state.db"
+    defaults: EvaluationSpec = field(default_factory=EvaluationSpec)
+    receivers: Mapping[str, ReceiverSpec] = field(default_factory=dict)
+    routes: tuple[RouteSpec, ...] = ()
+    grouping: GroupingSpec = field(default_factory=GroupingSpec)
+    inhibit: tuple[InhibitRule, ...] = DEFAULT_INHIBIT
+    time_intervals: Mapping[str, tuple[TimeInterval, ...]] = field(default_factory=dict)
+    templates: TemplatesSpec = field(default_factory=TemplatesSpec)
+    delivery: DeliverySpec = field(default_factory=DeliverySpec)
+    listen: str = "127.0.0.1:9108"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything loaded from the paths given on the command line."""
+
+    engine: EngineSpec
+    models: tuple[ModelSpec, ...]
+    files: tuple[str, ...] = ()

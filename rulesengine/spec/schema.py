@@ -1,0 +1,286 @@
+"""JSON Schema validation with messages a person can act on.
+
+``schemas/*.schema.json`` is the single source of structural truth. jsonschema
+finds the errors; this module turns each into ``key.path: message`` at the
+position where the user wrote the offending key or value, with did-you-mean
+hints for unknown keys and enum values.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from rulesengine.errors import KeyPath, ProblemList, did_you_mean, one_of
+
+KINDS = ("model", "engine")
+
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def schema_text(kind: str) -> str:
+    """The JSON Schema of ``model`` or ``engine`` files, as shipped."""
+    name = f"{kind}.schema.json"
+    packaged = resources.files("rulesengine").joinpath("_schemas").joinpath(name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "schemas" / name).read_text(encoding="utf-8")
+
+
+@cache
+def load_schema(kind: str) -> dict[str, Any]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown schema kind {kind!r}")
+    return json.loads(schema_text(kind))
+
+
+@cache
+def _validator(kind: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema(kind))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null (an empty value)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string"
+
+
+class _Renderer:
+    def __init__(self, data: Any, problems: ProblemList, secret: set[KeyPath]) -> None:
+        self.data = data
+        self.problems = problems
+        self.secret = secret
+        self.reported: set[tuple[KeyPath, str]] = set()
+
+    def show(self, value: Any, path: KeyPath) -> str:
+        if any(path[: i + 1] in self.secret for i in range(len(path))) or path in self.secret:
+            return "the value from the environment"
+        text = (
+            json.dumps(value, ensure_ascii=False, default=str)
+            if not isinstance(value, str)
+            else f"'{value}'"
+        )
+        return text if len(text) <= 60 else text[:57] + "…'"
+
+    def at(self, path: KeyPath) -> Any:
+        node = self.data
+        for part in path:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return node
+
+    def kind_of(self, path: KeyPath) -> str:
+        """``check type 'null_rate'`` for the monitor enclosing ``path``."""
+        for cut in range(len(path), 0, -1):
+            parent = self.at(path[:cut])
+            if (
+                isinstance(parent, dict)
+                and isinstance(parent.get("type"), str)
+                and path[0] in ("checks", "metrics")
+            ):
+                noun = "check" if path[0] == "checks" else "metric"
+                return f"{noun} type '{parent['type']}'"
+        return "this item"
+
+    def emit(self, err: ValidationError) -> None:
+        path: KeyPath = tuple(err.absolute_path)
+        v = err.validator
+        schema = err.schema if isinstance(err.schema, dict) else {}
+        add = self.problems.add
+        if err.schema is False or v is None:
+            # jsonschema leaves the key out of the path of a `false` property schema:
+            # find which keys of the item the type-specific `then` forbids
+            parent = self.at(path)
+            for key in _forbidden_keys(path, parent):
+                if (path, key) not in self.reported:
+                    self.reported.add((path, key))
+                    add(
+                        (*path, key),
+                        f"key '{key}' does not apply to {self.kind_of(path)}",
+                        key=True,
+                    )
+        elif v == "additionalProperties":
+            allowed = list(schema.get("properties", {}))
+            for key in err.instance:
+                if key in allowed:
+                    continue
+                hint = did_you_mean(key, allowed)
+                if not hint and 0 < len(allowed) <= 12:
+                    hint = f"; allowed keys: {', '.join(allowed)}"
+                add((*path, key), f"unknown key '{key}'{hint}", key=True)
+        elif v == "required":
+            missing = [r for r in err.validator_value if r not in err.instance]
+            where = ""
+            if "then" in err.schema_path:
+                where = f" (needed by {self.kind_of(path)})"
+            for key in missing:
+                add(path, f"missing required key '{key}'{where}", key=True)
+        elif v == "propertyNames":
+            pass  # reported through its sub-errors (handled in _walk)
+        elif v == "type":
+            want = (
+                err.validator_value
+                if isinstance(err.validator_value, list)
+                else [err.validator_value]
+            )
+            words = " or ".join(_TYPE_WORDS.get(w, w) for w in want)
+            add(
+                path,
+                f"expected {words}, got {_describe(err.instance)}"
+                + (
+                    f" {self.show(err.instance, path)}"
+                    if isinstance(err.instance, str | int | float)
+                    and not isinstance(err.instance, bool)
+                    else ""
+                ),
+            )
+        elif v == "enum":
+            options = [str(o) for o in err.validator_value]
+            field = path[-1] if path and isinstance(path[-1], str) else "value"
+            hint = did_you_mean(str(err.instance), options)
+            listing = f"; expected {one_of(options, limit=20)}" if len(options) <= 20 else ""
+            add(path, f"unknown {field} {self.show(err.instance, path)}{hint}{listing}")
+        elif v == "const":
+            add(
+                path,
+                f"must be {json.dumps(err.validator_value)}, got {self.show(err.instance, path)}",
+            )
+        elif v == "pattern":
+            hint = schema.get("x-hint") or f"matching {err.validator_value}"
+            add(path, f"{self.show(err.instance, path)} is not {hint}")
+        elif v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            op = {
+                "minimum": ">=",
+                "maximum": "<=",
+                "exclusiveMinimum": ">",
+                "exclusiveMaximum": "<",
+            }[v]
+            add(path, f"must be {op} {err.validator_value}, got {self.show(err.instance, path)}")
+        elif v in ("minProperties", "maxProperties") and schema.get("x-hint"):
+            add(
+                path,
+                f"{schema['x-hint']}, got " + (", ".join(err.instance) if err.instance else "none"),
+            )
+        elif v == "minProperties":
+            add(path, "must not be empty")
+        elif v == "maxProperties":
+            add(path, f"has too many keys (at most {err.validator_value})")
+        elif v in ("minItems", "maxItems"):
+            lo, hi = schema.get("minItems"), schema.get("maxItems")
+            n = len(err.instance)
+            if lo is not None and lo == hi:
+                add(path, f"needs exactly {lo} items, got {n}")
+            elif v == "minItems":
+                add(path, "must not be empty" if lo == 1 else f"needs at least {lo} items")
+            else:
+                add(path, f"has {n} items; at most {hi} allowed")
+        elif v == "minLength":
+            add(path, "must not be empty")
+        elif v == "maxLength":
+            add(
+                path, f"is too long ({len(err.instance)} characters; at most {err.validator_value})"
+            )
+        elif v == "uniqueItems":
+            seen: list[Any] = []
+            dups = [x for x in err.instance if x in seen or seen.append(x)]
+            add(path, f"lists {self.show(dups[0], path)} more than once")
+        elif v in ("oneOf", "anyOf"):
+            self.union(err, path)
+        else:  # a keyword we have no wording for: still positioned, still clean
+            add(path, err.message)
+
+    def union(self, err: ValidationError, path: KeyPath) -> None:
+        branches: dict[int, list[ValidationError]] = {}
+        for sub in err.context or []:
+            branches.setdefault(sub.schema_path[0], []).append(sub)
+        schemas = err.validator_value
+        fitting = [
+            i
+            for i, errs in branches.items()
+            if not any(e.validator == "type" and not e.relative_path for e in errs)
+        ]
+        if len(fitting) == 1:
+            for sub in branches[fitting[0]]:
+                self.walk(sub)
+            return
+        words = []
+        for s in schemas:
+            t = s.get("type") if isinstance(s, dict) else None
+            desc = s.get("x-hint") if isinstance(s, dict) else None
+            if desc:
+                words.append(desc)
+            elif t == "integer" and "minimum" in s:
+                words.append(f"a whole number >= {s['minimum']}")
+            elif t:
+                words.append(_TYPE_WORDS.get(t, t))
+        self.problems.add(
+            path,
+            f"expected {' or '.join(dict.fromkeys(words))}, got "
+            f"{_describe(err.instance)}"
+            + (
+                f" {self.show(err.instance, path)}"
+                if isinstance(err.instance, str | int | float)
+                and not isinstance(err.instance, bool)
+                else ""
+            ),
+        )
+
+    def walk(self, err: ValidationError) -> None:
+        if err.validator == "propertyNames":
+            path: KeyPath = tuple(err.absolute_path)
+            for sub in err.context or []:
+                name = sub.instance
+                hint = sub.schema.get("x-hint") if isinstance(sub.schema, dict) else None
+                self.problems.add(
+                    (*path, name), f"'{name}' is not {hint or 'a valid name'}", key=True
+                )
+            return
+        self.emit(err)
+
+
+_ITEM_DEFS = {"checks": "check", "metrics": "metric"}
+
+
+def _forbidden_keys(path: KeyPath, item: Any) -> list[str]:
+    """Keys of a typed monitor item that its type does not allow, per the schema."""
+    if len(path) != 2 or path[0] not in _ITEM_DEFS or not isinstance(item, dict):
+        return []
+    definition = load_schema("model")["$defs"][_ITEM_DEFS[str(path[0])]]
+    for rule in definition.get("allOf", []):
+        if rule["if"]["properties"]["type"]["const"] == item.get("type"):
+            banned = rule["then"].get("properties", {})
+            return [k for k in item if banned.get(k) is False]
+    return []
+
+
+def validate_structure(data: Any, kind: str, problems: ProblemList, secret: set[KeyPath]) -> bool:
+    """Validate ``data`` against the ``kind`` schema, adding problems. True if valid."""
+    renderer = _Renderer(data, problems, secret)
+    before = len(problems.problems)
+    for err in _validator(kind).iter_errors(data):
+        renderer.walk(err)
+    return len(problems.problems) == before

@@ -1,0 +1,489 @@
+"""Meaning checks that JSON Schema cannot express.
+
+They run on the raw data even when the schema already found problems, reading it
+defensively (a value of the wrong type is skipped, the schema reported it), so one
+run lists every mistake of a file: references, duplicate names, durations,
+threshold consistency, SQL that compiles and is safe, regexes, Apprise URLs.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rulesengine.durations import parse_duration
+from rulesengine.errors import KeyPath, ProblemList, did_you_mean
+from rulesengine.spec.model import THRESHOLD_OPS
+from rulesengine.spec.sql import SqlError, check_shape, compile_sql
+
+SECTIONS = {"checks": "check", "drift": "drift", "metrics": "metric", "kpis": "kpi"}
+
+FORMATS_BY_SUFFIX = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "ndjson",
+    ".arrow": "ipc",
+    ".ipc": "ipc",
+    ".feather": "ipc",
+}
+
+NUMERIC_ONLY_METHODS = {
+    "ks",
+    "anderson",
+    "cramer_von_mises",
+    "mannw",
+    "t_test",
+    "wasserstein",
+    "energy",
+}
+CATEGORICAL_ONLY_METHODS = {"chisquare", "z", "g_test", "fisher_exact"}
+PVALUE_METHODS = {
+    "ks",
+    "chisquare",
+    "z",
+    "g_test",
+    "fisher_exact",
+    "anderson",
+    "cramer_von_mises",
+    "mannw",
+    "t_test",
+}
+
+CLASSIFICATION = {"accuracy", "precision", "recall", "f1", "fpr", "fnr"}
+
+
+def _str(d: Any, key: str) -> str | None:
+    v = d.get(key) if isinstance(d, dict) else None
+    return v if isinstance(v, str) else None
+
+
+def _dict(d: Any, key: str) -> dict[str, Any]:
+    v = d.get(key) if isinstance(d, dict) else None
+    return v if isinstance(v, dict) else {}
+
+
+def _list(d: Any, key: str) -> list[Any]:
+    v = d.get(key) if isinstance(d, dict) else None
+    return v if isinstance(v, list) else []
+
+
+def _duration(
+    problems: ProblemList, value: Any, path: KeyPath, *, positive: bool = True
+) -> float | None:
+    """Seconds of a duration string, adding a problem if it is zero when it must not be."""
+    if not isinstance(value, str):
+        return None
+    try:
+        seconds = parse_duration(value).total_seconds()
+    except ValueError:
+        return None  # the schema pattern already reported it
+    if positive and seconds <= 0:
+        problems.add(path, f"must be longer than zero, got '{value}'")
+    return seconds
+
+
+def format_of(path: str) -> str | None:
+    """The format implied by a path's extension (``.csv.gz`` counts as ``.csv``)."""
+    name = path.rstrip("/").rsplit("/", 1)[-1].lower()
+    for suffix in (".gz", ".zst", ".bz2"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return FORMATS_BY_SUFFIX.get(Path(name).suffix)
+
+
+# ----------------------------------------------------------------- thresholds
+
+
+def _threshold_number(
+    problems: ProblemList, value: Any, path: KeyPath, durations_ok: bool
+) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        if not durations_ok:
+            problems.add(
+                path,
+                f"'{value}' is a duration, but this monitor's value is not a time: use a number",
+            )
+            return None
+        return _duration(problems, value, path, positive=False)
+    return None
+
+
+def _threshold(
+    problems: ProblemList, raw: Any, path: KeyPath, durations_ok: bool
+) -> tuple[str, Any] | None:
+    """(op, value) of a threshold mapping, value a float or (lo, hi)."""
+    if not isinstance(raw, dict) or len(raw) != 1:
+        return None
+    op, value = next(iter(raw.items()))
+    if op not in THRESHOLD_OPS:
+        return None
+    if op in ("outside", "between"):
+        if not isinstance(value, list) or len(value) != 2:
+            return None
+        lo = _threshold_number(problems, value[0], (*path, op, 0), durations_ok)
+        hi = _threshold_number(problems, value[1], (*path, op, 1), durations_ok)
+        if lo is None or hi is None:
+            return None
+        if not lo < hi:
+            problems.add((*path, op), f"needs lo < hi, got [{value[0]}, {value[1]}]")
+            return None
+        return op, (lo, hi)
+    number = _threshold_number(problems, value, (*path, op), durations_ok)
+    return None if number is None else (op, number)
+
+
+_DIRECTION = {
+    "above": "up",
+    "at_or_above": "up",
+    "below": "down",
+    "at_or_below": "down",
+    "outside": "out",
+    "between": "in",
+}
+
+
+def _no_later(warn: tuple[str, Any], crit: tuple[str, Any]) -> bool:
+    """True if ``warn`` is violated whenever ``critical`` is."""
+    d = _DIRECTION[warn[0]]
+    w, c = warn[1], crit[1]
+    if d == "up":
+        return w <= c
+    if d == "down":
+        return w >= c
+    if d == "out":  # warn's allowed range lies inside critical's
+        return c[0] <= w[0] and w[1] <= c[1]
+    return w[0] <= c[0] and c[1] <= w[1]  # between: warn's band contains critical's
+
+
+def check_thresholds(
+    problems: ProblemList,
+    item: dict[str, Any],
+    path: KeyPath,
+    *,
+    required: bool,
+    durations_ok: bool = False,
+) -> None:
+    """warn/critical/resolve of one monitor (or a drift_share block)."""
+    parsed = {}
+    for sev in ("warn", "critical", "resolve"):
+        if sev in item:
+            parsed[sev] = _threshold(problems, item[sev], (*path, sev), durations_ok)
+    if required and "warn" not in item and "critical" not in item:
+        problems.add(path, "no threshold: add warn: and/or critical:, e.g. critical: {above: 0.01}")
+    warn, crit, res = parsed.get("warn"), parsed.get("critical"), parsed.get("resolve")
+    if warn and crit:
+        if _DIRECTION[warn[0]] != _DIRECTION[crit[0]]:
+            problems.add(
+                (*path, "warn"),
+                f"warn uses '{warn[0]}' but critical uses "
+                f"'{crit[0]}': both must point the same way",
+            )
+        elif not _no_later(warn, crit):
+            problems.add(
+                (*path, "warn"),
+                "warn must trip no later than critical "
+                f"(warn {warn[0]} {_fmt(warn[1])}, critical {crit[0]} "
+                f"{_fmt(crit[1])})",
+            )
+    if res:
+        for sev, trig in (("warn", warn), ("critical", crit)):
+            if not trig:
+                continue
+            if _DIRECTION[res[0]] != _DIRECTION[trig[0]]:
+                problems.add(
+                    (*path, "resolve"),
+                    f"resolve must use the same direction as {sev} ('{trig[0]}'), got '{res[0]}'",
+                )
+                break
+            if not _no_later(res, trig):
+                problems.add(
+                    (*path, "resolve"),
+                    f"resolve must be looser than {sev}: an "
+                    "alert must stop violating it later, not sooner",
+                )
+                break
+        if not warn and not crit and "resolve" in item:
+            problems.add((*path, "resolve"), "resolve needs a warn or critical threshold")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, tuple):
+        return f"[{_fmt(v[0])}, {_fmt(v[1])}]"
+    return f"{v:g}"
+
+
+# ----------------------------------------------------------------- SQL and names
+
+
+def check_sql(
+    problems: ProblemList, item: dict[str, Any], path: KeyPath, key: str, shape: str
+) -> None:
+    text = _str(item, key)
+    if text is None:
+        return
+    try:
+        compiled = compile_sql(text)
+    except SqlError as exc:
+        problems.add((*path, key), str(exc))
+        return
+    message = check_shape(compiled, shape)  # type: ignore[arg-type]
+    if message:
+        problems.add((*path, key), message)
+
+
+def check_ref(
+    problems: ProblemList, name: Any, known: Iterable[str], path: KeyPath, what: str
+) -> bool:
+    if not isinstance(name, str):
+        return False
+    pool = list(known)
+    if name in pool:
+        return True
+    hint = did_you_mean(name, pool) or (f"; defined: {', '.join(pool)}" if pool else "")
+    problems.add(path, f"unknown {what} '{name}'{hint}")
+    return False
+
+
+def check_regex(problems: ProblemList, text: Any, path: KeyPath) -> None:
+    if not isinstance(text, str):
+        return
+    try:
+        pl.Series([""]).str.contains(text)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((ln.strip() for ln in first if ln.strip().startswith("error")), first[0])
+        problems.add(path, f"invalid regular expression: {detail}")
+
+
+def check_timezone(problems: ProblemList, tz: Any, path: KeyPath) -> None:
+    if not isinstance(tz, str):
+        return
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(tz, sorted(zoneinfo.available_timezones()))
+        problems.add(path, f"unknown time zone '{tz}'{hint}")
+
+
+# ----------------------------------------------------------------- the model
+
+
+def check_model(data: Any, problems: ProblemList) -> None:
+    """Add every semantic problem of a model file's raw data."""
+    if not isinstance(data, dict):
+        return
+    sources = _dict(data, "sources")
+    for name, src in sources.items():
+        _check_source(problems, src, ("sources", name))
+    evaluation = _dict(data, "evaluation")
+    for key in ("every", "window"):
+        _duration(problems, evaluation.get(key), ("evaluation", key))
+    _duration(problems, evaluation.get("delay"), ("evaluation", "delay"), positive=False)
+
+    seen: dict[str, KeyPath] = {}
+    for section in SECTIONS:
+        for i, item in enumerate(_list(data, section)):
+            path: KeyPath = (section, i)
+            if not isinstance(item, dict):
+                continue
+            name = _str(item, "name")
+            if name is not None:
+                if name in seen:
+                    first = problems.pos_of((*seen[name], "name"))
+                    problems.add(
+                        (*path, "name"),
+                        f"duplicate monitor name '{name}' (first "
+                        f"used at line {first.line}); names are unique within a model",
+                    )
+                else:
+                    seen[name] = path
+            _check_monitor(problems, section, item, path, sources)
+
+
+def _check_source(problems: ProblemList, src: Any, path: KeyPath) -> None:
+    if not isinstance(src, dict):
+        return
+    p = _str(src, "path")
+    fmt = _str(src, "format")
+    if p is not None and fmt is None and format_of(p) is None:
+        problems.add(
+            (*path, "path"),
+            f"cannot tell the format of '{p}' from its extension: "
+            "add format: parquet, csv, ndjson or ipc",
+        )
+    if "timestamp_unit" in src and "timestamp" not in src:
+        problems.add((*path, "timestamp_unit"), "timestamp_unit needs a timestamp column")
+    if "timezone" in src:
+        check_timezone(problems, src.get("timezone"), (*path, "timezone"))
+    effective = fmt or (format_of(p) if p else None)
+    if "separator" in src and effective not in (None, "csv"):
+        problems.add(
+            (*path, "separator"), f"separator only applies to csv, this source is {effective}"
+        )
+
+
+def _check_monitor(
+    problems: ProblemList,
+    section: str,
+    item: dict[str, Any],
+    path: KeyPath,
+    sources: dict[str, Any],
+) -> None:
+    kind = SECTIONS[section]
+    typ = _str(item, "type")
+    source_name = _str(item, "source")
+    has_source = check_ref(problems, source_name, sources, (*path, "source"), "source")
+    source = sources.get(source_name) if has_source else None
+    timestamped = isinstance(source, dict) and "timestamp" in source
+
+    _duration(problems, item.get("window"), (*path, "window"))
+    _duration(problems, item.get("delay"), (*path, "delay"), positive=False)
+    _duration(problems, item.get("keep_firing_for"), (*path, "keep_firing_for"))
+    _duration(problems, item.get("for"), (*path, "for"))
+    fire_after = _dict(item, "fire_after")
+    v, n = fire_after.get("violations"), fire_after.get("of_last")
+    if isinstance(v, int) and isinstance(n, int) and v > n:
+        problems.add((*path, "fire_after"), f"violations ({v}) cannot exceed of_last ({n})")
+    if "fire_after" in item and "for" in item:
+        problems.add((*path, "fire_after"), "use either for: or fire_after:, not both")
+    check_sql(problems, item, path, "filter", "row")
+
+    if kind == "drift":
+        _check_drift(problems, item, path, sources, timestamped)
+        return
+    durations_ok = kind == "check" and typ == "freshness"
+    needs_threshold = not (kind == "check" and typ == "schema")
+    check_thresholds(problems, item, path, required=needs_threshold, durations_ok=durations_ok)
+
+    if kind == "check":
+        if typ in ("new_categories", "outlier_rate"):
+            check_ref(problems, item.get("reference"), sources, (*path, "reference"), "source")
+        if typ == "custom":
+            check_sql(problems, item, path, "expr", "aggregate")
+        if typ == "pattern":
+            check_regex(problems, item.get("regex"), (*path, "regex"))
+        if typ == "out_of_range":
+            lo, hi = item.get("min"), item.get("max")
+            if lo is None and hi is None:
+                problems.add(path, "out_of_range needs min:, max: or both")
+            elif isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+                problems.add((*path, "min"), f"min ({lo}) must not exceed max ({hi})")
+        if typ == "freshness" and has_source and not timestamped and "column" not in item:
+            problems.add(
+                (*path, "source"),
+                f"freshness needs a time column: source "
+                f"'{source_name}' has no timestamp; add one there or set column:",
+            )
+    elif kind == "metric":
+        if typ is None and "expr" not in item:
+            problems.add(path, "a metric needs type: (e.g. recall, quantile, rate) or expr:")
+        for key in ("prediction", "target", "score", "predicate"):
+            check_sql(problems, item, path, key, "row")
+        if typ in (None, "expr"):
+            check_sql(problems, item, path, "expr", "aggregate")
+        if typ == "throughput" and has_source and not timestamped:
+            problems.add(
+                (*path, "source"), f"throughput needs a timestamp: source '{source_name}' has none"
+            )
+    else:  # kpi
+        check_sql(problems, item, path, "expr", "aggregate")
+        compare = _dict(item, "compare")
+        _duration(problems, compare.get("offset"), (*path, "compare", "offset"))
+        if compare and has_source and not timestamped:
+            problems.add(
+                (*path, "compare"), f"compare needs a timestamp: source '{source_name}' has none"
+            )
+
+    join = _dict(item, "join")
+    if join:
+        if (
+            check_ref(problems, join.get("source"), sources, (*path, "join", "source"), "source")
+            and join.get("source") == source_name
+        ):
+            problems.add((*path, "join", "source"), "a source cannot be joined onto itself")
+    if "min_label_coverage" in item and not join:
+        problems.add((*path, "min_label_coverage"), "min_label_coverage needs join:")
+
+
+def _check_drift(
+    problems: ProblemList,
+    item: dict[str, Any],
+    path: KeyPath,
+    sources: dict[str, Any],
+    timestamped: bool,
+) -> None:
+    ref = item.get("reference")
+    if isinstance(ref, str):
+        check_ref(problems, ref, sources, (*path, "reference"), "source")
+    elif isinstance(ref, dict):
+        name = ref.get("source")
+        if check_ref(problems, name, sources, (*path, "reference", "source"), "source"):
+            if not isinstance(sources.get(name), dict) or "timestamp" not in sources[name]:
+                problems.add(
+                    (*path, "reference", "source"),
+                    f"a trailing baseline needs a timestamp: source '{name}' has none",
+                )
+        _duration(problems, ref.get("offset"), (*path, "reference", "offset"))
+        _duration(problems, ref.get("window"), (*path, "reference", "window"))
+    if "columns" in item and "exclude" in item:
+        problems.add((*path, "exclude"), "exclude only applies when columns: is not given")
+    columns = [c for c in _list(item, "columns") if isinstance(c, str)]
+    method = _str(item, "method")
+    _check_drift_threshold(problems, method, item.get("threshold"), (*path, "threshold"))
+    for col, override in _dict(item, "overrides").items():
+        opath = (*path, "overrides", col)
+        if columns and col not in columns:
+            problems.add(
+                opath, f"column '{col}' is not in columns{did_you_mean(col, columns)}", key=True
+            )
+        if not isinstance(override, dict):
+            continue
+        m = override.get("method") if isinstance(override.get("method"), str) else method
+        t = override.get("type")
+        if m in NUMERIC_ONLY_METHODS and t == "categorical":
+            problems.add(
+                (*opath, "method"),
+                f"method '{m}' needs a numeric column, but '{col}' is declared categorical",
+            )
+        if m in CATEGORICAL_ONLY_METHODS and t == "numeric":
+            problems.add(
+                (*opath, "method"),
+                f"method '{m}' needs a categorical column, but '{col}' is declared numeric",
+            )
+        _check_drift_threshold(problems, m, override.get("threshold"), (*opath, "threshold"))
+    share = item.get("drift_share")
+    if isinstance(share, dict):
+        check_thresholds(problems, share, (*path, "drift_share"), required=False)
+        for sev in ("warn", "critical", "resolve"):
+            raw = share.get(sev)
+            if isinstance(raw, dict):
+                for op, value in raw.items():
+                    values = value if isinstance(value, list) else [value]
+                    if any(isinstance(x, int | float) and not 0 <= x <= 1 for x in values):
+                        problems.add(
+                            (*path, "drift_share", sev, op),
+                            "drift_share is a share of columns: use values in 0..1",
+                        )
+
+
+def _check_drift_threshold(
+    problems: ProblemList, method: str | None, threshold: Any, path: KeyPath
+) -> None:
+    if method in PVALUE_METHODS and isinstance(threshold, int | float) and not (0 < threshold < 1):
+        problems.add(
+            path,
+            f"'{method}' compares a p-value: the threshold must be between 0 "
+            f"and 1, got {threshold}",
+        )

@@ -1,0 +1,188 @@
+"""Meaning checks for ``engine.yaml``: receivers, routes, intervals, templates."""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rulesengine.durations import parse_duration
+from rulesengine.errors import KeyPath, ProblemList
+from rulesengine.spec.semantic import _dict, _list, _str, check_ref, check_timezone
+
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def apprise_problem(url: str, secrets: Iterable[str] = ()) -> str | None:
+    """Why Apprise cannot use ``url``, or None. Never echoes the URL or a secret."""
+    import apprise
+
+    log = logging.getLogger("apprise")
+    capture = _Capture()
+    log.addHandler(capture)
+    old_propagate, log.propagate = log.propagate, False
+    try:
+        plugin = apprise.Apprise.instantiate(url)
+    finally:
+        log.removeHandler(capture)
+        log.propagate = old_propagate
+    if plugin is not None:
+        return None
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    reasons = [m for m in capture.messages if not m.startswith("Could not load")]
+    reason = reasons[0] if reasons else ""
+    for secret in secrets:
+        if secret:
+            reason = reason.replace(secret, "***")
+    if "://" not in url:
+        return "not an Apprise URL: expected scheme://…, e.g. slack://…, mailto://…, json://…"
+    what = f"not a valid Apprise URL for scheme '{scheme}'"
+    if reason and "Unsupported URL" not in reason:
+        return f"{what}: {reason.strip()}"
+    return f"{what}: unknown or incomplete; see the Apprise wiki for the {scheme}:// format"
+
+
+def check_engine(data: Any, problems: ProblemList, root: Path, secrets: Iterable[str] = ()) -> None:
+    """Add every semantic problem of engine.yaml's raw data."""
+    if not isinstance(data, dict):
+        return
+    secrets = list(secrets)
+    receivers = _dict(data, "receivers")
+    for name, receiver in receivers.items():
+        path: KeyPath = ("receivers", name)
+        urls = receiver if isinstance(receiver, list) else _list(receiver, "urls")
+        upath = path if isinstance(receiver, list) else (*path, "urls")
+        for i, url in enumerate(urls):
+            if isinstance(url, str) and "${" not in url:
+                why = apprise_problem(url, secrets)
+                if why:
+                    problems.add((*upath, i), why)
+        config = _str(receiver, "config")
+        if config is not None and "://" not in config and not (root / config).is_file():
+            problems.add(
+                (*path, "config"), f"Apprise config file '{config}' not found (relative to {root})"
+            )
+        if isinstance(receiver, dict):
+            for key in ("title", "body"):
+                _check_template(problems, receiver.get(key), (*path, key))
+    intervals = _dict(data, "time_intervals")
+    for name, spans in intervals.items():
+        for i, span in enumerate(spans if isinstance(spans, list) else []):
+            _check_interval(problems, span, ("time_intervals", name, i))
+    _check_grouping(problems, data.get("grouping"), ("grouping",))
+    for i, route in enumerate(_list(data, "routes")):
+        _check_route(problems, route, ("routes", i), receivers, intervals)
+    templates = _dict(data, "templates")
+    for key, text in templates.items():
+        _check_template(problems, text, ("templates", key))
+    delivery = _dict(data, "delivery")
+    for key, value in delivery.items():
+        _positive(problems, value, ("delivery", key))
+    listen = _str(_dict(data, "server"), "listen")
+    if listen and re.match(r"^[^\s:]+:[0-9]{1,5}$", listen) and int(listen.rsplit(":")[1]) > 65535:
+        problems.add(("server", "listen"), f"port must be at most 65535, got {listen}")
+
+
+def _positive(problems: ProblemList, value: Any, path: KeyPath) -> None:
+    if isinstance(value, str):
+        try:
+            if parse_duration(value).total_seconds() <= 0:
+                problems.add(path, f"must be longer than zero, got '{value}'")
+        except ValueError:
+            pass
+
+
+def _check_grouping(problems: ProblemList, grouping: Any, path: KeyPath) -> None:
+    for key in ("wait", "interval", "repeat"):
+        if isinstance(grouping, dict):
+            value = grouping.get(key)
+            if key != "wait":
+                _positive(problems, value, (*path, key))
+
+
+def _check_route(
+    problems: ProblemList,
+    route: Any,
+    path: KeyPath,
+    receivers: dict[str, Any],
+    intervals: dict[str, Any],
+) -> None:
+    if not isinstance(route, dict):
+        return
+    for i, name in enumerate(_list(route, "receivers")):
+        check_ref(problems, name, receivers, (*path, "receivers", i), "receiver")
+    for i, name in enumerate(_list(route, "mute_time_intervals")):
+        check_ref(problems, name, intervals, (*path, "mute_time_intervals", i), "time interval")
+    for label, rx in _dict(route, "match_re").items():
+        if isinstance(rx, str):
+            try:
+                re.compile(rx)
+            except re.error as exc:
+                problems.add((*path, "match_re", label), f"invalid regular expression: {exc}")
+    _check_grouping(problems, route.get("grouping"), (*path, "grouping"))
+    for i, child in enumerate(_list(route, "routes")):
+        _check_route(problems, child, (*path, "routes", i), receivers, intervals)
+
+
+def _check_interval(problems: ProblemList, span: Any, path: KeyPath) -> None:
+    if not isinstance(span, dict):
+        return
+    for i, rng in enumerate(_list(span, "times")):
+        start, end = _str(rng, "start"), _str(rng, "end")
+        if start and end and start >= end:
+            problems.add((*path, "times", i), f"start {start} must be before end {end}")
+    for i, day in enumerate(_list(span, "weekdays")):
+        if isinstance(day, str) and ":" in day:
+            a, b = day.split(":", 1)
+            if a in WEEKDAYS and b in WEEKDAYS and WEEKDAYS.index(a) > WEEKDAYS.index(b):
+                problems.add((*path, "weekdays", i), f"range '{day}' runs backwards")
+    for i, month in enumerate(_list(span, "months")):
+        if not isinstance(month, str):
+            continue
+        for part in month.split(":"):
+            if not (part in MONTHS or (part.isdigit() and 1 <= int(part) <= 12)):
+                problems.add(
+                    (*path, "months", i),
+                    f"unknown month '{part}': use a name (january…december) or 1..12",
+                )
+    for i, day in enumerate(_list(span, "days_of_month")):
+        if isinstance(day, str):
+            for part in day.split(":"):
+                if part.lstrip("-").isdigit() and not 1 <= abs(int(part)) <= 31:
+                    problems.add(
+                        (*path, "days_of_month", i),
+                        f"day {part} is out of range (1..31, or -1..-31 from the month's end)",
+                    )
+    if "location" in span:
+        check_timezone(problems, span.get("location"), (*path, "location"))
+
+
+def _check_template(problems: ProblemList, text: Any, path: KeyPath) -> None:
+    if isinstance(text, str) and not string.Template(text).is_valid():
+        problems.add(path, "invalid template: write $name or ${name}, and $$ for a literal $")

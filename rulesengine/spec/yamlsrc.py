@@ -1,0 +1,191 @@
+"""Safe YAML loading that keeps the position of every key and value.
+
+PyYAML's SafeLoader composes the document into nodes (which carry marks); we build
+plain Python values from the nodes ourselves so that:
+
+* only the JSON-compatible core tags are accepted (``!!python/...``, ``!!binary``,
+  ``!!set`` and custom tags are errors, never objects);
+* duplicate keys are errors;
+* booleans follow YAML 1.2 (``yes``/``no``/``on``/``off`` stay strings, so a
+  country code ``NO`` is not ``false``), and dates stay strings;
+* every key path maps to the line and column where the user wrote it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from rulesengine.errors import KeyPath, Pos, ProblemList
+
+MAX_NODES = 200_000  # guards against alias bombs ("billion laughs")
+
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans and no implicit timestamps."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _first in "tTfF":
+    _Loader.yaml_implicit_resolvers.setdefault(_first, []).insert(
+        0, ("tag:yaml.org,2002:bool", _BOOL_12)
+    )
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+MAP_TAG = "tag:yaml.org,2002:map"
+SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+def _pos(mark: Any) -> Pos:
+    return Pos(mark.line + 1, mark.column + 1)
+
+
+@dataclass
+class LoadedYaml:
+    """A document's data plus where each part of it was written."""
+
+    data: Any
+    problems: ProblemList
+    # paths of plain (unquoted) scalars: a whole-value ${VAR} there is re-typed
+    plain: set[KeyPath] = field(default_factory=set)
+
+
+def resolve_plain_scalar(text: str) -> Any:
+    """Type a plain scalar the way our loader would (int, float, bool, null, str)."""
+    tag = _Loader.resolve(_Loader, yaml.ScalarNode, text, (True, False))
+    node = yaml.ScalarNode(tag, text)
+    return _Loader.construct_object(_Loader(""), node) if tag in _SCALAR_TAGS else text
+
+
+def load_yaml(text: str, file: str) -> LoadedYaml:
+    """Parse one YAML document. Syntax errors and forbidden constructs become
+    positioned problems; the data is ``None`` when nothing usable was parsed."""
+    problems = ProblemList(file)
+    out = LoadedYaml(None, problems)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = _pos(mark) if mark else Pos(1, 1)
+        what = exc.problem or "invalid YAML"
+        if exc.context:
+            what = f"{exc.context}: {what}"
+        problems.positions[()] = pos
+        problems.add((), f"invalid YAML: {what}")
+        return out
+    except yaml.YAMLError as exc:  # e.g. a second document or a reader error
+        problems.add((), f"invalid YAML: {exc}")
+        return out
+    finally:
+        loader.dispose()
+    if node is None:
+        problems.add((), "the file is empty")
+        return out
+    builder = _Builder(loader, problems, out.plain)
+    out.data = builder.build(node, ())
+    return out
+
+
+class _Builder:
+    def __init__(self, loader: _Loader, problems: ProblemList, plain: set[KeyPath]) -> None:
+        self.loader = loader
+        self.problems = problems
+        self.plain = plain
+        self.count = 0
+        self.exploded = False
+
+    def build(self, node: yaml.Node, path: KeyPath) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            if not self.exploded:
+                self.exploded = True
+                self.problems.add(
+                    path,
+                    f"the document expands to more than {MAX_NODES} values (too many aliases?)",
+                )
+            return None
+        self.problems.positions.setdefault(path, _pos(node.start_mark))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != SEQ_TAG:
+                return self._bad_tag(node, path)
+            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        if node.tag not in _SCALAR_TAGS:
+            return self._bad_tag(node, path)
+        if node.style is None:
+            self.plain.add(path)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (yaml.constructor.ConstructorError, ValueError) as exc:
+            self.problems.add(path, f"cannot read value: {exc}")
+            return None
+
+    def _bad_tag(self, node: yaml.Node, path: KeyPath) -> None:
+        tag = node.tag
+        short = tag.replace("tag:yaml.org,2002:", "!!")
+        self.problems.add(
+            path,
+            f"tag '{short}' is not allowed: specs hold only plain maps, lists, strings, "
+            "numbers, booleans and null",
+        )
+        return None
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, Any] | None:
+        if node.tag != MAP_TAG:
+            return self._bad_tag(node, path)
+        try:
+            self.loader.flatten_mapping(node)  # resolves `<<` merge keys
+        except yaml.constructor.ConstructorError as exc:
+            self.problems.add(path, f"invalid merge key: {exc.problem}")
+            return {}
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
+                self.problems.positions.setdefault(path, _pos(node.start_mark))
+                self.problems.problems.append(
+                    _at(self.problems.file, key_node, path, "keys must be plain strings")
+                )
+                continue
+            key = key_node.value  # keys are names: always their text
+            child = (*path, key)
+            if key in result:
+                first = self.problems.key_positions[child]
+                self.problems.problems.append(
+                    _at(
+                        self.problems.file,
+                        key_node,
+                        child,
+                        f"duplicate key '{key}' (first defined at line {first.line})",
+                    )
+                )
+                continue
+            self.problems.key_positions[child] = _pos(key_node.start_mark)
+            result[key] = self.build(value_node, child)
+        return result
+
+
+def _at(file: str, node: yaml.Node, path: KeyPath, message: str):  # -> Problem
+    from rulesengine.errors import Problem
+
+    pos = _pos(node.start_mark)
+    return Problem(file, pos.line, pos.col, path, message)

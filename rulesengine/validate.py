@@ -1,0 +1,78 @@
+"""``rulesengine validate``: load configs, optionally check them against the data,
+and render the problems as text, JSON or GitHub annotations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from rulesengine.errors import Problem
+from rulesengine.spec.loader import LoadReport, load_report
+
+FORMATS = ("text", "json", "github")
+
+
+def validate(
+    paths: Sequence[str | Path],
+    *,
+    check_sources: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> LoadReport:
+    """Load everything under ``paths``; with ``check_sources`` also read each source's
+    schema (no data) and check the columns the spec uses."""
+    report = load_report(paths, env)
+    if check_sources and report.config is not None:
+        from rulesengine.spec.sourcecheck import check_sources as run_check
+
+        problems = run_check(report.config)
+        if any(p.severity == "error" for p in problems):
+            return LoadReport(None, sorted(problems, key=Problem.sort_key), report.files)
+        report.problems.extend(problems)
+    return report
+
+
+def _escape_github(text: str, *, prop: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def render(report: LoadReport, fmt: str) -> str:
+    errors = [p for p in report.problems if p.severity == "error"]
+    if fmt == "json":
+        return json.dumps(
+            {
+                "valid": report.ok and not errors,
+                "files": report.files,
+                "problems": [p.as_dict() for p in report.problems],
+            },
+            indent=2,
+        )
+    lines = []
+    for p in report.problems:
+        if fmt == "github":
+            level = "error" if p.severity == "error" else "warning"
+            from rulesengine.errors import format_path
+
+            title = format_path(p.path) or "config"
+            lines.append(
+                f"::{level} file={_escape_github(p.file, prop=True)},line={p.line},"
+                f"col={p.col},title={_escape_github(title, prop=True)}::"
+                f"{_escape_github(p.message)}"
+            )
+        else:
+            prefix = "" if p.severity == "error" else "warning: "
+            lines.append(prefix + p.render())
+    n_files = len(report.files)
+    if fmt == "text":
+        if errors:
+            lines.append(
+                f"{len(errors)} error{'s' if len(errors) != 1 else ''} in "
+                f"{len({p.file for p in errors})} of {n_files} "
+                f"file{'s' if n_files != 1 else ''}"
+            )
+        else:
+            lines.append(f"ok: {n_files} file{'s' if n_files != 1 else ''} valid")
+    return "\n".join(lines)
