@@ -3,6 +3,7 @@ render, and return an exit code; everything they do is reachable from Python."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -14,7 +15,35 @@ PATHS = click.argument(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns our errors into a message and exit code in one place; never a traceback
+    for bad input (set RULESENGINE_DEBUG=1 to see one for an internal error)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from rulesengine.errors import RulesEngineError
+
+        try:
+            return super().invoke(ctx)
+        except RulesEngineError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as exc:
+            if os.environ.get("RULESENGINE_DEBUG"):
+                raise
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "This is a bug in rulesengine; please report it "
+                "(RULESENGINE_DEBUG=1 shows the traceback).",
+                err=True,
+            )
+            sys.exit(70)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rulesengine")
 def main() -> None:
     """Declarative monitoring rules for ML models in production."""

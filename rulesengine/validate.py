@@ -23,7 +23,7 @@ def validate(
     schema (no data) and check the columns the spec uses."""
     report = load_report(paths, env)
     if check_sources and report.config is not None:
-        from rulesengine.spec.sourcecheck import check_sources as run_check
+        from rulesengine.sourcecheck import check_sources as run_check
 
         problems = run_check(report.config)
         if any(p.severity == "error" for p in problems):
@@ -40,7 +40,8 @@ def _escape_github(text: str, *, prop: bool = False) -> str:
 
 
 def render(report: LoadReport, fmt: str) -> str:
-    errors = [p for p in report.problems if p.severity == "error"]
+    errors = report.errors
+    warnings = len(report.problems) - len(errors)
     if fmt == "json":
         return json.dumps(
             {
@@ -74,5 +75,6 @@ def render(report: LoadReport, fmt: str) -> str:
                 f"file{'s' if n_files != 1 else ''}"
             )
         else:
-            lines.append(f"ok: {n_files} file{'s' if n_files != 1 else ''} valid")
+            extra = f" ({warnings} warning{'s' if warnings != 1 else ''})" if warnings else ""
+            lines.append(f"ok: {n_files} file{'s' if n_files != 1 else ''} valid{extra}")
     return "\n".join(lines)

@@ -42,7 +42,7 @@ def substitute(
             nonlocal used_env
             if m.group(0) == "$${":
                 return "${"
-            name, default, bad = m.group(1), m.group(2), m.group(3)
+            name, default, _bad = m.group(1), m.group(2), m.group(3)
             if name is None:
                 problems.add(
                     path,

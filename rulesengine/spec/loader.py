@@ -56,8 +56,12 @@ class LoadReport:
     files: list[str]
 
     @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
     def ok(self) -> bool:
-        return self.config is not None and not self.problems
+        return self.config is not None and not self.errors
 
 
 def read_file(

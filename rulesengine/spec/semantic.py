@@ -407,12 +407,11 @@ def _check_monitor(
             )
 
     join = _dict(item, "join")
-    if join:
-        if (
-            check_ref(problems, join.get("source"), sources, (*path, "join", "source"), "source")
-            and join.get("source") == source_name
-        ):
-            problems.add((*path, "join", "source"), "a source cannot be joined onto itself")
+    if join and (
+        check_ref(problems, join.get("source"), sources, (*path, "join", "source"), "source")
+        and join.get("source") == source_name
+    ):
+        problems.add((*path, "join", "source"), "a source cannot be joined onto itself")
     if "min_label_coverage" in item and not join:
         problems.add((*path, "min_label_coverage"), "min_label_coverage needs join:")
 
@@ -429,12 +428,12 @@ def _check_drift(
         check_ref(problems, ref, sources, (*path, "reference"), "source")
     elif isinstance(ref, dict):
         name = ref.get("source")
-        if check_ref(problems, name, sources, (*path, "reference", "source"), "source"):
-            if not isinstance(sources.get(name), dict) or "timestamp" not in sources[name]:
-                problems.add(
-                    (*path, "reference", "source"),
-                    f"a trailing baseline needs a timestamp: source '{name}' has none",
-                )
+        known = check_ref(problems, name, sources, (*path, "reference", "source"), "source")
+        if known and (not isinstance(sources.get(name), dict) or "timestamp" not in sources[name]):
+            problems.add(
+                (*path, "reference", "source"),
+                f"a trailing baseline needs a timestamp: source '{name}' has none",
+            )
         _duration(problems, ref.get("offset"), (*path, "reference", "offset"))
         _duration(problems, ref.get("window"), (*path, "reference", "window"))
     if "columns" in item and "exclude" in item:
