@@ -48,10 +48,14 @@ class _Checker:
         self.model = model
         self.problems: list[Problem] = []
         self.schemas: dict[str, SourceSchema] = {}
+        self.seen: set[tuple[KeyPath, str]] = set()
 
     def add(self, path: KeyPath, message: str, severity: str = "error") -> None:
         loc = self.model.locator
         pos = loc.pos(path) if loc else None
+        if (path, message) in self.seen:
+            return
+        self.seen.add((path, message))
         self.problems.append(
             Problem(
                 self.model.file,
@@ -181,7 +185,12 @@ class _Checker:
 
     def _monitor(self, m: MonitorSpec) -> None:
         src = m.source
-        self._columns((*m.path, "segment_by"), src, m.segment_by)
+        own = self.model.locator is not None and (*m.path, "segment_by") in (
+            self.model.locator.positions)
+        if own:
+            self._columns((*m.path, "segment_by"), src, m.segment_by)
+        else:  # inherited from evaluation: report there, once per source
+            self._columns(("evaluation", "segment_by"), src, m.segment_by)
         self._sql(m, "filter", m.filter, "filter")
         if isinstance(m, CheckSpec):
             family = (

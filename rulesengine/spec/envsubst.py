@@ -65,7 +65,7 @@ def substitute(
         out = _REF.sub(repl, value)
         if used_env:
             secret_paths.add(path)
-        if whole and path in plain and out != value:
+        if whole and path in plain and out not in (value, ""):
             return resolve_plain_scalar(out)
         return out
 

@@ -89,6 +89,9 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
         what = exc.problem or "invalid YAML"
         if exc.context:
             what = f"{exc.context}: {what}"
+        lines = text.splitlines()
+        if mark and mark.line < len(lines) and "${" in lines[mark.line] and "flow" in what:
+            what += ' (inside [...] or {...}, quote a value holding ${VAR}: "${VAR}")'
         problems.positions[()] = pos
         problems.add((), f"invalid YAML: {what}")
         return out
@@ -153,12 +156,14 @@ class _Builder:
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, Any] | None:
         if node.tag != MAP_TAG:
             return self._bad_tag(node, path)
+        explicit = {id(k) for k, _ in node.value}  # the keys written here, not merged in
         try:
             self.loader.flatten_mapping(node)  # resolves `<<` merge keys
         except yaml.constructor.ConstructorError as exc:
             self.problems.add(path, f"invalid merge key: {exc.problem}")
             return {}
         result: dict[str, Any] = {}
+        merged: set[str] = set()
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
                 self.problems.positions.setdefault(path, _pos(node.start_mark))
@@ -168,7 +173,16 @@ class _Builder:
                 continue
             key = key_node.value  # keys are names: always their text
             child = (*path, key)
-            if key in result:
+            if id(key_node) not in explicit:  # from a merge: earlier merges win
+                if key in result:
+                    continue
+                merged.add(key)
+            elif key in merged:  # a key written here overrides a merged one
+                merged.discard(key)
+                del result[key]
+                for stale in [p for p in self.problems.positions if p[: len(child)] == child]:
+                    del self.problems.positions[stale]
+            elif key in result:
                 first = self.problems.key_positions[child]
                 self.problems.problems.append(
                     _at(
