@@ -186,7 +186,8 @@ class _Checker:
     def _monitor(self, m: MonitorSpec) -> None:
         src = m.source
         own = self.model.locator is not None and (*m.path, "segment_by") in (
-            self.model.locator.positions)
+            self.model.locator.positions
+        )
         if own:
             self._columns((*m.path, "segment_by"), src, m.segment_by)
         else:  # inherited from evaluation: report there, once per source

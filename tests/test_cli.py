@@ -23,16 +23,18 @@ def test_validate_json_format(cli):
 
 
 def test_invalid_spec_exit_1_and_github_annotations(cli, write):
-    path = write("m.yaml", "version: 1\nmodel: m\nsources: {r: {path: x.parquet}}\n"
-                           "checks:\n  - {name: c, source: q, type: nul_rate, column: a}\n")
+    path = write(
+        "m.yaml",
+        "version: 1\nmodel: m\nsources: {r: {path: x.parquet}}\n"
+        "checks:\n  - {name: c, source: q, type: nul_rate, column: a}\n",
+    )
     result = cli("validate", str(path), "--format", "github", cwd=path.parent)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert lines == [
         "::error file=m.yaml,line=5,col=5,title=checks[0]::no threshold: add warn: and/or "
         "critical:, e.g. critical: {above: 0.01}",
-        "::error file=m.yaml,line=5,col=23,title=checks[0].source::unknown source 'q'; "
-        "defined: r",
+        "::error file=m.yaml,line=5,col=23,title=checks[0].source::unknown source 'q'; defined: r",
         "::error file=m.yaml,line=5,col=32,title=checks[0].type::unknown type 'nul_rate' (did "
         "you mean 'null_rate'?); expected 'row_count', 'null_count', 'null_rate', "
         "'freshness', 'schema', 'out_of_range', 'allowed_values', 'new_categories', "
@@ -60,7 +62,8 @@ def test_schema_command_prints_the_shipped_schemas(cli):
         result = cli("schema", kind)
         assert result.returncode == 0
         assert json.loads(result.stdout) == json.loads(
-            (ROOT / "schemas" / f"{kind}.schema.json").read_text())
+            (ROOT / "schemas" / f"{kind}.schema.json").read_text()
+        )
     assert json.loads(cli("schema").stdout)["title"] == "rulesengine model spec"
 
 

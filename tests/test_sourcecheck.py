@@ -10,13 +10,15 @@ import pytest
 
 from rulesengine.validate import validate
 
-FRAME = pl.DataFrame({
-    "request_id": ["a", "b"],
-    "ts": [datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)],
-    "amount": [1.5, 2.0],
-    "country": ["DE", "FR"],
-    "version": ["v1", "v2"],
-})
+FRAME = pl.DataFrame(
+    {
+        "request_id": ["a", "b"],
+        "ts": [datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)],
+        "amount": [1.5, 2.0],
+        "country": ["DE", "FR"],
+        "version": ["v1", "v2"],
+    }
+)
 LABELS = pl.DataFrame({"request_id": ["a"], "is_fraud": [True], "at": ["2026-01-03T00:00:00Z"]})
 
 
@@ -39,7 +41,8 @@ sources:
   labels: {{path: logs/labels.ndjson, timestamp: at}}
 evaluation: {{segment_by: [versoin]}}
 checks:
-  - {{name: q, source: requests, type: out_of_range, column: country, min: 0, critical: {{above: 0}}}}
+  - {{name: q, source: requests, type: out_of_range, column: country, min: 0,
+     critical: {{above: 0}}}}
   - {{name: n, source: requests, type: null_rate, column: amout, critical: {{above: 0}}}}
   - {{name: p, source: requests, type: pattern, column: amount, regex: x, warn: {{above: 0}}}}
 metrics:
@@ -59,14 +62,15 @@ def test_columns_and_dtypes_checked(tmp_path: Path, fmt: str):
     got = [(p.line, p.message) for p in report.problems]
     assert got == [
         (6, "column 'versoin' not found in source 'requests' (did you mean 'version'?)"),
-        (8, "column 'country' of source 'requests' is String, but this needs a numeric "
-            "column"),
-        (9, "column 'amout' not found in source 'requests' (did you mean 'amount'?)"),
-        (10, "column 'amount' of source 'requests' is Float64, but this needs a string "
-             "column"),
-        (14, "column 'amont' not found in source 'requests' (did you mean 'amount'?)"),
-        (15, "does not fit the source's columns: invalid series dtype: expected `String`, "
-             "got `f64` for series with name `amount`"),
+        (8, "column 'country' of source 'requests' is String, but this needs a numeric column"),
+        (10, "column 'amout' not found in source 'requests' (did you mean 'amount'?)"),
+        (11, "column 'amount' of source 'requests' is Float64, but this needs a string column"),
+        (15, "column 'amont' not found in source 'requests' (did you mean 'amount'?)"),
+        (
+            16,
+            "does not fit the source's columns: invalid series dtype: expected `String`, "
+            "got `f64` for series with name `amount`",
+        ),
     ]
     assert not report.ok
 

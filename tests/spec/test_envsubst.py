@@ -17,7 +17,8 @@ def run(text: str, env: dict[str, str]):
 
 def test_values_defaults_and_escapes():
     data, errors, secret = run(
-        'a: "${A}"\nb: ${B:-fallback}\nc: x-${A}-y\nd: $${A}\ne: ${E:-}\n', {"A": "v"})
+        'a: "${A}"\nb: ${B:-fallback}\nc: x-${A}-y\nd: $${A}\ne: ${E:-}\n', {"A": "v"}
+    )
     assert data == {"a": "v", "b": "fallback", "c": "x-v-y", "d": "${A}", "e": ""}
     assert errors == []
     assert secret == {("a",), ("c",)}
@@ -25,8 +26,10 @@ def test_values_defaults_and_escapes():
 
 def test_missing_variable_names_it_at_its_position():
     _, errors, _ = run("sources:\n  s:\n    path: ${DATA_DIR}/x.parquet\n", {})
-    assert errors == ["f.yaml:3:11: sources.s.path: environment variable 'DATA_DIR' is not set "
-                      "(set it, or give a default: ${DATA_DIR:-value})"]
+    assert errors == [
+        "f.yaml:3:11: sources.s.path: environment variable 'DATA_DIR' is not set "
+        "(set it, or give a default: ${DATA_DIR:-value})"
+    ]
 
 
 def test_whole_plain_value_is_typed_quoted_stays_string():
@@ -41,8 +44,9 @@ def test_keys_are_not_substituted():
 
 def test_bad_reference_syntax():
     _, errors, _ = run("a: ${1X}\n", {})
-    assert errors == ["f.yaml:1:4: a: invalid variable reference '${1X}': write ${NAME} or "
-                      "${NAME:-default}"]
+    assert errors == [
+        "f.yaml:1:4: a: invalid variable reference '${1X}': write ${NAME} or ${NAME:-default}"
+    ]
 
 
 def test_unquoted_reference_in_flow_collection_gets_a_hint():

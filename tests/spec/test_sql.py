@@ -10,16 +10,19 @@ import pytest
 from rulesengine.spec.sql import SqlError, compile_sql, shape
 
 
-@pytest.mark.parametrize("text", [
-    "(SELECT count(*) FROM read_csv('/etc/passwd'))",
-    "x IN (SELECT 1)",
-    "read_parquet('/tmp/a.parquet')",
-    "READ_CSV('x')",
-    "scan_ndjson('x')",
-    "avg(x) ; avg(y)",
-    "x in (VALUES (1))",
-    "(WITH t AS (SELECT 1) SELECT * FROM t)",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(SELECT count(*) FROM read_csv('/etc/passwd'))",
+        "x IN (SELECT 1)",
+        "read_parquet('/tmp/a.parquet')",
+        "READ_CSV('x')",
+        "scan_ndjson('x')",
+        "avg(x) ; avg(y)",
+        "x in (VALUES (1))",
+        "(WITH t AS (SELECT 1) SELECT * FROM t)",
+    ],
+)
 def test_queries_and_file_access_are_refused(text):
     with pytest.raises(SqlError):
         compile_sql(text)
@@ -35,16 +38,19 @@ def test_refused_query_would_really_have_read_the_file(tmp_path: Path):
         compile_sql(f"(SELECT count(*) FROM read_csv('{secret}'))")
 
 
-@pytest.mark.parametrize(("text", "want"), [
-    ("avg(CAST(status >= 500 AS DOUBLE))", "aggregate"),
-    ("sum(CASE WHEN is_fraud AND NOT blocked THEN amount ELSE 0 END)", "aggregate"),
-    ("count(*) FILTER (WHERE x > 1)", "aggregate"),
-    ("count(*)", "aggregate"),
-    ("median(x)", "aggregate"),
-    ("score >= 0.5", "row"),
-    ("country = 'DE' AND amount > 0", "row"),
-    ("x + 1", "row"),
-])
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("avg(CAST(status >= 500 AS DOUBLE))", "aggregate"),
+        ("sum(CASE WHEN is_fraud AND NOT blocked THEN amount ELSE 0 END)", "aggregate"),
+        ("count(*) FILTER (WHERE x > 1)", "aggregate"),
+        ("count(*)", "aggregate"),
+        ("median(x)", "aggregate"),
+        ("score >= 0.5", "row"),
+        ("country = 'DE' AND amount > 0", "row"),
+        ("x + 1", "row"),
+    ],
+)
 def test_shape(text, want):
     assert shape(compile_sql(text)) == want
 

@@ -43,8 +43,7 @@ def test_duplicate_keys_point_at_the_second():
 
 def test_yaml_12_booleans_and_dates_stay_strings():
     data = load_yaml("a: yes\nb: NO\nc: on\nd: 2024-01-01\ne: true\nf: False\n", "f").data
-    assert data == {"a": "yes", "b": "NO", "c": "on", "d": "2024-01-01", "e": True,
-                    "f": False}
+    assert data == {"a": "yes", "b": "NO", "c": "on", "d": "2024-01-01", "e": True, "f": False}
 
 
 def test_keys_are_their_text():
