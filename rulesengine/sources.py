@@ -1,9 +1,20 @@
-"""Log sources → Polars LazyFrames (local files, globs, hive folders, object storage)."""
+"""Log sources → Polars LazyFrames (local files, globs, hive folders, object storage).
+
+A source becomes one LazyFrame whose timestamp column is normalised to
+``Datetime("us", "UTC")`` whatever the files hold (datetimes with or without a
+zone, epoch seconds/milliseconds/…, ISO strings). When a local source's files do
+not all share one schema (a column renamed one day), each file is scanned on its
+own and the scans are concatenated diagonally, so no column silently disappears;
+:func:`file_schemas` reports the difference to the ``schema`` check.
+"""
 
 from __future__ import annotations
 
 import glob as globlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import polars as pl
 
@@ -11,6 +22,16 @@ from rulesengine.errors import DataError
 from rulesengine.spec.model import SourceSpec
 
 INFER_ROWS = 1000  # rows read to infer CSV / NDJSON dtypes
+TS_DTYPE = pl.Datetime("us", "UTC")
+
+_ZONED_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+_NAIVE_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
 
 
 def _has_glob(path: str) -> bool:
@@ -24,22 +45,15 @@ def local_files(source: SourceSpec) -> list[str] | None:
         return None
     path = source.path.removeprefix("file://")
     if _has_glob(path):
-        return sorted(p for p in globlib.glob(path, recursive=True) if not p.endswith("/"))
-    import os
-
+        return sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
     if os.path.isdir(path):
-        return sorted(
-            p
-            for p in globlib.glob(os.path.join(path, "**", "*"), recursive=True)
-            if os.path.isfile(p)
-        )
+        pattern = os.path.join(path, "**", "*")
+        return sorted(p for p in globlib.glob(pattern, recursive=True) if os.path.isfile(p))
     return [path] if os.path.exists(path) else []
 
 
-def scan(source: SourceSpec) -> pl.LazyFrame:
-    """A LazyFrame over every file of ``source``. Nothing is read yet."""
+def _scan_one(source: SourceSpec, path: str) -> pl.LazyFrame:
     opts = dict(source.storage_options) or None
-    path = source.path
     if source.format == "parquet":
         hive = True if source.hive_partitioning is None else source.hive_partitioning
         return pl.scan_parquet(path, hive_partitioning=hive, storage_options=opts)
@@ -58,6 +72,58 @@ def scan(source: SourceSpec) -> pl.LazyFrame:
     return pl.scan_ndjson(path, infer_schema_length=INFER_ROWS, storage_options=opts)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class FileSchema:
+    path: str
+    schema: pl.Schema
+
+
+_SCHEMA_CACHE: dict[tuple[str, int, float, str], pl.Schema] = {}
+
+
+def file_schemas(source: SourceSpec, files: Sequence[str] | None = None) -> list[FileSchema]:
+    """Each local file's own schema (metadata or first lines only), cached by
+    path, size and mtime. Raises :class:`DataError` naming an unreadable file."""
+    files = local_files(source) if files is None else files
+    out = []
+    for path in files or []:
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime, source.format + source.separator)
+        schema = _SCHEMA_CACHE.get(key)
+        if schema is None:
+            try:
+                schema = _scan_one(source, path).collect_schema()
+            except Exception as exc:
+                raise DataError(
+                    f"source '{source.name}': cannot read {path}: {_first_line(exc)}"
+                ) from None
+            _SCHEMA_CACHE[key] = schema
+        out.append(FileSchema(path, schema))
+    return out
+
+
+def scan(source: SourceSpec) -> pl.LazyFrame | None:
+    """A LazyFrame over every file of ``source`` (raw columns), or None when no file
+    matches. Nothing is read except schemas."""
+    files = local_files(source)
+    if files == []:
+        return None
+    if files is None:  # object storage: Polars lists and reads
+        return _scan_one(source, source.path)
+    schemas = file_schemas(source, files)
+    if len({tuple(s.schema.items()) for s in schemas}) <= 1:
+        target = source.path if source.format == "parquet" else files
+        if source.format == "parquet":
+            return _scan_one(source, target)  # type: ignore[arg-type]
+        return pl.concat([_scan_one(source, f) for f in files], how="vertical")
+    return pl.concat([_scan_one(source, f) for f in files], how="diagonal_relaxed")
+
+
 @dataclass(frozen=True)
 class SourceSchema:
     """What a source's files declare, read from metadata or first lines only."""
@@ -68,20 +134,108 @@ class SourceSchema:
 
 
 def read_schema(source: SourceSpec) -> SourceSchema:
-    """Read only the schema of ``source`` (parquet/IPC metadata, the CSV header and
-    first rows, the first NDJSON lines). Raises :class:`DataError` naming the file
-    when it cannot be read."""
+    """The combined schema of ``source``. Raises :class:`DataError` naming the file
+    when one cannot be read."""
     files = local_files(source)
-    if files == []:
-        return SourceSchema(source.name, None, 0)
     try:
-        schema = scan(source).collect_schema()
+        frame = scan(source)
+        if frame is None:
+            return SourceSchema(source.name, None, 0)
+        schema = frame.collect_schema()
+    except DataError:
+        raise
     except FileNotFoundError:
         return SourceSchema(source.name, None, 0)
     except Exception as exc:  # polars raises ComputeError, OSError, … for bad files
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "expanded paths were empty" in text:
+        text = _first_line(exc)
+        if "expanded paths were empty" in text or "no such file" in text.lower():
             return SourceSchema(source.name, None, 0)
-        where = files[0] if files and len(files) == 1 else source.path
-        raise DataError(f"source '{source.name}': cannot read {where}: {text}") from None
+        raise DataError(f"source '{source.name}': cannot read {source.path}: {text}") from None
     return SourceSchema(source.name, schema, None if files is None else len(files))
+
+
+# ----------------------------------------------------------------- timestamps
+
+
+def _epoch_to_us(col: pl.Expr, unit: str | None) -> pl.Expr:
+    """Epoch numbers → microseconds; without a unit, guessed per value from its size
+    (seconds until year 5138, then milliseconds, microseconds, nanoseconds)."""
+    value = col.cast(pl.Float64)
+    factor = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}
+    if unit:
+        return (value * factor[unit]).round(0).cast(pl.Int64)
+    mag = value.abs()
+    scaled = (
+        pl.when(mag < 1e11)
+        .then(value * 1e6)
+        .when(mag < 1e14)
+        .then(value * 1e3)
+        .when(mag < 1e17)
+        .then(value)
+        .otherwise(value / 1e3)
+    )
+    return scaled.round(0).cast(pl.Int64)
+
+
+def timestamp_expr(source: SourceSpec, dtype: pl.DataType, column: str | None = None) -> pl.Expr:
+    """An expression turning the source's timestamp column into UTC microseconds."""
+    name = column or source.timestamp
+    assert name is not None
+    col = pl.col(name)
+    tz = source.timezone
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            col = col.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+        return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if dtype == pl.Date:
+        return (
+            col.cast(pl.Datetime("us"))
+            .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+        )
+    if dtype.is_numeric():
+        return pl.from_epoch(
+            _epoch_to_us(col, source.timestamp_unit), time_unit="us"
+        ).dt.replace_time_zone("UTC")
+    if dtype == pl.String:
+        zoned = [
+            col.str.to_datetime(format=f, time_unit="us", strict=False).dt.convert_time_zone("UTC")
+            for f in _ZONED_FORMATS
+        ]
+        naive = [
+            col.str.to_datetime(format=f, time_unit="us", strict=False)
+            .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+            for f in _NAIVE_FORMATS
+        ]
+        return pl.coalesce([*zoned, *naive])
+    raise DataError(
+        f"source '{source.name}': timestamp column '{name}' is {dtype}; use a "
+        "datetime, epoch numbers or ISO-8601 strings"
+    )
+
+
+def with_timestamp(frame: pl.LazyFrame, source: SourceSpec, schema: pl.Schema) -> pl.LazyFrame:
+    """``frame`` with its timestamp column normalised to UTC (no-op without one)."""
+    if source.timestamp is None:
+        return frame
+    if source.timestamp not in schema:
+        raise DataError(
+            f"source '{source.name}': timestamp column '{source.timestamp}' not "
+            f"found (columns: {', '.join(schema.names())})"
+        )
+    dtype = schema[source.timestamp]
+    if dtype == TS_DTYPE:
+        return frame
+    return frame.with_columns(timestamp_expr(source, dtype).alias(source.timestamp))
+
+
+def in_window(source: SourceSpec, start: datetime | None, end: datetime | None) -> pl.Expr:
+    """Rows with ``start < ts <= end`` (either bound may be open)."""
+    ts = pl.col(source.timestamp or "")
+    cond = pl.lit(True)
+    if start is not None:
+        cond = cond & (ts > pl.lit(start, dtype=TS_DTYPE))
+    if end is not None:
+        cond = cond & (ts <= pl.lit(end, dtype=TS_DTYPE))
+    return cond

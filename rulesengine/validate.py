@@ -66,7 +66,7 @@ def render(report: LoadReport, fmt: str) -> str:
         else:
             prefix = "" if p.severity == "error" else "warning: "
             lines.append(prefix + p.render())
-    n_files = len(report.files)
+    n_files = max(len(report.files), len({p.file for p in report.problems}))
     if fmt == "text":
         if errors:
             lines.append(

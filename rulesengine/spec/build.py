@@ -233,7 +233,7 @@ def build_model(
             timezone=s.get("timezone", "UTC"),
             required=s.get("required", False),
             hive_partitioning=s.get("hive_partitioning"),
-            separator=s.get("separator", ","),
+            separator=s.get("separator", "\t" if ".tsv" in s["path"].lower() else ","),
             storage_options=_frozen(s.get("storage_options")),
             description=s.get("description"),
         )

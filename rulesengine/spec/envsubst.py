@@ -3,13 +3,15 @@
 Runs after YAML loading and before schema validation, so a substituted value is
 validated like any other. ``$${`` writes a literal ``${``. When a whole plain
 (unquoted) scalar is one reference, the result is typed as YAML would type it, so
-``min_rows: ${MIN_ROWS:-500}`` gives the integer 500.
+``min_rows: ${MIN_ROWS:-500}`` gives the integer 500. As in the shell, the default
+applies when the variable is unset or empty. Paths for which ``skip`` is true
+(notification templates, whose ``${name}`` are template fields) are left alone.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rulesengine.errors import KeyPath, ProblemList
@@ -23,6 +25,7 @@ def substitute(
     problems: ProblemList,
     plain: set[KeyPath],
     secret_paths: set[KeyPath],
+    skip: Callable[[KeyPath], bool] = lambda path: False,
 ) -> Any:
     """Return ``data`` with references replaced. Paths whose value came from the
     environment are added to ``secret_paths`` so messages never echo them."""
@@ -33,7 +36,7 @@ def substitute(
             return {k: walk(v, (*path, k)) for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v, (*path, i)) for i, v in enumerate(value)]
-        if not isinstance(value, str) or "$" not in value:
+        if not isinstance(value, str) or "$" not in value or skip(path):
             return value
         used_env = False
         whole = _REF.fullmatch(value) is not None and not value.startswith("$${")
@@ -50,11 +53,11 @@ def substitute(
                     "write ${NAME} or ${NAME:-default}",
                 )
                 return m.group(0)
+            if default is not None and not env.get(name):  # like the shell: unset or empty
+                return default
             if name in env:
                 used_env = True
                 return env[name]
-            if default is not None:
-                return default
             problems.add(
                 path,
                 f"environment variable '{name}' is not set "

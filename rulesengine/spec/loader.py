@@ -84,7 +84,14 @@ def read_file(
     if parsed.data is None:
         return loaded
     secret_paths: set[tuple[Any, ...]] = set()
-    data = substitute(parsed.data, env, problems, parsed.plain, secret_paths)
+    data = substitute(
+        parsed.data,
+        env,
+        problems,
+        parsed.plain,
+        secret_paths,
+        skip=_is_template if kind == "engine" else lambda path: False,
+    )
     loaded.secrets = {str(v) for k, v in env.items() if f"${{{k}" in text and v}
     validate_structure(data, kind, problems, secret_paths)
     if kind == "model":
@@ -93,6 +100,13 @@ def read_file(
         check_engine(data, problems, root or path.parent, loaded.secrets)
     loaded.data = data
     return loaded
+
+
+def _is_template(path: tuple[Any, ...]) -> bool:
+    """Notification templates keep their ``${field}``s for the template engine."""
+    return (len(path) >= 2 and path[0] == "templates") or (
+        len(path) == 3 and path[0] == "receivers" and path[2] in ("title", "body")
+    )
 
 
 def _engine_near(path: Path) -> Path | None:
@@ -147,6 +161,8 @@ def discover(
             models.extend(found)
         elif p.name in ENGINE_NAMES:
             engines.append(p)
+            for pattern in _model_globs(read_file(p, "engine", env)):
+                models.extend(sorted(q for q in p.parent.glob(pattern) if q.is_file()))
         else:
             models.append(p)
             near = _engine_near(p)

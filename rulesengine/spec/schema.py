@@ -76,7 +76,7 @@ class _Renderer:
 
     def show(self, value: Any, path: KeyPath) -> str:
         if any(path[: i + 1] in self.secret for i in range(len(path))) or path in self.secret:
-            return "the value from the environment"
+            return "(the value from the environment)"
         text = (
             json.dumps(value, ensure_ascii=False, default=str)
             if not isinstance(value, str)
@@ -161,6 +161,8 @@ class _Renderer:
         elif v == "enum":
             options = [str(o) for o in err.validator_value]
             field = path[-1] if path and isinstance(path[-1], str) else "value"
+            if len(path) >= 2 and path[-2] == "expected_columns":
+                field = "dtype"
             hint = did_you_mean(str(err.instance), options)
             listing = f"; expected {one_of(options, limit=20)}" if len(options) <= 20 else ""
             add(path, f"unknown {field} {self.show(err.instance, path)}{hint}{listing}")
@@ -208,6 +210,12 @@ class _Renderer:
             seen: list[Any] = []
             dups = [x for x in err.instance if x in seen or seen.append(x)]
             add(path, f"lists {self.show(dups[0], path)} more than once")
+        elif (
+            v == "anyOf"
+            and schema.get("x-hint")
+            and all(isinstance(b, dict) and set(b) == {"required"} for b in err.validator_value)
+        ):
+            add(path, schema["x-hint"])
         elif v in ("oneOf", "anyOf"):
             self.union(err, path)
         else:  # a keyword we have no wording for: still positioned, still clean

@@ -8,6 +8,7 @@ threshold consistency, SQL that compiles and is safe, regexes, Apprise URLs.
 
 from __future__ import annotations
 
+import math
 import zoneinfo
 from collections.abc import Iterable
 from pathlib import Path
@@ -108,6 +109,9 @@ def _threshold_number(
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            problems.add(path, f"must be a finite number, got {value}")
+            return None
         return float(value)
     if isinstance(value, str):
         if not durations_ok:
@@ -389,6 +393,14 @@ def _check_monitor(
     elif kind == "metric":
         if typ is None and "expr" not in item:
             problems.add(path, "a metric needs type: (e.g. recall, quantile, rate) or expr:")
+        elif typ is None:
+            for key in _not_for_expr_metrics(item):
+                problems.add(
+                    (*path, key),
+                    f"key '{key}' does not apply to a metric without "
+                    "type: (an expr metric); set type:",
+                    key=True,
+                )
         for key in ("prediction", "target", "score", "predicate"):
             check_sql(problems, item, path, key, "row")
         if typ in (None, "expr"):
@@ -414,6 +426,16 @@ def _check_monitor(
         problems.add((*path, "join", "source"), "a source cannot be joined onto itself")
     if "min_label_coverage" in item and not join:
         problems.add((*path, "min_label_coverage"), "min_label_coverage needs join:")
+
+
+def _not_for_expr_metrics(item: dict[str, Any]) -> list[str]:
+    from rulesengine.spec.schema import load_schema
+
+    for rule in load_schema("model")["$defs"]["metric"].get("allOf", []):
+        if rule["if"]["properties"]["type"]["const"] == "expr":
+            banned = rule["then"].get("properties", {})
+            return [k for k in item if banned.get(k) is False]
+    return []
 
 
 def _check_drift(

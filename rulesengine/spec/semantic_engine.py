@@ -13,7 +13,7 @@ from rulesengine.durations import parse_duration
 from rulesengine.errors import KeyPath, ProblemList
 from rulesengine.spec.semantic import _dict, _list, _str, check_ref, check_timezone
 
-WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]  # as AM
 MONTHS = [
     "january",
     "february",
@@ -163,17 +163,17 @@ def _check_interval(problems: ProblemList, span: Any, path: KeyPath) -> None:
             if a in WEEKDAYS and b in WEEKDAYS and WEEKDAYS.index(a) > WEEKDAYS.index(b):
                 problems.add((*path, "weekdays", i), f"range '{day}' runs backwards")
     for i, month in enumerate(_list(span, "months")):
-        if not isinstance(month, str):
+        if not isinstance(month, str | int) or isinstance(month, bool):
             continue
-        for part in month.split(":"):
+        for part in str(month).split(":"):
             if not (part in MONTHS or (part.isdigit() and 1 <= int(part) <= 12)):
                 problems.add(
                     (*path, "months", i),
                     f"unknown month '{part}': use a name (january…december) or 1..12",
                 )
     for i, day in enumerate(_list(span, "days_of_month")):
-        if isinstance(day, str):
-            for part in day.split(":"):
+        if isinstance(day, str | int) and not isinstance(day, bool):
+            for part in str(day).split(":"):
                 if part.lstrip("-").isdigit() and not 1 <= abs(int(part)) <= 31:
                     problems.add(
                         (*path, "days_of_month", i),

@@ -54,3 +54,25 @@ def test_unquoted_reference_in_flow_collection_gets_a_hint():
     (problem,) = loaded.problems.problems
     assert problem.line == 2
     assert 'quote a value holding ${VAR}: "${VAR}"' in problem.message
+
+
+def test_default_applies_to_empty_variables_like_the_shell():
+    data, _, secret = run("a: ${A:-d}\nb: ${A}\n", {"A": ""})
+    assert data == {"a": "d", "b": ""}
+
+
+def test_engine_templates_keep_their_fields(tmp_path):
+    from rulesengine.spec.loader import load
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.yaml").write_text(
+        "version: 1\nmodel: m\nsources: {s: {path: x.parquet}}\n"
+    )
+    (tmp_path / "engine.yaml").write_text(
+        'version: 1\ntemplates: {title: "${severity} $model"}\n'
+        'receivers:\n  r: {urls: ["json://127.0.0.1:1/x"], body: "${value}"}\n'
+    )
+    config = load([tmp_path / "engine.yaml"], {})
+    assert config.engine.templates.title == "${severity} $model"
+    assert config.engine.receivers["r"].body == "${value}"
+    assert [m.model for m in config.models] == ["m"]  # engine.yaml alone finds its models

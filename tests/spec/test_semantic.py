@@ -194,3 +194,19 @@ def test_secret_values_never_echoed(write):
     assert report.problems, "expected problems"
     assert secret not in text
     assert "the value from the environment" in text
+
+
+def test_metric_without_type_is_an_expr_metric_only(write):
+    got = problems(
+        write,
+        "metrics:\n  - {name: e, source: requests, expr: 'avg(x)', q: 0.5, critical: {above: 1}}\n",
+    )
+    assert got == ["key 'q' does not apply to a metric without type: (an expr metric); set type:"]
+
+
+def test_thresholds_must_be_finite(write):
+    got = problems(
+        write,
+        "checks:\n  - {name: c, source: requests, type: row_count, critical: {below: .inf}}\n",
+    )
+    assert got == ["must be a finite number, got inf"]

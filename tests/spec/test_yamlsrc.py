@@ -83,3 +83,16 @@ def test_merge_override_keeps_position_of_the_explicit_value():
     assert loaded.data["x"] == {"w": 1, "m": 9}
     assert loaded.problems.positions[("x", "m")].line == 4
     assert loaded.problems.problems == []
+
+
+def test_yaml_12_numbers():
+    data = load_yaml("a: 1e-3\nb: 12:30\nc: 1_000\nd: 007\ne: 0o17\nf: 0x1F\ng: .inf\n", "f").data
+    assert data == {
+        "a": 0.001,
+        "b": "12:30",
+        "c": "1_000",
+        "d": 7,
+        "e": 15,
+        "f": 31,
+        "g": float("inf"),
+    }

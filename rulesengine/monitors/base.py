@@ -1,0 +1,141 @@
+"""What every monitor type provides to the compiler and the scorer.
+
+A monitor type turns a spec into *needs* (aggregates over a frame: a source, a
+time window, a filter and maybe a label join) and turns the aggregated values back
+into a value with details. The compiler merges the needs of all monitors into one
+query per frame and segmentation; the type never sees Polars plans or other
+monitors. Built-in types register in ``MONITOR_TYPES`` the way a plugin would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import polars as pl
+
+from rulesengine.spec.model import JoinSpec, ModelSpec, MonitorSpec
+
+
+@dataclass(frozen=True)
+class FrameKey:
+    """The rows a set of aggregates runs over. Equal keys share one query."""
+
+    source: str
+    start: datetime | None  # exclusive; None: open
+    end: datetime | None  # inclusive; None: open
+    filter: str | None = None
+    join: JoinSpec | None = None
+    label_cutoff: datetime | None = None  # labels known at this time
+    how: str = "inner"  # inner: labelled rows only; left: all rows (for coverage)
+
+
+@dataclass(frozen=True)
+class Need:
+    """Aggregates a monitor needs over one frame, under a role name."""
+
+    frame: FrameKey
+    aggs: Mapping[str, pl.Expr]
+    role: str = "main"
+    segmented: bool = True  # False: computed overall only
+
+
+@dataclass
+class Scored:
+    """A monitor's value for one segment; ``status`` overrides threshold scoring
+    (e.g. ``insufficient_data`` for an undefined ratio) with ``reason`` in details."""
+
+    value: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None
+    rows: int | None = None
+
+
+class Undefined(Exception):
+    """A value that cannot be computed from the rows at hand (0/0, no labels…)."""
+
+
+def ratio(num: float, den: float, what: str) -> float:
+    if den == 0 or den is None or num is None:
+        raise Undefined(f"{what} is undefined: no rows in its denominator")
+    return float(num) / float(den)
+
+
+@dataclass
+class EvalContext:
+    """What a monitor type may know when it plans and scores."""
+
+    model: ModelSpec
+    at: datetime
+    schemas: Mapping[str, pl.Schema]  # per source, after timestamp normalisation
+    prepared: dict[str, dict[str, Any]] = field(default_factory=dict)  # monitor → values
+    file_schemas: Mapping[str, Any] = field(default_factory=dict)
+
+    def window(
+        self, m: MonitorSpec, *, shift: timedelta = timedelta(0)
+    ) -> tuple[datetime | None, datetime | None]:
+        """``(at - delay - window, at - delay]``, shifted back by ``shift``; open for a
+        static source."""
+        if self.model.sources[m.source].timestamp is None:
+            return None, None
+        end = self.at - m.delay - shift
+        return end - m.window, end
+
+
+class MonitorType:
+    """Base of all monitor types. Subclasses set ``kind``/``names`` and override."""
+
+    kind: ClassVar[str] = ""
+    names: ClassVar[tuple[str, ...]] = ()
+    # the value is meaningful with zero rows (a count), so no no_data/min_rows guard
+    counts_rows: ClassVar[bool] = False
+
+    def prepare(self, m: MonitorSpec, ctx: EvalContext) -> list[Need]:
+        """Aggregates over reference data, computed before ``needs`` (phase 1)."""
+        return []
+
+    def needs(self, m: MonitorSpec, ctx: EvalContext) -> list[Need]:
+        raise NotImplementedError
+
+    def score(
+        self,
+        m: MonitorSpec,
+        values: Mapping[str, Mapping[str, Any]],
+        rows: Mapping[str, int],
+        ctx: EvalContext,
+    ) -> Scored:
+        raise NotImplementedError
+
+    def column(self, m: MonitorSpec) -> str | None:
+        return getattr(m, "column", None)
+
+    def guard_rows(self, m: MonitorSpec, rows: Mapping[str, int]) -> int:
+        """The row count compared with ``min_rows``."""
+        return rows.get("main", 0)
+
+
+MONITOR_TYPES: dict[tuple[str, str], MonitorType] = {}
+
+
+def register(cls: type[MonitorType]) -> type[MonitorType]:
+    instance = cls()
+    for name in cls.names:
+        MONITOR_TYPES[(cls.kind, name)] = instance
+    return cls
+
+
+def lookup(m: MonitorSpec) -> MonitorType:
+    return MONITOR_TYPES[(m.kind, m.type)]
+
+
+def finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -1,0 +1,305 @@
+"""Data checks: counts and rates over the window's rows.
+
+Each rate is over the non-null values of its column unless said otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from rulesengine.monitors.base import (
+    EvalContext,
+    FrameKey,
+    MonitorType,
+    Need,
+    Scored,
+    ratio,
+    register,
+)
+from rulesengine.sources import timestamp_expr
+from rulesengine.spec.model import CheckSpec, MonitorSpec
+from rulesengine.spec.sql import compile_sql
+
+FILE_COLUMN = "__file"
+
+
+def window_frame(m: MonitorSpec, ctx: EvalContext) -> FrameKey:
+    start, end = ctx.window(m)
+    return FrameKey(m.source, start, end, m.filter)
+
+
+class _Check(MonitorType):
+    kind = "check"
+
+    def aggs(self, m: CheckSpec, ctx: EvalContext) -> dict[str, pl.Expr]:
+        return {}
+
+    def needs(self, m: MonitorSpec, ctx: EvalContext) -> list[Need]:
+        return [Need(window_frame(m, ctx), self.aggs(m, ctx))]  # type: ignore[arg-type]
+
+
+@register
+class RowCount(_Check):
+    names = ("row_count",)
+    counts_rows = True
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        return Scored(float(rows["main"]))
+
+
+@register
+class NullCount(_Check):
+    names = ("null_count", "null_rate")
+
+    def aggs(self, m, ctx):
+        return {"nulls": pl.col(m.column).null_count()}
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        nulls = values["main"]["nulls"]
+        value = float(nulls) if m.type == "null_count" else ratio(nulls, rows["main"], "null_rate")
+        return Scored(value, {"nulls": nulls})
+
+
+@register
+class Freshness(_Check):
+    """Age in seconds of the newest row at the end of the window; looks back over the
+    whole source, so a stalled log shows as old, not as missing."""
+
+    names = ("freshness",)
+
+    def needs(self, m, ctx):
+        _, end = ctx.window(m)
+        end = end or ctx.at
+        source = ctx.model.sources[m.source]
+        column = m.column or source.timestamp
+        dtype = ctx.schemas[m.source][column]
+        newest = timestamp_expr(source, dtype, column).max()
+        return [Need(FrameKey(m.source, None, end, m.filter), {"newest": newest})]
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        newest = values["main"]["newest"]
+        _, end = ctx.window(m)
+        end = end or ctx.at
+        return Scored((end - newest).total_seconds(), {"newest": newest})
+
+
+def dtype_matches(dtype: pl.DataType, expected: str) -> bool:
+    """Whether a Polars dtype fits a declared type name or family."""
+    name = type(dtype).__name__ if not isinstance(dtype, type) else dtype.__name__
+    families = {
+        "any": True,
+        "numeric": dtype.is_numeric(),
+        "integer": dtype.is_integer(),
+        "float": dtype.is_float(),
+        "string": name in ("String", "Categorical", "Enum"),
+        "boolean": name == "Boolean",
+        "temporal": dtype.is_temporal(),
+        "date": name == "Date",
+        "datetime": name == "Datetime",
+        "duration": name == "Duration",
+        "time": name == "Time",
+        "categorical": name in ("Categorical", "Enum"),
+    }
+    if expected in families:
+        return bool(families[expected])
+    return name == expected or (expected == "Utf8" and name == "String")
+
+
+@register
+class Schema(_Check):
+    """Problems in the schemas of the files that hold the window's rows."""
+
+    names = ("schema",)
+
+    def aggs(self, m, ctx):
+        if ctx.file_schemas.get(m.source):
+            return {"files": pl.col(FILE_COLUMN).unique()}
+        return {}
+
+    def needs(self, m, ctx):
+        return [Need(window_frame(m, ctx), self.aggs(m, ctx), segmented=False)]
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        per_file: Mapping[str, pl.Schema] = ctx.file_schemas.get(m.source) or {}
+        files = sorted(values["main"].get("files") or []) if per_file else []
+        schemas = [(f, per_file[f]) for f in files if f in per_file]
+        if not schemas:
+            schemas = [(None, ctx.schemas[m.source])]
+        problems: dict[str, list[str]] = {}
+        for file, schema in schemas:
+            for column, expected in m.expected_columns.items():
+                if column not in schema:
+                    problems.setdefault(f"missing column '{column}'", []).append(file)
+                elif not dtype_matches(schema[column], expected):
+                    problems.setdefault(
+                        f"column '{column}' is {schema[column]}, expected {expected}", []
+                    ).append(file)
+            if m.strict:
+                for column in schema.names():
+                    if column not in m.expected_columns and column != FILE_COLUMN:
+                        problems.setdefault(f"unexpected column '{column}'", []).append(file)
+        listing = []
+        for text, in_files in sorted(problems.items()):
+            named = [f for f in in_files if f]
+            if named:
+                text += f" in {len(named)} of {len(schemas)} file(s): " + ", ".join(named[:3])
+                text += " …" if len(named) > 3 else ""
+            listing.append(text)
+        return Scored(
+            float(len(problems)), {"problems": listing, "files": len(schemas) if files else None}
+        )
+
+
+def _rate(bad: Any, n: Any, what: str) -> float:
+    return ratio(bad, n, what)
+
+
+@register
+class OutOfRange(_Check):
+    names = ("out_of_range",)
+
+    def aggs(self, m, ctx):
+        c = pl.col(m.column)
+        cond = pl.lit(False)
+        if m.min is not None:
+            cond = cond | (c < m.min)
+        if m.max is not None:
+            cond = cond | (c > m.max)
+        return {"bad": cond.sum(), "n": c.count()}
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        v = values["main"]
+        return Scored(
+            _rate(v["bad"], v["n"], "out_of_range"), {"outside": v["bad"], "non_null": v["n"]}
+        )
+
+
+def _not_in(column: str, allowed: list[Any], dtype: pl.DataType | None) -> pl.Expr:
+    c = pl.col(column)
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in allowed)
+    if numeric and dtype is not None and dtype.is_numeric():
+        return ~c.is_in(allowed)
+    return ~c.cast(pl.String).is_in(
+        [str(v).lower() if isinstance(v, bool) else str(v) for v in allowed]
+    )
+
+
+@register
+class AllowedValues(_Check):
+    names = ("allowed_values",)
+
+    def aggs(self, m, ctx):
+        dtype = ctx.schemas[m.source].get(m.column)
+        bad = _not_in(m.column, list(m.values), dtype)
+        return {"bad": bad.sum(), "n": pl.col(m.column).count()}
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        v = values["main"]
+        return Scored(
+            _rate(v["bad"], v["n"], "allowed_values"), {"not_allowed": v["bad"], "non_null": v["n"]}
+        )
+
+
+@register
+class NewCategories(_Check):
+    names = ("new_categories",)
+
+    def prepare(self, m, ctx):
+        values = pl.col(m.column).drop_nulls().cast(pl.String).unique()
+        return [Need(FrameKey(m.reference, None, None), {"values": values}, segmented=False)]
+
+    def aggs(self, m, ctx):
+        known = list(ctx.prepared[m.name]["values"] or [])
+        bad = ~pl.col(m.column).cast(pl.String).is_in(known)
+        return {"bad": bad.sum(), "n": pl.col(m.column).count()}
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        v = values["main"]
+        return Scored(
+            _rate(v["bad"], v["n"], "new_categories"),
+            {
+                "unseen": v["bad"],
+                "non_null": v["n"],
+                "reference_categories": len(ctx.prepared[m.name]["values"] or []),
+            },
+        )
+
+
+@register
+class DuplicateRate(_Check):
+    names = ("duplicate_rate",)
+
+    def aggs(self, m, ctx):
+        return {"unique": pl.struct([pl.col(c) for c in m.columns]).n_unique()}
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        unique = values["main"]["unique"]
+        dup = rows["main"] - unique
+        return Scored(_rate(dup, rows["main"], "duplicate_rate"), {"duplicates": dup})
+
+
+@register
+class Pattern(_Check):
+    names = ("pattern",)
+
+    def aggs(self, m, ctx):
+        c = pl.col(m.column)
+        return {"matching": c.cast(pl.String).str.contains(m.regex).sum(), "n": c.count()}
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        v = values["main"]
+        matching = _rate(v["matching"], v["n"], "pattern")
+        value = matching if m.rate_of == "matching" else 1.0 - matching
+        return Scored(value, {"matching": v["matching"], "non_null": v["n"]})
+
+
+@register
+class OutlierRate(_Check):
+    """|z| > factor against the reference mean/std (zscore, default 3), or outside
+    [q1 - factor·iqr, q3 + factor·iqr] of the reference (iqr, default 1.5)."""
+
+    names = ("outlier_rate",)
+
+    def prepare(self, m, ctx):
+        c = pl.col(m.column).cast(pl.Float64)
+        if m.method == "iqr":
+            aggs = {"q1": c.quantile(0.25, "linear"), "q3": c.quantile(0.75, "linear")}
+        else:
+            aggs = {"mean": c.mean(), "std": c.std(ddof=1)}
+        return [Need(FrameKey(m.reference, None, None), aggs, segmented=False)]
+
+    def bounds(self, m, ctx) -> tuple[float, float]:
+        ref = ctx.prepared[m.name]
+        if m.method == "iqr":
+            k = 1.5 if m.factor is None else m.factor
+            iqr = ref["q3"] - ref["q1"]
+            return ref["q1"] - k * iqr, ref["q3"] + k * iqr
+        k = 3.0 if m.factor is None else m.factor
+        return ref["mean"] - k * ref["std"], ref["mean"] + k * ref["std"]
+
+    def aggs(self, m, ctx):
+        lo, hi = self.bounds(m, ctx)
+        c = pl.col(m.column)
+        return {"bad": ((c < lo) | (c > hi)).sum(), "n": c.count()}
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        v = values["main"]
+        lo, hi = self.bounds(m, ctx)
+        return Scored(
+            _rate(v["bad"], v["n"], "outlier_rate"),
+            {"outliers": v["bad"], "non_null": v["n"], "bounds": [lo, hi]},
+        )
+
+
+@register
+class Custom(_Check):
+    names = ("custom",)
+
+    def aggs(self, m, ctx):
+        return {"value": compile_sql(m.expr).expr}
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        return Scored(values["main"]["value"])
