@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
 
 import click
 
@@ -76,6 +77,82 @@ def validate(paths: tuple[str, ...], fmt: str, check_sources: bool) -> None:
     report = run(paths, check_sources=check_sources)
     click.echo(render(report, fmt))
     sys.exit(0 if report.ok else 1)
+
+
+def _parse_at(value: str | None) -> datetime:
+    if not value or value == "now":
+        return datetime.now(UTC)
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"'{value}' is not an ISO-8601 time, e.g. 2026-11-27T15:00:00Z", param_hint="--at"
+        ) from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+AT = click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    help="Evaluate as of this ISO-8601 time (UTC if no zone). Default: now.",
+)
+
+
+@main.command()
+@PATHS
+@AT
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a table, worst first; json: the Results document.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["warn", "critical", "never"]),
+    default="critical",
+    show_default=True,
+    help="Exit 1 when a result is at or above this status.",
+)
+def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str) -> None:
+    """Evaluate every monitor once, as of --at.
+
+    Exit codes: 0 nothing at or above --fail-on, 1 violations, 3 invalid config,
+    4 a data or evaluation error (a result with status error).
+    """
+    from rulesengine.evaluate import evaluate
+    from rulesengine.results import to_json, to_text
+    from rulesengine.spec.loader import load
+
+    when = _parse_at(at)
+    config = load(paths)
+    models = evaluate(config, when)
+    for m in models:
+        for w in m.warnings:
+            click.echo(f"warning: {m.model}: {w}", err=True)
+    if fmt == "json":
+        click.echo(to_json(models))
+    else:
+        click.echo(to_text(models))
+    statuses = {r.status for m in models for r in m.results}
+    if "error" in statuses:
+        sys.exit(4)
+    failing = {"warn": {"warn", "critical"}, "critical": {"critical"}, "never": set()}[fail_on]
+    sys.exit(1 if statuses & failing else 0)
+
+
+@main.command()
+@PATHS
+@AT
+def plan(paths: tuple[str, ...], at: str | None) -> None:
+    """Show the compiled plan: monitors -> aggregates -> Polars plan."""
+    from rulesengine.explain import explain
+    from rulesengine.spec.loader import load
+
+    click.echo(explain(load(paths), _parse_at(at)))
 
 
 @main.command()

@@ -52,15 +52,20 @@ def local_files(source: SourceSpec) -> list[str] | None:
     return [path] if os.path.exists(path) else []
 
 
-def _scan_one(source: SourceSpec, path: str) -> pl.LazyFrame:
+FILE_COLUMN = "__file"  # the file each row came from (projected only when used)
+
+
+def _scan_one(
+    source: SourceSpec, path: str | list[str], *, with_file: bool = False
+) -> pl.LazyFrame:
     opts = dict(source.storage_options) or None
+    extra: dict[str, str] = {"include_file_paths": FILE_COLUMN} if with_file else {}
     if source.format == "parquet":
         hive = True if source.hive_partitioning is None else source.hive_partitioning
-        return pl.scan_parquet(path, hive_partitioning=hive, storage_options=opts)
+        return pl.scan_parquet(path, hive_partitioning=hive, storage_options=opts, **extra)
     if source.format == "ipc":
-        return pl.scan_ipc(
-            path, hive_partitioning=bool(source.hive_partitioning), storage_options=opts
-        )
+        hive = bool(source.hive_partitioning)
+        return pl.scan_ipc(path, hive_partitioning=hive, storage_options=opts, **extra)
     if source.format == "csv":
         return pl.scan_csv(
             path,
@@ -68,8 +73,9 @@ def _scan_one(source: SourceSpec, path: str) -> pl.LazyFrame:
             infer_schema_length=INFER_ROWS,
             storage_options=opts,
             try_parse_dates=False,
+            **extra,
         )
-    return pl.scan_ndjson(path, infer_schema_length=INFER_ROWS, storage_options=opts)
+    return pl.scan_ndjson(path, infer_schema_length=INFER_ROWS, storage_options=opts, **extra)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -114,14 +120,13 @@ def scan(source: SourceSpec) -> pl.LazyFrame | None:
     if files == []:
         return None
     if files is None:  # object storage: Polars lists and reads
-        return _scan_one(source, source.path)
+        return _scan_one(source, source.path, with_file=True)
     schemas = file_schemas(source, files)
     if len({tuple(s.schema.items()) for s in schemas}) <= 1:
+        # one scan: hive columns, row-group and partition pruning all apply
         target = source.path if source.format == "parquet" else files
-        if source.format == "parquet":
-            return _scan_one(source, target)  # type: ignore[arg-type]
-        return pl.concat([_scan_one(source, f) for f in files], how="vertical")
-    return pl.concat([_scan_one(source, f) for f in files], how="diagonal_relaxed")
+        return _scan_one(source, target, with_file=True)
+    return pl.concat([_scan_one(source, f, with_file=True) for f in files], how="diagonal_relaxed")
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,11 @@ class MonitorType:
     ) -> Scored:
         raise NotImplementedError
 
+    def zero_rows_ok(self, m: MonitorSpec) -> bool:
+        """True when the value means something without rows (a count), so neither
+        no_data nor min_rows applies."""
+        return self.counts_rows
+
     def column(self, m: MonitorSpec) -> str | None:
         return getattr(m, "column", None)
 

@@ -19,11 +19,9 @@ from rulesengine.monitors.base import (
     ratio,
     register,
 )
-from rulesengine.sources import timestamp_expr
+from rulesengine.sources import FILE_COLUMN, timestamp_expr
 from rulesengine.spec.model import CheckSpec, MonitorSpec
 from rulesengine.spec.sql import compile_sql
-
-FILE_COLUMN = "__file"
 
 
 def window_frame(m: MonitorSpec, ctx: EvalContext) -> FrameKey:

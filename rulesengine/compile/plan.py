@@ -1,0 +1,283 @@
+"""Build the evaluation plan of one model at one time.
+
+Monitors state their needs (aggregates over frames). Frames with equal keys share
+one LazyFrame object; needs on the same frame and segmentation merge into one
+``group_by().agg()`` query whose identical aggregates are computed once. Reference
+aggregates (``prepare``) run first, as their own small plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+import rulesengine.monitors  # noqa: F401  (registers the built-in types)
+from rulesengine.errors import DataError
+from rulesengine.monitors.base import EvalContext, FrameKey, MonitorType, Need
+from rulesengine.sources import file_schemas, local_files, scan, with_timestamp
+from rulesengine.spec.model import ModelSpec, MonitorSpec, SourceSpec
+from rulesengine.spec.sql import compile_sql
+
+ROWS = "__rows"
+ALL = "__all"
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:300]
+
+
+@dataclass
+class Query:
+    """One lazy aggregation: every aggregate over one frame and segmentation."""
+
+    frame: FrameKey
+    segment_by: tuple[str, ...]
+    aggs: dict[str, pl.Expr] = field(default_factory=dict)  # global name → expression
+    keys: dict[str, str] = field(default_factory=dict)  # expression text → global name
+    lazy: pl.LazyFrame | None = None
+    error: str | None = None
+
+    def add(self, expr: pl.Expr) -> str:
+        text = str(expr)
+        if text not in self.keys:
+            name = f"a{len(self.aggs)}"
+            self.keys[text] = name
+            self.aggs[name] = expr
+        return self.keys[text]
+
+
+@dataclass
+class Binding:
+    """Where a need's aggregates land: the overall query, the segmented query."""
+
+    role: str
+    overall: int
+    segmented: int | None
+    names: dict[str, str]  # local → global name in the overall query
+    segmented_names: dict[str, str] = field(default_factory=dict)  # … in the segmented one
+
+
+@dataclass
+class MonitorPlan:
+    monitor: MonitorSpec
+    type: MonitorType | None
+    bindings: list[Binding] = field(default_factory=list)
+    error: str | None = None
+    no_data: str | None = None  # why there is nothing to evaluate
+
+
+@dataclass
+class Plan:
+    model: ModelSpec
+    at: datetime
+    ctx: EvalContext
+    monitors: list[MonitorPlan]
+    queries: list[Query]
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Frames:
+    """LazyFrames per source and per frame key, built once and shared."""
+
+    def __init__(self, model: ModelSpec) -> None:
+        self.model = model
+        self.base: dict[str, pl.LazyFrame] = {}
+        self.schemas: dict[str, pl.Schema] = {}
+        self.file_schemas: dict[str, dict[str, pl.Schema]] = {}
+        self.missing: dict[str, str] = {}  # source → why it has no data
+        self.errors: dict[str, str] = {}  # source → why it cannot be read
+        self.frames: dict[FrameKey, pl.LazyFrame] = {}
+
+    def load(self, name: str) -> None:
+        source: SourceSpec = self.model.sources[name]
+        try:
+            frame = scan(source)
+            if frame is None:
+                self.missing[name] = f"no files match {source.path}"
+                return
+            if local_files(source) is not None:
+                self.file_schemas[name] = {f.path: f.schema for f in file_schemas(source)}
+            raw_schema = frame.collect_schema()
+            frame = with_timestamp(frame, source, raw_schema)
+            self.schemas[name] = frame.collect_schema()
+            self.base[name] = frame
+        except DataError as exc:
+            self.errors[name] = str(exc)
+        except Exception as exc:
+            text = first_line(exc)
+            if "expanded paths were empty" in text:
+                self.missing[name] = f"no files match {source.path}"
+            else:
+                self.errors[name] = f"source '{name}': cannot read {source.path}: {text}"
+
+    def problem(self, name: str) -> tuple[str, str] | None:
+        """('error'|'no_data', message) if the source cannot give rows."""
+        if name not in self.base and name not in self.missing and name not in self.errors:
+            self.load(name)
+        if name in self.errors:
+            return "error", self.errors[name]
+        if name in self.missing:
+            source = self.model.sources[name]
+            return ("error" if source.required else "no_data"), self.missing[name]
+        return None
+
+    def frame(self, key: FrameKey) -> pl.LazyFrame:
+        if key in self.frames:
+            return self.frames[key]
+        source = self.model.sources[key.source]
+        lf = self.base[key.source]
+        if source.timestamp and (key.start is not None or key.end is not None):
+            from rulesengine.sources import in_window
+
+            lf = lf.filter(in_window(source, key.start, key.end))
+        if key.filter:
+            lf = lf.filter(compile_sql(key.filter).expr.fill_null(False))
+        if key.join is not None:
+            labels_src = self.model.sources[key.join.source]
+            labels = self.base[key.join.source]
+            if labels_src.timestamp:
+                ts = pl.col(labels_src.timestamp)
+                if key.label_cutoff is not None:
+                    labels = labels.filter(ts <= key.label_cutoff)
+                labels = labels.sort(ts, nulls_last=False)
+            labels = labels.unique(subset=list(key.join.on), keep="last", maintain_order=False)
+            labels = labels.with_columns(pl.lit(True).alias("__labelled"))
+            lf = lf.join(
+                labels, on=list(key.join.on), how=key.how, suffix="_label", nulls_equal=False
+            )
+        self.frames[key] = lf
+        return lf
+
+
+def _segment_keys(segment_by: tuple[str, ...]) -> list[pl.Expr]:
+    return [pl.col(c) for c in segment_by] if segment_by else [pl.lit(1).alias(ALL)]
+
+
+def _check_expr(lf: pl.LazyFrame, expr: pl.Expr) -> str | None:
+    """A message if the aggregate cannot run on this frame (e.g. a missing column)."""
+    try:
+        lf.group_by(pl.lit(1).alias(ALL)).agg(expr.alias("x")).collect_schema()
+    except Exception as exc:
+        return first_line(exc)
+    return None
+
+
+def _bind(
+    plan_queries: list[Query],
+    index: dict[tuple[FrameKey, tuple[str, ...]], int],
+    frames: _Frames,
+    need: Need,
+    segment_by: tuple[str, ...],
+) -> tuple[Binding | None, str | None]:
+    lf = frames.frame(need.frame)
+    for expr in need.aggs.values():
+        problem = _check_expr(lf, expr)
+        if problem:
+            return None, problem
+    if need.segmented and segment_by:
+        schema = lf.collect_schema()
+        missing = [c for c in segment_by if c not in schema]
+        if missing:
+            return None, f"segment column '{missing[0]}' not found in source '{need.frame.source}'"
+    slots = [()] + ([segment_by] if need.segmented and segment_by else [])
+    positions = []
+    names: list[dict[str, str]] = []
+    for seg in slots:
+        key = (need.frame, seg)
+        if key not in index:
+            index[key] = len(plan_queries)
+            plan_queries.append(Query(need.frame, seg))
+        q = plan_queries[index[key]]
+        names.append({local: q.add(expr) for local, expr in need.aggs.items()})
+        positions.append(index[key])
+    segmented = positions[1] if len(positions) > 1 else None
+    return Binding(
+        need.role, positions[0], segmented, names[0], names[1] if segmented is not None else {}
+    ), None
+
+
+def _finish(queries: list[Query], frames: _Frames) -> None:
+    for q in queries:
+        lf = frames.frame(q.frame)
+        exprs = [pl.len().alias(ROWS), *(e.alias(n) for n, e in q.aggs.items())]
+        q.lazy = lf.group_by(_segment_keys(q.segment_by)).agg(exprs)
+
+
+def _plan_needs(
+    model: ModelSpec, ctx: EvalContext, frames: _Frames, phase: str, monitors: list[MonitorPlan]
+) -> list[Query]:
+    queries: list[Query] = []
+    index: dict[tuple[FrameKey, tuple[str, ...]], int] = {}
+    for mp in monitors:
+        if mp.error or mp.no_data or mp.type is None:
+            continue
+        m = mp.monitor
+        try:
+            needs = mp.type.prepare(m, ctx) if phase == "prepare" else mp.type.needs(m, ctx)
+        except Exception as exc:
+            mp.error = first_line(exc)
+            continue
+        bindings = []
+        for need in needs:
+            sources = [need.frame.source] + ([need.frame.join.source] if need.frame.join else [])
+            trouble = next((t for t in map(frames.problem, sources) if t), None)
+            if trouble:
+                if trouble[0] == "error":
+                    mp.error = trouble[1]
+                else:
+                    mp.no_data = trouble[1]
+                break
+            binding, problem = _bind(queries, index, frames, need, m.segment_by)
+            if problem:
+                mp.error = problem
+                break
+            bindings.append(binding)
+        else:
+            if phase == "needs":
+                mp.bindings = bindings
+            else:
+                mp.bindings = bindings  # reused by the evaluator for the prepare phase
+    _finish(queries, frames)
+    return queries
+
+
+def compile_model(
+    model: ModelSpec, at: datetime, *, prepared: dict[str, dict[str, Any]] | None = None
+) -> Plan:
+    """Compile ``model`` as of ``at``. Reference aggregates must already be in
+    ``prepared`` (see :func:`rulesengine.evaluate.prepare`)."""
+    from rulesengine.monitors.base import lookup
+
+    frames = _Frames(model)
+    for name in model.sources:
+        frames.problem(name)
+    ctx = EvalContext(
+        model, at, frames.schemas, prepared if prepared is not None else {}, frames.file_schemas
+    )
+    monitors = []
+    for m in model.monitors():
+        if not m.enabled:
+            continue
+        try:
+            mtype = lookup(m)
+        except KeyError:
+            monitors.append(
+                MonitorPlan(m, None, error=f"{m.kind} type '{m.type}' is not supported yet")
+            )
+            continue
+        monitors.append(MonitorPlan(m, mtype))
+    plan = Plan(model, at, ctx, monitors, [])
+    plan.frames = frames  # type: ignore[attr-defined]
+    return plan
+
+
+def plan_phase(plan: Plan, phase: str) -> list[Query]:
+    """Build the queries of one phase (``prepare`` or ``needs``) into the plan."""
+    frames: _Frames = plan.frames  # type: ignore[attr-defined]
+    queries = _plan_needs(plan.model, plan.ctx, frames, phase, plan.monitors)
+    return queries

@@ -1,0 +1,227 @@
+"""Execute a model's plan and score it into results.
+
+``evaluate(config, at)`` is what ``rulesengine run`` does: per model, reference
+aggregates first (a small plan), then every monitor's aggregates in one
+``pl.collect_all`` (in-memory engine, so queries over the same files share the
+scan). A failing query is retried alone so one bad monitor never hides the others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from rulesengine.compile.plan import (
+    ALL,
+    ROWS,
+    MonitorPlan,
+    Plan,
+    Query,
+    compile_model,
+    first_line,
+    plan_phase,
+)
+from rulesengine.monitors.base import Scored, Undefined
+from rulesengine.results import ModelResults, Result
+from rulesengine.spec.model import Config, ModelSpec, Thresholds
+
+Segment = tuple[Any, ...]
+
+
+def execute(queries: list[Query]) -> list[pl.DataFrame | str]:
+    """Collect every query together; on failure, alone, so errors stay local."""
+    lazies = [q.lazy for q in queries]
+    if not lazies:
+        return []
+    try:
+        return list(pl.collect_all(lazies, engine="in-memory"))  # type: ignore[arg-type]
+    except Exception:
+        pass
+    out: list[pl.DataFrame | str] = []
+    for q in queries:
+        try:
+            out.append(q.lazy.collect(engine="in-memory"))  # type: ignore[union-attr]
+        except Exception as exc:
+            out.append(first_line(exc))
+    return out
+
+
+def _rows_by_segment(df: pl.DataFrame, segment_by: tuple[str, ...]) -> dict[Segment, dict]:
+    out = {}
+    for row in df.iter_rows(named=True):
+        key = tuple(row[c] for c in segment_by) if segment_by else ()
+        out[key] = row
+    return out
+
+
+def _values(row: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict[str, Any]:
+    if row is None:
+        return {local: None for local in names}
+    return {local: row.get(name) for local, name in names.items()}
+
+
+def status_for(value: float | None, thresholds: Thresholds) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "insufficient_data"
+    if thresholds.critical and thresholds.critical.violated(value):
+        return "critical"
+    if thresholds.warn and thresholds.warn.violated(value):
+        return "warn"
+    return "ok"
+
+
+class _Scorer:
+    def __init__(self, plan: Plan, queries: list[Query], frames: list[pl.DataFrame | str]):
+        self.plan = plan
+        self.queries = queries
+        self.frames = frames
+        self.warnings: list[str] = []
+
+    def frame(self, index: int) -> pl.DataFrame | str:
+        return self.frames[index]
+
+    def results(self, mp: MonitorPlan) -> list[Result]:
+        m = mp.monitor
+        base = {
+            "monitor": m.name,
+            "kind": m.kind,
+            "type": m.type,
+            "source": m.source,
+            "column": mp.type.column(m) if mp.type else getattr(m, "column", None),
+            "threshold": m.thresholds.as_dict(),
+        }
+        main = next((b for b in mp.bindings if b.role == "main"), None)
+        window = {}
+        if main is not None:
+            frame = self.queries[main.overall].frame
+            window = {"window_start": frame.start, "window_end": frame.end}
+        else:
+            start, end = (
+                self.plan.ctx.window(m) if m.source in self.plan.model.sources else (None, None)
+            )
+            window = {"window_start": start, "window_end": end}
+        if mp.error:
+            return [Result(**base, **window, status="error", details={"error": mp.error})]
+        if mp.no_data:
+            return [
+                Result(**base, **window, status="no_data", rows=0, details={"reason": mp.no_data})
+            ]
+        failed = [
+            self.frame(i)
+            for b in mp.bindings
+            for i in (b.overall, b.segmented)
+            if i is not None and isinstance(self.frame(i), str)
+        ]
+        if failed:
+            return [Result(**base, **window, status="error", details={"error": failed[0]})]
+        per_role: dict[str, tuple[dict[Segment, dict], dict[Segment, dict] | None]] = {}
+        for b in mp.bindings:
+            overall = _rows_by_segment(self.frame(b.overall), ())  # type: ignore[arg-type]
+            seg = None
+            if b.segmented is not None:
+                seg = _rows_by_segment(
+                    self.frame(b.segmented),  # type: ignore[arg-type]
+                    self.queries[b.segmented].segment_by,
+                )
+            per_role[b.role] = (overall, seg)
+        out = [self.one(mp, base, window, per_role, ())]
+        if main is not None and main.segmented is not None:
+            segments = per_role["main"][1] or {}
+            keys = sorted(segments, key=lambda k: -int(segments[k][ROWS]))
+            cap = self.plan.model.evaluation.max_segments
+            if len(keys) > cap:
+                self.warnings.append(
+                    f"monitor '{m.name}': {len(keys)} segments by {', '.join(m.segment_by)}; "
+                    f"kept the {cap} largest (evaluation.max_segments)"
+                )
+                keys = keys[:cap]
+            for key in sorted(keys, key=lambda k: tuple(str(x) for x in k)):
+                out.append(self.one(mp, base, window, per_role, key))
+        return out
+
+    def one(
+        self, mp: MonitorPlan, base: dict, window: dict, per_role: dict, segment: Segment
+    ) -> Result:
+        m = mp.monitor
+        assert mp.type is not None
+        values: dict[str, dict[str, Any]] = {}
+        rows: dict[str, int] = {}
+        for b in mp.bindings:
+            overall, seg = per_role[b.role]
+            if segment == ():
+                row, names = overall.get(()), b.names
+            else:
+                row, names = (seg or {}).get(segment), b.segmented_names
+            values[b.role] = _values(row, names)
+            rows[b.role] = int(row[ROWS]) if row else 0
+        seg_dict = dict(zip(m.segment_by, segment, strict=True)) if segment else {}
+        common = {**base, **window, "segment": seg_dict, "rows": rows.get("main", 0)}
+        if not mp.type.zero_rows_ok(m):
+            if rows.get("main", 0) == 0:
+                return Result(
+                    **common, status="no_data", details={"reason": "no rows in the window"}
+                )
+            guard = mp.type.guard_rows(m, rows)
+            if guard < m.min_rows:
+                return Result(
+                    **common,
+                    status="insufficient_data",
+                    details={"reason": f"{guard} rows, min_rows is {m.min_rows}"},
+                )
+        try:
+            scored = mp.type.score(m, values, rows, self.plan.ctx)
+        except Undefined as exc:
+            scored = Scored(None, {"reason": str(exc)}, "insufficient_data")
+        except Exception as exc:  # a scoring bug must not hide the other results
+            scored = Scored(None, {"error": first_line(exc)}, "error")
+        value = scored.value
+        if value is not None and isinstance(value, float) and not math.isfinite(value):
+            value = None
+        status = scored.status or status_for(value, m.thresholds)
+        if scored.rows is not None:
+            common["rows"] = scored.rows
+        return Result(**common, value=value, status=status, details=scored.details)
+
+
+def _prepare(plan: Plan) -> None:
+    queries = plan_phase(plan, "prepare")
+    frames = execute(queries)
+    for mp in plan.monitors:
+        if mp.error or mp.no_data or not mp.bindings:
+            continue
+        prepared: dict[str, Any] = {}
+        for b in mp.bindings:
+            df = frames[b.overall]
+            if isinstance(df, str):
+                mp.error = df
+                break
+            row = df.row(0, named=True) if df.height else None
+            prepared.update(_values(row, b.names))
+        plan.ctx.prepared[mp.monitor.name] = prepared
+        mp.bindings = []
+
+
+def evaluate_model(model: ModelSpec, at: datetime) -> ModelResults:
+    """Evaluate every enabled monitor of ``model`` as of ``at``."""
+    plan = compile_model(model, at)
+    _prepare(plan)
+    queries = plan_phase(plan, "needs")
+    frames = execute(queries)
+    scorer = _Scorer(plan, queries, frames)
+    results: list[Result] = []
+    for mp in plan.monitors:
+        results.extend(scorer.results(mp))
+    return ModelResults(model.model, at, tuple(results), tuple(scorer.warnings))
+
+
+def evaluate(config: Config, at: datetime | None = None) -> list[ModelResults]:
+    """Evaluate every model of ``config`` as of ``at`` (default: now)."""
+    at = (at or datetime.now(UTC)).astimezone(UTC)
+    return [evaluate_model(model, at) for model in config.models]
+
+
+__all__ = ["ALL", "evaluate", "evaluate_model", "execute", "status_for"]

@@ -1,0 +1,80 @@
+"""``rulesengine plan``: the compiled chain, monitors → aggregates → Polars plan."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from rulesengine.compile.plan import Plan, Query, compile_model, plan_phase
+from rulesengine.evaluate import _prepare
+from rulesengine.results import iso
+from rulesengine.spec.model import Config
+
+
+def _frame_text(q: Query) -> str:
+    f = q.frame
+    parts = [f"source {f.source}"]
+    if f.start is not None or f.end is not None:
+        parts.append(f"window ({iso(f.start) or '-inf'}, {iso(f.end) or 'now'}]")
+    else:
+        parts.append("all rows")
+    if f.filter:
+        parts.append(f"filter {f.filter}")
+    if f.join:
+        parts.append(
+            f"{f.how} join {f.join.source} on {', '.join(f.join.on)}"
+            f" (labels known at {iso(f.label_cutoff)})"
+        )
+    parts.append("by " + ", ".join(q.segment_by) if q.segment_by else "overall")
+    return "; ".join(parts)
+
+
+def explain_plan(plan: Plan, queries: list[Query], *, polars_plan: bool = True) -> str:
+    lines = [f"model {plan.model.model} at {iso(plan.at)}", "", "monitors:"]
+    for mp in plan.monitors:
+        m = mp.monitor
+        head = f"  {m.name} ({m.kind} {m.type})"
+        if mp.error:
+            lines.append(f"{head}: error: {mp.error}")
+            continue
+        if mp.no_data:
+            lines.append(f"{head}: no data: {mp.no_data}")
+            continue
+        uses = []
+        for b in mp.bindings:
+            ids = [f"q{b.overall}"] + ([f"q{b.segmented}"] if b.segmented is not None else [])
+            aggs = ", ".join(sorted(set(b.names.values()))) or "rows"
+            uses.append(f"{b.role}: {'+'.join(ids)} [{aggs}]")
+        lines.append(f"{head} -> " + "; ".join(uses))
+    lines += ["", "aggregates:"]
+    for i, q in enumerate(queries):
+        lines.append(f"  q{i}: {_frame_text(q)}")
+        lines.append("      __rows = len()")
+        for name, expr in q.aggs.items():
+            lines.append(f"      {name} = {expr}")
+    by_source: dict[str, set[tuple[object, object]]] = {}
+    for q in queries:
+        by_source.setdefault(q.frame.source, set()).add((q.frame.start, q.frame.end))
+    lines += ["", "scans:"]
+    for source, windows in sorted(by_source.items()):
+        lines.append(
+            f"  {source}: {len(windows)} window(s), "
+            f"{sum(1 for q in queries if q.frame.source == source)} queries "
+            "sharing one scan per window"
+        )
+    if polars_plan and queries:
+        lines += ["", "polars plan (all queries, run together with collect_all):"]
+        text = pl.explain_all([q.lazy for q in queries])  # type: ignore[misc]
+        lines += ["  " + ln for ln in text.splitlines()]
+    return "\n".join(lines)
+
+
+def explain(config: Config, at: datetime) -> str:
+    out = []
+    for model in config.models:
+        plan = compile_model(model, at)
+        _prepare(plan)
+        queries = plan_phase(plan, "needs")
+        out.append(explain_plan(plan, queries))
+    return "\n\n".join(out)

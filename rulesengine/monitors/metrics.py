@@ -1,0 +1,270 @@
+"""Metric monitors: model quality (classification, ranking, regression), column
+statistics, rates, throughput and SQL aggregates.
+
+Every quality metric is built from mergeable aggregates (confusion counts, sums of
+residuals, rank sums) except average precision, which needs the sorted scores.
+With ``join:``, rows without a label are left out and ``label_coverage`` (labelled
+rows / all rows in the window) goes into the details.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from rulesengine.monitors.base import (
+    EvalContext,
+    FrameKey,
+    MonitorType,
+    Need,
+    Scored,
+    Undefined,
+    ratio,
+    register,
+)
+from rulesengine.spec.model import MetricSpec
+from rulesengine.spec.sql import compile_sql
+
+LOG_LOSS_EPS = 1e-15
+CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "fpr", "fnr")
+SCORED = ("roc_auc", "average_precision", "log_loss", "brier")
+REGRESSION = ("mae", "rmse", "mape", "r2")
+
+
+def sql(text: str) -> pl.Expr:
+    return compile_sql(text).expr
+
+
+def as_label(text: str, positive: Any) -> pl.Expr:
+    """A boolean: the expression equals ``positive``, or is true / 1 without one."""
+    expr = sql(text)
+    if positive is None:
+        return expr.cast(pl.Boolean)
+    if isinstance(positive, str):
+        return expr.cast(pl.String) == positive
+    return expr == positive
+
+
+def metric_frames(m: MetricSpec, ctx: EvalContext) -> tuple[FrameKey, FrameKey | None]:
+    """The frame the metric runs over, and the all-rows frame for label coverage."""
+    start, end = ctx.window(m)
+    if m.join is None:
+        return FrameKey(m.source, start, end, m.filter), None
+    inner = FrameKey(m.source, start, end, m.filter, m.join, ctx.at, "inner")
+    return inner, FrameKey(m.source, start, end, m.filter, m.join, ctx.at, "left")
+
+
+class _Metric(MonitorType):
+    kind = "metric"
+
+    def aggs(self, m: MetricSpec, ctx: EvalContext) -> dict[str, pl.Expr]:
+        raise NotImplementedError
+
+    def needs(self, m, ctx):
+        frame, everything = metric_frames(m, ctx)
+        needs = [Need(frame, self.aggs(m, ctx))]
+        if everything is not None:
+            needs.append(Need(everything, {}, role="all"))
+        return needs
+
+    def value(self, m: MetricSpec, v: dict[str, Any], rows: int) -> tuple[float, dict]:
+        raise NotImplementedError
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        value, details = self.value(m, dict(values["main"]), rows["main"])
+        if m.join is not None:
+            total = rows.get("all", 0)
+            coverage = rows["main"] / total if total else 0.0
+            details["label_coverage"] = coverage
+            details["unlabelled_rows"] = total - rows["main"]
+            if m.min_label_coverage is not None and coverage < m.min_label_coverage:
+                return Scored(value, details, "insufficient_data")
+        return Scored(value, details)
+
+
+@register
+class Classification(_Metric):
+    names = CLASSIFICATION
+
+    def aggs(self, m, ctx):
+        y = as_label(m.target, m.positive)
+        p = as_label(m.prediction, m.positive)
+        both = y.is_not_null() & p.is_not_null()
+        return {
+            "tp": (both & y & p).sum(),
+            "fp": (both & ~y & p).sum(),
+            "fn": (both & y & ~p).sum(),
+            "tn": (both & ~y & ~p).sum(),
+        }
+
+    def value(self, m, v, rows):
+        tp, fp, fn, tn = (int(v[k] or 0) for k in ("tp", "fp", "fn", "tn"))
+        formulas = {
+            "accuracy": (tp + tn, tp + fp + fn + tn),
+            "precision": (tp, tp + fp),
+            "recall": (tp, tp + fn),
+            "f1": (2 * tp, 2 * tp + fp + fn),
+            "fpr": (fp, fp + tn),
+            "fnr": (fn, fn + tp),
+        }
+        num, den = formulas[m.type]
+        details = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+        return ratio(num, den, m.type), details
+
+
+@register
+class ScoreMetrics(_Metric):
+    names = SCORED
+
+    def aggs(self, m, ctx):
+        y = as_label(m.target, m.positive)
+        s = sql(m.score).cast(pl.Float64)
+        ok = y.is_not_null() & s.is_not_null()
+        yf = y.cast(pl.Float64)
+        if m.type == "roc_auc":
+            return {
+                "n": ok.sum(),
+                "pos": (ok & y).sum(),
+                "rank_pos": s.filter(ok).rank("average").filter(y.filter(ok)).sum(),
+            }
+        if m.type == "average_precision":
+            return {"s": s.filter(ok), "y": y.filter(ok)}
+        if m.type == "brier":
+            return {"n": ok.sum(), "value": ((s - yf) ** 2).filter(ok).mean()}
+        p = s.clip(LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+        loss = -(yf * p.log() + (1 - yf) * (1 - p).log())
+        return {"n": ok.sum(), "value": loss.filter(ok).mean()}
+
+    def value(self, m, v, rows):
+        if m.type == "roc_auc":
+            n, pos = int(v["n"] or 0), int(v["pos"] or 0)
+            neg = n - pos
+            if pos == 0 or neg == 0:
+                raise Undefined("roc_auc is undefined: the labels hold only one class")
+            u = float(v["rank_pos"]) - pos * (pos + 1) / 2
+            return u / (pos * neg), {"positives": pos, "negatives": neg}
+        if m.type == "average_precision":
+            return average_precision(v["s"] or [], v["y"] or [])
+        if not v["n"]:
+            raise Undefined(f"{m.type} is undefined: no row has both score and target")
+        return float(v["value"]), {"scored_rows": int(v["n"])}
+
+
+def average_precision(scores: list[float], labels: list[bool]) -> tuple[float, dict]:
+    """AP = Σ (R_k − R_{k−1}) · P_k over distinct score thresholds, highest first."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    pos = int(y.sum())
+    if pos == 0:
+        raise Undefined("average_precision is undefined: no positive labels")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    tp = np.cumsum(y)
+    last_of_threshold = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp_at = tp[last_of_threshold]
+    precision = tp_at / (last_of_threshold + 1)
+    recall = tp_at / pos
+    prev = np.r_[0.0, recall[:-1]]
+    return float(np.sum((recall - prev) * precision)), {"positives": pos, "scored_rows": len(s)}
+
+
+@register
+class Regression(_Metric):
+    names = REGRESSION
+
+    def aggs(self, m, ctx):
+        pred = sql(m.prediction).cast(pl.Float64)
+        target = sql(m.target).cast(pl.Float64)
+        ok = pred.is_not_null() & target.is_not_null()
+        r = (pred - target).filter(ok)
+        t = target.filter(ok)
+        if m.type == "mae":
+            return {"n": ok.sum(), "value": r.abs().mean()}
+        if m.type == "rmse":
+            return {"n": ok.sum(), "value": (r**2).mean().sqrt()}
+        if m.type == "mape":
+            nz = ok & (target != 0)
+            return {
+                "n": nz.sum(),
+                "value": ((pred - target).abs() / target.abs()).filter(nz).mean(),
+                "zero_targets": (ok & (target == 0)).sum(),
+            }
+        return {"n": ok.sum(), "ss_res": (r**2).sum(), "ss_tot": ((t - t.mean()) ** 2).sum()}
+
+    def value(self, m, v, rows):
+        n = int(v["n"] or 0)
+        if n == 0:
+            raise Undefined(f"{m.type} is undefined: no row has both prediction and target")
+        details: dict[str, Any] = {"compared_rows": n}
+        if m.type == "r2":
+            if not v["ss_tot"]:
+                raise Undefined("r2 is undefined: the target is constant")
+            return 1.0 - float(v["ss_res"]) / float(v["ss_tot"]), details
+        if m.type == "mape":
+            details["zero_targets_skipped"] = int(v["zero_targets"] or 0)
+        return float(v["value"]), details
+
+
+@register
+class ColumnStat(_Metric):
+    names = ("mean", "std", "min", "max", "quantile")
+
+    def aggs(self, m, ctx):
+        c = pl.col(m.column)
+        agg = {"mean": c.mean(), "std": c.std(ddof=1), "min": c.min(), "max": c.max()}.get(m.type)
+        if agg is None:
+            agg = c.cast(pl.Float64).quantile(m.q, "linear")
+        return {"value": agg, "n": c.count()}
+
+    def value(self, m, v, rows):
+        if not v["n"] or v["value"] is None:
+            raise Undefined(f"{m.type} is undefined: '{m.column}' has no non-null values")
+        return float(v["value"]), {"non_null": int(v["n"])}
+
+
+@register
+class RateCount(_Metric):
+    names = ("rate", "count")
+
+    def zero_rows_ok(self, m):
+        return m.type == "count"
+
+    def aggs(self, m, ctx):
+        if m.predicate is None:
+            return {}
+        return {"hits": sql(m.predicate).fill_null(False).cast(pl.Boolean).sum()}
+
+    def value(self, m, v, rows):
+        hits = rows if m.predicate is None else int(v["hits"] or 0)
+        if m.type == "count":
+            return float(hits), {}
+        return ratio(hits, rows, "rate"), {"matching_rows": hits}
+
+
+@register
+class Throughput(_Metric):
+    names = ("throughput",)
+    counts_rows = True
+
+    def aggs(self, m, ctx):
+        return {}
+
+    def value(self, m, v, rows):
+        return rows / m.window.total_seconds(), {"per": "second"}
+
+
+@register
+class Expression(_Metric):
+    names = ("expr",)
+
+    def aggs(self, m, ctx):
+        return {"value": sql(m.expr)}
+
+    def value(self, m, v, rows):
+        value = v["value"]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            raise Undefined("the expression is null for these rows")
+        return float(value), {}
