@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from rulesengine.compile.plan import (
     ALL,
+    BUCKET,
     ROWS,
     MonitorPlan,
     Plan,
@@ -25,7 +27,7 @@ from rulesengine.compile.plan import (
     first_line,
     plan_phase,
 )
-from rulesengine.monitors.base import Scored, Undefined
+from rulesengine.monitors.base import ROWS_BY, Scored, Undefined
 from rulesengine.results import ModelResults, Result
 from rulesengine.spec.model import Config, ModelSpec, Thresholds
 
@@ -50,11 +52,25 @@ def execute(queries: list[Query]) -> list[pl.DataFrame | str]:
     return out
 
 
-def _rows_by_segment(df: pl.DataFrame, segment_by: tuple[str, ...]) -> dict[Segment, dict]:
-    out = {}
+def _rows_by_segment(
+    df: pl.DataFrame, segment_by: tuple[str, ...], by: bool = False
+) -> dict[Segment, dict]:
+    """Rows of a result frame keyed by segment. With a per-row ``by`` key, a
+    segment's rows fold into one: each aggregate becomes {bucket: value} (row
+    counts per bucket under ``__rows_by``) and ``__rows`` is their total."""
+    out: dict[Segment, dict] = {}
     for row in df.iter_rows(named=True):
         key = tuple(row[c] for c in segment_by) if segment_by else ()
-        out[key] = row
+        if not by:
+            out[key] = row
+            continue
+        bucket = row[BUCKET]
+        folded = out.setdefault(key, {ROWS: 0, ROWS_BY: {}})
+        folded[ROWS] += row[ROWS]
+        folded[ROWS_BY][bucket] = row[ROWS]
+        for name, value in row.items():
+            if name not in (ROWS, BUCKET, ALL, *segment_by):
+                folded.setdefault(name, {})[bucket] = value
     return out
 
 
@@ -120,15 +136,16 @@ class _Scorer:
             return [Result(**base, **window, status="error", details={"error": failed[0]})]
         per_role: dict[str, tuple[dict[Segment, dict], dict[Segment, dict] | None]] = {}
         for b in mp.bindings:
-            overall = _rows_by_segment(self.frame(b.overall), ())  # type: ignore[arg-type]
+            overall = _rows_by_segment(self.frame(b.overall), (), b.by)  # type: ignore[arg-type]
             seg = None
             if b.segmented is not None:
                 seg = _rows_by_segment(
                     self.frame(b.segmented),  # type: ignore[arg-type]
                     self.queries[b.segmented].segment_by,
+                    b.by,
                 )
             per_role[b.role] = (overall, seg)
-        out = [self.one(mp, base, window, per_role, ())]
+        out = self.one(mp, base, window, per_role, ())
         if main is not None and main.segmented is not None:
             segments = per_role["main"][1] or {}
             keys = sorted(segments, key=lambda k: -int(segments[k][ROWS]))
@@ -140,12 +157,12 @@ class _Scorer:
                 )
                 keys = keys[:cap]
             for key in sorted(keys, key=lambda k: tuple(str(x) for x in k)):
-                out.append(self.one(mp, base, window, per_role, key))
+                out.extend(self.one(mp, base, window, per_role, key))
         return out
 
     def one(
         self, mp: MonitorPlan, base: dict, window: dict, per_role: dict, segment: Segment
-    ) -> Result:
+    ) -> list[Result]:
         m = mp.monitor
         assert mp.type is not None
         values: dict[str, dict[str, Any]] = {}
@@ -157,34 +174,42 @@ class _Scorer:
             else:
                 row, names = (seg or {}).get(segment), b.segmented_names
             values[b.role] = _values(row, names)
+            if b.by:
+                values[b.role][ROWS_BY] = row[ROWS_BY] if row else {}
             rows[b.role] = int(row[ROWS]) if row else 0
         seg_dict = dict(zip(m.segment_by, segment, strict=True)) if segment else {}
         common = {**base, **window, "segment": seg_dict, "rows": rows.get("main", 0)}
         if not mp.type.zero_rows_ok(m):
             if rows.get("main", 0) == 0:
-                return Result(
-                    **common, status="no_data", details={"reason": "no rows in the window"}
-                )
+                reason = {"reason": "no rows in the window"}
+                return [Result(**common, status="no_data", details=reason)]
             guard = mp.type.guard_rows(m, rows)
             if guard < m.min_rows:
-                return Result(
-                    **common,
-                    status="insufficient_data",
-                    details={"reason": f"{guard} rows, min_rows is {m.min_rows}"},
-                )
+                reason = {"reason": f"{guard} rows, min_rows is {m.min_rows}"}
+                return [Result(**common, status="insufficient_data", details=reason)]
         try:
-            scored = mp.type.score(m, values, rows, self.plan.ctx)
+            scored_all = mp.type.score_all(m, values, rows, self.plan.ctx)
         except Undefined as exc:
-            scored = Scored(None, {"reason": str(exc)}, "insufficient_data")
+            scored_all = [Scored(None, {"reason": str(exc)}, "insufficient_data")]
         except Exception as exc:  # a scoring bug must not hide the other results
-            scored = Scored(None, {"error": first_line(exc)}, "error")
-        value = scored.value
-        if value is not None and isinstance(value, float) and not math.isfinite(value):
-            value = None
-        status = scored.status or status_for(value, m.thresholds)
-        if scored.rows is not None:
-            common["rows"] = scored.rows
-        return Result(**common, value=value, status=status, details=scored.details)
+            scored_all = [Scored(None, {"error": first_line(exc)}, "error")]
+        out = []
+        for scored in scored_all:
+            value = scored.value
+            if value is not None and isinstance(value, float) and not math.isfinite(value):
+                value = None
+            status = scored.status or status_for(value, m.thresholds)
+            fields = dict(common)
+            if scored.rows is not None:
+                fields["rows"] = scored.rows
+            if scored.column is not None:
+                fields["column"] = scored.column
+            if scored.type is not None:
+                fields["type"] = scored.type
+            if scored.threshold is not None:
+                fields["threshold"] = scored.threshold
+            out.append(Result(**fields, value=value, status=status, details=scored.details))
+        return out
 
 
 def _prepare(plan: Plan) -> None:
@@ -199,15 +224,22 @@ def _prepare(plan: Plan) -> None:
             if isinstance(df, str):
                 mp.error = df
                 break
-            row = df.row(0, named=True) if df.height else None
-            prepared.update(_values(row, b.names))
+            row = _rows_by_segment(df, (), b.by).get(())
+            values = _values(row, b.names)
+            if b.by:
+                values[ROWS_BY] = row[ROWS_BY] if row else {}
+            values[ROWS] = int(row[ROWS]) if row else 0
+            prepared[b.role] = values
+        if mp.type is not None and not mp.error:
+            prepared = mp.type.prepared(mp.monitor, prepared, plan.ctx)
         plan.ctx.prepared[mp.monitor.name] = prepared
         mp.bindings = []
 
 
-def evaluate_model(model: ModelSpec, at: datetime) -> ModelResults:
-    """Evaluate every enabled monitor of ``model`` as of ``at``."""
-    plan = compile_model(model, at)
+def evaluate_model(model: ModelSpec, at: datetime, cache_dir: Path | None = None) -> ModelResults:
+    """Evaluate every enabled monitor of ``model`` as of ``at``. Reference profiles
+    are cached in ``cache_dir`` when given."""
+    plan = compile_model(model, at, cache_dir=cache_dir)
     _prepare(plan)
     queries = plan_phase(plan, "needs")
     frames = execute(queries)
@@ -221,7 +253,8 @@ def evaluate_model(model: ModelSpec, at: datetime) -> ModelResults:
 def evaluate(config: Config, at: datetime | None = None) -> list[ModelResults]:
     """Evaluate every model of ``config`` as of ``at`` (default: now)."""
     at = (at or datetime.now(UTC)).astimezone(UTC)
-    return [evaluate_model(model, at) for model in config.models]
+    cache = Path(config.engine.state).parent / "profiles"
+    return [evaluate_model(model, at, cache) for model in config.models]
 
 
 __all__ = ["ALL", "evaluate", "evaluate_model", "execute", "status_for"]

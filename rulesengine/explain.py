@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
@@ -72,8 +73,9 @@ def explain_plan(plan: Plan, queries: list[Query], *, polars_plan: bool = True) 
 
 def explain(config: Config, at: datetime) -> str:
     out = []
+    cache = Path(config.engine.state).parent / "profiles"
     for model in config.models:
-        plan = compile_model(model, at)
+        plan = compile_model(model, at, cache_dir=cache)
         _prepare(plan)
         queries = plan_phase(plan, "needs")
         out.append(explain_plan(plan, queries))

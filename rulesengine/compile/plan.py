@@ -10,18 +10,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 import rulesengine.monitors  # noqa: F401  (registers the built-in types)
 from rulesengine.errors import DataError
-from rulesengine.monitors.base import EvalContext, FrameKey, MonitorType, Need
+from rulesengine.monitors.base import (
+    ROWS,
+    EvalContext,
+    FrameKey,
+    MonitorType,
+    Need,
+)
 from rulesengine.sources import file_schemas, local_files, scan, with_timestamp
 from rulesengine.spec.model import ModelSpec, MonitorSpec, SourceSpec
 from rulesengine.spec.sql import compile_sql
 
-ROWS = "__rows"
 ALL = "__all"
 
 
@@ -31,19 +37,29 @@ def first_line(exc: BaseException) -> str:
     return line[:300]
 
 
+def expr_key(expr: pl.Expr) -> str:
+    """An exact identity for an expression: its printed form hides literal
+    arguments (bin edges, long value lists), its serialisation does not."""
+    try:
+        return expr.meta.serialize().hex()
+    except Exception:  # an expression Polars cannot serialise: fall back to its text
+        return str(expr)
+
+
 @dataclass
 class Query:
     """One lazy aggregation: every aggregate over one frame and segmentation."""
 
     frame: FrameKey
     segment_by: tuple[str, ...]
+    by: pl.Expr | None = None  # an extra per-row grouping key (histogram bucket)
     aggs: dict[str, pl.Expr] = field(default_factory=dict)  # global name → expression
     keys: dict[str, str] = field(default_factory=dict)  # expression text → global name
     lazy: pl.LazyFrame | None = None
     error: str | None = None
 
     def add(self, expr: pl.Expr) -> str:
-        text = str(expr)
+        text = expr_key(expr)
         if text not in self.keys:
             name = f"a{len(self.aggs)}"
             self.keys[text] = name
@@ -60,6 +76,7 @@ class Binding:
     segmented: int | None
     names: dict[str, str]  # local → global name in the overall query
     segmented_names: dict[str, str] = field(default_factory=dict)  # … in the segmented one
+    by: bool = False  # values arrive per bucket: {bucket: value}
 
 
 @dataclass
@@ -158,10 +175,14 @@ def _segment_keys(segment_by: tuple[str, ...]) -> list[pl.Expr]:
     return [pl.col(c) for c in segment_by] if segment_by else [pl.lit(1).alias(ALL)]
 
 
-def _check_expr(lf: pl.LazyFrame, expr: pl.Expr) -> str | None:
+BUCKET = "__bucket"
+
+
+def _check_expr(lf: pl.LazyFrame, expr: pl.Expr, by: pl.Expr | None = None) -> str | None:
     """A message if the aggregate cannot run on this frame (e.g. a missing column)."""
+    keys = [pl.lit(1).alias(ALL)] + ([by.alias(BUCKET)] if by is not None else [])
     try:
-        lf.group_by(pl.lit(1).alias(ALL)).agg(expr.alias("x")).collect_schema()
+        lf.group_by(keys).agg(expr.alias("x")).collect_schema()
     except Exception as exc:
         return first_line(exc)
     return None
@@ -169,14 +190,14 @@ def _check_expr(lf: pl.LazyFrame, expr: pl.Expr) -> str | None:
 
 def _bind(
     plan_queries: list[Query],
-    index: dict[tuple[FrameKey, tuple[str, ...]], int],
+    index: dict[tuple[FrameKey, tuple[str, ...], str], int],
     frames: _Frames,
     need: Need,
     segment_by: tuple[str, ...],
 ) -> tuple[Binding | None, str | None]:
     lf = frames.frame(need.frame)
-    for expr in need.aggs.values():
-        problem = _check_expr(lf, expr)
+    for expr in [*need.aggs.values(), *([pl.len()] if need.by is not None else [])]:
+        problem = _check_expr(lf, expr, need.by)
         if problem:
             return None, problem
     if need.segmented and segment_by:
@@ -187,32 +208,34 @@ def _bind(
     slots = [()] + ([segment_by] if need.segmented and segment_by else [])
     positions = []
     names: list[dict[str, str]] = []
+    by_text = expr_key(need.by) if need.by is not None else ""
     for seg in slots:
-        key = (need.frame, seg)
+        key = (need.frame, seg, by_text)
         if key not in index:
             index[key] = len(plan_queries)
-            plan_queries.append(Query(need.frame, seg))
+            plan_queries.append(Query(need.frame, seg, need.by))
         q = plan_queries[index[key]]
         names.append({local: q.add(expr) for local, expr in need.aggs.items()})
         positions.append(index[key])
     segmented = positions[1] if len(positions) > 1 else None
-    return Binding(
-        need.role, positions[0], segmented, names[0], names[1] if segmented is not None else {}
-    ), None
+    seg_names = names[1] if segmented is not None else {}
+    binding = Binding(need.role, positions[0], segmented, names[0], seg_names, need.by is not None)
+    return binding, None
 
 
 def _finish(queries: list[Query], frames: _Frames) -> None:
     for q in queries:
         lf = frames.frame(q.frame)
         exprs = [pl.len().alias(ROWS), *(e.alias(n) for n, e in q.aggs.items())]
-        q.lazy = lf.group_by(_segment_keys(q.segment_by)).agg(exprs)
+        keys = _segment_keys(q.segment_by) + ([q.by.alias(BUCKET)] if q.by is not None else [])
+        q.lazy = lf.group_by(keys).agg(exprs)
 
 
 def _plan_needs(
     model: ModelSpec, ctx: EvalContext, frames: _Frames, phase: str, monitors: list[MonitorPlan]
 ) -> list[Query]:
     queries: list[Query] = []
-    index: dict[tuple[FrameKey, tuple[str, ...]], int] = {}
+    index: dict[tuple[FrameKey, tuple[str, ...], str], int] = {}
     for mp in monitors:
         if mp.error or mp.no_data or mp.type is None:
             continue
@@ -247,17 +270,26 @@ def _plan_needs(
 
 
 def compile_model(
-    model: ModelSpec, at: datetime, *, prepared: dict[str, dict[str, Any]] | None = None
+    model: ModelSpec,
+    at: datetime,
+    *,
+    prepared: dict[str, Any] | None = None,
+    cache_dir: Path | None = None,
 ) -> Plan:
-    """Compile ``model`` as of ``at``. Reference aggregates must already be in
-    ``prepared`` (see :func:`rulesengine.evaluate.prepare`)."""
+    """Compile ``model`` as of ``at``; :func:`plan_phase` then builds the reference
+    (``prepare``) and main (``needs``) queries. Profiles are cached in ``cache_dir``."""
     from rulesengine.monitors.base import lookup
 
     frames = _Frames(model)
     for name in model.sources:
         frames.problem(name)
     ctx = EvalContext(
-        model, at, frames.schemas, prepared if prepared is not None else {}, frames.file_schemas
+        model,
+        at,
+        frames.schemas,
+        prepared if prepared is not None else {},
+        frames.file_schemas,
+        cache_dir,
     )
     monitors = []
     for m in model.monitors():

@@ -13,11 +13,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
 
 from rulesengine.spec.model import JoinSpec, ModelSpec, MonitorSpec
+
+ROWS = "__rows"  # the row count every query carries
+ROWS_BY = "__rows_by"  # with a per-row key: {key: rows}
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class Need:
     aggs: Mapping[str, pl.Expr]
     role: str = "main"
     segmented: bool = True  # False: computed overall only
+    # group also by this per-row key (a histogram bucket, a category): each
+    # aggregate then arrives as {key: value}, and "__rows" per key as "__rows"
+    by: pl.Expr | None = None
 
 
 @dataclass
@@ -52,6 +59,9 @@ class Scored:
     details: dict[str, Any] = field(default_factory=dict)
     status: str | None = None
     rows: int | None = None
+    column: str | None = None  # for monitors with one result per column (drift)
+    type: str | None = None  # overrides the monitor's type in the result
+    threshold: dict[str, Any] | None = None  # overrides the monitor's thresholds
 
 
 class Undefined(Exception):
@@ -71,8 +81,9 @@ class EvalContext:
     model: ModelSpec
     at: datetime
     schemas: Mapping[str, pl.Schema]  # per source, after timestamp normalisation
-    prepared: dict[str, dict[str, Any]] = field(default_factory=dict)  # monitor → values
+    prepared: dict[str, Any] = field(default_factory=dict)  # monitor → prepared values
     file_schemas: Mapping[str, Any] = field(default_factory=dict)
+    cache_dir: Path | None = None  # where reference profiles are kept
 
     def window(
         self, m: MonitorSpec, *, shift: timedelta = timedelta(0)
@@ -97,6 +108,11 @@ class MonitorType:
         """Aggregates over reference data, computed before ``needs`` (phase 1)."""
         return []
 
+    def prepared(self, m: MonitorSpec, values: dict[str, Any], ctx: EvalContext) -> Any:
+        """Turn the ``prepare`` aggregates ({role: {name: value}}) into what ``needs``
+        and ``score`` read from ``ctx.prepared[m.name]``. Default: the main role's."""
+        return values.get("main", {})
+
     def needs(self, m: MonitorSpec, ctx: EvalContext) -> list[Need]:
         raise NotImplementedError
 
@@ -108,6 +124,16 @@ class MonitorType:
         ctx: EvalContext,
     ) -> Scored:
         raise NotImplementedError
+
+    def score_all(
+        self,
+        m: MonitorSpec,
+        values: Mapping[str, Mapping[str, Any]],
+        rows: Mapping[str, int],
+        ctx: EvalContext,
+    ) -> list[Scored]:
+        """Every result of one segment: one, unless the type reports per column."""
+        return [self.score(m, values, rows, ctx)]
 
     def zero_rows_ok(self, m: MonitorSpec) -> bool:
         """True when the value means something without rows (a count), so neither

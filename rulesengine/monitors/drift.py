@@ -1,0 +1,457 @@
+"""Drift monitors: each column of the window against a reference profile.
+
+Phase 1 (``prepare``) reduces the reference to a :class:`~rulesengine.profiles.Profile`
+once, or loads it from the cache. Phase 2 adds the current side to the fused
+plan: histogram counts over the reference's cells (``group_by`` on the bucket),
+category counts, or the window's values for exact tests. Scoring gives one result
+per column and one ``drift_share`` result per segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats as sps
+
+from rulesengine.monitors.base import (
+    ROWS_BY,
+    EvalContext,
+    FrameKey,
+    MonitorType,
+    Need,
+    Scored,
+    register,
+)
+from rulesengine.profiles import (
+    ColumnProfile,
+    Profile,
+    as_categorical,
+    cache_key,
+    categorical_profile,
+    fingerprint,
+    numeric_profile,
+)
+from rulesengine.profiles import load as load_profile
+from rulesengine.profiles import save as save_profile
+from rulesengine.sources import FILE_COLUMN, local_files
+from rulesengine.spec.model import DriftSpec
+from rulesengine.stats.drift import (
+    CATEGORICAL_ONLY,
+    HISTOGRAM_METHODS,
+    METHODS,
+    NUMERIC_ONLY,
+    SAMPLE_METHODS,
+    Outcome,
+    auto_method,
+    categorical_test,
+    drifted,
+    histogram_method,
+    sample_method,
+    threshold_op,
+    wasserstein_cells,
+)
+
+NULL_SHARE_ALPHA = 0.05
+
+
+def _numeric_dtype(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() and dtype != pl.Boolean
+
+
+def drift_columns(m: DriftSpec, ctx: EvalContext) -> list[str]:
+    """The listed columns, or every column of the source except the timestamp,
+    segment columns, ``exclude``, temporal and nested columns."""
+    if m.columns:
+        return list(m.columns)
+    source = ctx.model.sources[m.source]
+    schema = ctx.schemas[m.source]
+    skip = {source.timestamp, FILE_COLUMN, *m.segment_by, *m.exclude}
+    return [
+        c for c, t in schema.items() if c not in skip and not t.is_temporal() and not t.is_nested()
+    ]
+
+
+def reference_frame(m: DriftSpec, ctx: EvalContext) -> FrameKey:
+    ref = m.reference
+    if ref.offset is None:
+        same = ref.source == m.source
+        return FrameKey(ref.source, None, None, m.filter if same else None)
+    _, end = ctx.window(m)
+    end = (end or ctx.at) - ref.offset
+    return FrameKey(ref.source, end - (ref.window or m.window), end, m.filter)
+
+
+class _Plan:
+    """Per column: kind, method, threshold, decided from the reference profile."""
+
+    def __init__(self, m: DriftSpec, profile: Profile) -> None:
+        self.columns: dict[str, tuple[ColumnProfile, str, float]] = {}
+        self.errors: dict[str, str] = {}
+        for name, col in profile.columns.items():
+            override = m.overrides.get(name)
+            kind = (
+                override.type
+                if override and override.type
+                else ("numeric" if col.kind == "numeric" and col.unique > 5 else "categorical")
+            )
+            if kind == "categorical" and col.kind == "numeric":
+                col = as_categorical(col)
+            elif kind == "numeric" and col.kind == "categorical":
+                self.errors[name] = (
+                    f"column '{name}' is not numeric: it cannot be treated as numeric"
+                )
+                continue
+            method = override.method if override and override.method else m.method
+            if method == "auto":
+                method = auto_method(kind == "numeric", profile.rows, col.unique)
+            if kind == "categorical" and method in NUMERIC_ONLY:
+                self.errors[name] = (
+                    f"method '{method}' needs a numeric column; '{name}' is categorical"
+                )
+                continue
+            if kind == "numeric" and method in CATEGORICAL_ONLY:
+                self.errors[name] = (
+                    f"method '{method}' needs a categorical column; '{name}' is numeric"
+                )
+                continue
+            threshold = (
+                override.threshold
+                if override and override.threshold is not None
+                else m.threshold
+                if m.threshold is not None
+                else METHODS[method][1]
+            )
+            self.columns[name] = (col, method, float(threshold))
+
+
+@register
+class Drift(MonitorType):
+    kind = "drift"
+    names = ("drift",)
+
+    # ------------------------------------------------------------ reference
+    def _cache_path(
+        self, m: DriftSpec, ctx: EvalContext, columns: list[str], frame: FrameKey
+    ) -> Path | None:
+        if ctx.cache_dir is None:
+            return None
+        source = ctx.model.sources[frame.source]
+        files = local_files(source)
+        fp = fingerprint(files)
+        if fp is None:
+            return None
+        dtypes = {c: str(ctx.schemas[frame.source].get(c)) for c in columns}
+        key = cache_key(
+            {
+                "files": fp,
+                "path": source.path,
+                "columns": dtypes,
+                "bins": m.bins,
+                "filter": frame.filter,
+                "start": frame.start,
+                "end": frame.end,
+                "timestamp": source.timestamp,
+            }
+        )
+        return ctx.cache_dir / f"{key}.npz"
+
+    def prepare(self, m, ctx):
+        columns = drift_columns(m, ctx)
+        frame = reference_frame(m, ctx)
+        path = self._cache_path(m, ctx, columns, frame)
+        if path is not None and path.exists():
+            profile = load_profile(path)
+            if profile is not None and set(profile.columns) == set(columns):
+                ctx.prepared[m.name] = profile
+                return []
+        ref_schema = ctx.schemas[frame.source]
+        needs = [Need(frame, {}, role="main", segmented=False)]
+        for c in columns:
+            if c not in ref_schema:
+                continue  # reported when scoring
+            if _numeric_dtype(ref_schema[c]):
+                needs.append(
+                    Need(
+                        frame,
+                        {"values": pl.col(c).drop_nulls().sort(), "nulls": pl.col(c).null_count()},
+                        role=f"n:{c}",
+                        segmented=False,
+                    )
+                )
+            else:
+                needs.append(
+                    Need(frame, {}, role=f"c:{c}", segmented=False, by=pl.col(c).cast(pl.String))
+                )
+        return needs
+
+    def prepared(self, m, values, ctx) -> Profile:
+        columns: dict[str, ColumnProfile] = {}
+        for role, v in values.items():
+            if role.startswith("n:"):
+                name = role[2:]
+                columns[name] = numeric_profile(
+                    name, np.asarray(v["values"] or [], float), int(v["nulls"] or 0), m.bins
+                )
+            elif role.startswith("c:"):
+                name = role[2:]
+                columns[name] = categorical_profile(name, v.get(ROWS_BY, {}))
+        profile = Profile(int(values.get("main", {}).get("__rows", 0)), columns)
+        path = self._cache_path(m, ctx, drift_columns(m, ctx), reference_frame(m, ctx))
+        if path is not None and profile.rows > 0:
+            save_profile(profile, path)
+        return profile
+
+    # ------------------------------------------------------------ current
+    def needs(self, m, ctx):
+        start, end = ctx.window(m)
+        frame = FrameKey(m.source, start, end, m.filter)
+        profile: Profile = ctx.prepared[m.name]
+        plan = _Plan(m, profile)
+        needs = [Need(frame, {})]
+        schema = ctx.schemas[m.source]
+        for name, (col, method, _t) in plan.columns.items():
+            if name not in schema:
+                continue
+            c = pl.col(name)
+            if col.kind == "categorical":
+                needs.append(Need(frame, {}, role=f"c:{name}", by=c.cast(pl.String)))
+            elif method in SAMPLE_METHODS:
+                needs.append(
+                    Need(
+                        frame,
+                        {"values": c.drop_nulls().cast(pl.Float64), "nulls": c.null_count()},
+                        role=f"s:{name}",
+                    )
+                )
+            else:
+                edges = col.fine_edges if method == "wasserstein" else col.edges
+                bucket = c.cast(pl.Float64).bin_intervals(
+                    list(edges), labels=False, right_closed=True
+                )
+                aggs = {"sum": c.cast(pl.Float64).sum()} if method == "wasserstein" else {}
+                needs.append(Need(frame, aggs, role=f"h:{name}", by=bucket))
+                if method == "wasserstein":
+                    needs.append(
+                        Need(
+                            frame,
+                            {"min": c.cast(pl.Float64).min(), "max": c.cast(pl.Float64).max()},
+                            role=f"r:{name}",
+                        )
+                    )
+        return needs
+
+    # ------------------------------------------------------------ scoring
+    def score(self, m, values, rows, ctx) -> Scored:  # pragma: no cover - see score_all
+        raise NotImplementedError
+
+    def score_all(self, m, values, rows, ctx) -> list[Scored]:
+        profile: Profile = ctx.prepared[m.name]
+        plan = _Plan(m, profile)
+        schema = ctx.schemas[m.source]
+        results: list[Scored] = []
+        p_values: dict[str, float] = {}
+        wanted = drift_columns(m, ctx)
+        for name in wanted:
+            if name in plan.errors:
+                results.append(Scored(None, {"error": plan.errors[name]}, "error", column=name))
+                continue
+            if name not in profile.columns or name not in plan.columns:
+                where = "reference" if name not in profile.columns else "window"
+                results.append(
+                    Scored(
+                        None,
+                        {"error": f"column '{name}' not found in the {where} source"},
+                        "error",
+                        column=name,
+                    )
+                )
+                continue
+            if name not in schema:
+                results.append(
+                    Scored(
+                        None,
+                        {"error": f"column '{name}' not found in source '{m.source}'"},
+                        "error",
+                        column=name,
+                    )
+                )
+                continue
+            col, method, threshold = plan.columns[name]
+            results.append(self._column(m, name, col, method, threshold, values, profile))
+            last = results[-1]
+            if last.status is None and METHODS[method][0] == "p":
+                p_values[name] = last.details["p_value"]
+        self._correct(m, results, p_values)
+        return [*results, self._share(m, results, rows)]
+
+    def _current(
+        self, name: str, col: ColumnProfile, method: str, values: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[Any, int, int]:
+        """(current side, non-null rows, null rows) for one column."""
+        if col.kind == "categorical":
+            counts = dict(values[f"c:{name}"].get(ROWS_BY, {}))
+            nulls = int(counts.pop(None, 0))
+            return counts, sum(counts.values()), nulls
+        if method in SAMPLE_METHODS:
+            v = values[f"s:{name}"]
+            sample = np.asarray(v["values"] or [], dtype=float)
+            return sample, int(sample.size), int(v["nulls"] or 0)
+        v = values[f"h:{name}"]
+        counts = dict(v.get(ROWS_BY, {}))
+        sums = dict(v.get("sum", {}))
+        nulls = int(counts.pop(None, 0))
+        sums.pop(None, None)
+        extremes = values.get(f"r:{name}", {})
+        return (counts, sums, extremes), sum(counts.values()), nulls
+
+    def _column(
+        self,
+        m: DriftSpec,
+        name: str,
+        col: ColumnProfile,
+        method: str,
+        threshold: float,
+        values: Mapping[str, Mapping[str, Any]],
+        profile: Profile,
+    ) -> Scored:
+        current, n_cur, nulls_cur = self._current(name, col, method, values)
+        details: dict[str, Any] = {
+            "method": method,
+            "threshold": threshold,
+            "reference_rows": col.n,
+            "current_rows": n_cur,
+            "column_type": col.kind,
+        }
+        details.update(_null_share(col.n, col.nulls, n_cur, nulls_cur))
+        sev = {m.column_severity: {threshold_op(method): threshold}}
+        min_rows = max(m.min_rows, 1)
+        if n_cur < min_rows or col.n < 1:
+            details["reason"] = (
+                f"{n_cur} non-null values in the window, min_rows is {min_rows}"
+                if n_cur < min_rows
+                else "the reference has no non-null values"
+            )
+            return Scored(
+                None, details, "insufficient_data", rows=n_cur, column=name, threshold=sev
+            )
+        outcome = _outcome(col, method, current)
+        details["statistic"] = outcome.statistic
+        if outcome.p_value is not None:
+            details["p_value"] = outcome.p_value
+        if outcome.bound is not None:
+            details["approximation_bound"] = outcome.bound
+        if not col.exact and method in SAMPLE_METHODS:
+            details["reference_sketch"] = True
+        is_drift = drifted(method, outcome.value, threshold)
+        details["drifted"] = is_drift
+        return Scored(outcome.value, details, None, rows=n_cur, column=name, threshold=sev)
+
+    def _correct(self, m: DriftSpec, results: list[Scored], p_values: dict[str, float]) -> None:
+        """Finalise per-column statuses, with the multiple-testing correction."""
+        adjusted = _adjust(p_values, m.correction)
+        for r in results:
+            if r.status is not None:
+                continue
+            name = r.column or ""
+            method = r.details["method"]
+            if name in adjusted:
+                r.details["adjusted_p_value"] = adjusted[name]
+                r.details["correction"] = m.correction
+                r.details["drifted"] = drifted(method, adjusted[name], r.details["threshold"])
+            r.status = m.column_severity if r.details["drifted"] else "ok"
+
+    def _share(self, m: DriftSpec, results: list[Scored], rows: Mapping[str, int]) -> Scored:
+        judged = [r for r in results if r.status in ("ok", "warn", "critical")]
+        drifted_cols = [r.column for r in results if r.details.get("drifted")]
+        details = {"drifted_columns": drifted_cols, "columns": len(judged), "top": _top(results)}
+        if not judged:
+            details["reason"] = "no column could be compared"
+            return Scored(
+                None, details, "insufficient_data", type="drift_share", rows=rows.get("main", 0)
+            )
+        return Scored(
+            len(drifted_cols) / len(judged), details, type="drift_share", rows=rows.get("main", 0)
+        )
+
+
+def _top(results: list[Scored], n: int = 5) -> list[dict[str, Any]]:
+    """The most drifted columns, for notifications."""
+    drifted_rows = [r for r in results if r.details.get("drifted")]
+
+    def severity(r: Scored) -> float:
+        kind = METHODS[r.details["method"]][0]
+        return -(r.value or 0.0) if kind == "d" else (r.value or 0.0)
+
+    return [
+        {"column": r.column, "method": r.details["method"], "value": r.value}
+        for r in sorted(drifted_rows, key=severity)[:n]
+    ]
+
+
+def _outcome(col: ColumnProfile, method: str, current: Any) -> Outcome:
+    if col.kind == "categorical":
+        counts: dict[str, int] = current
+        ref = [*col.counts.tolist(), 0.0]
+        cur = [float(counts.get(c, 0)) for c in col.categories]
+        cur.append(float(sum(v for k, v in counts.items() if k not in set(col.categories))))
+        ref_arr, cur_arr = np.asarray(ref), np.asarray(cur)
+        if method in HISTOGRAM_METHODS:
+            return histogram_method(method, ref_arr, cur_arr)
+        return categorical_test(method, ref_arr, cur_arr)
+    if method in SAMPLE_METHODS:
+        return sample_method(method, col.sample, current)
+    counts, sums, extremes = current
+    if method == "wasserstein":
+        k = len(col.fine_edges) + 1
+        cur_counts = np.array([float(counts.get(i, 0)) for i in range(k)])
+        cur_sums = np.array([float(sums.get(i, 0.0) or 0.0) for i in range(k)])
+        lo = min(
+            col.minimum, extremes.get("min") if extremes.get("min") is not None else col.minimum
+        )
+        hi = max(
+            col.maximum, extremes.get("max") if extremes.get("max") is not None else col.maximum
+        )
+        return wasserstein_cells(
+            col.fine_edges, col.fine_counts, col.fine_sums, cur_counts, cur_sums, lo, hi, col.std
+        )
+    k = len(col.edges) + 1
+    cur_counts = np.array([float(counts.get(i, 0)) for i in range(k)])
+    return histogram_method(method, col.bin_counts, cur_counts)
+
+
+def _null_share(n_ref: int, nulls_ref: int, n_cur: int, nulls_cur: int) -> dict[str, Any]:
+    """Null shares of both sides and a two-proportion z-test on them."""
+    tot_ref, tot_cur = n_ref + nulls_ref, n_cur + nulls_cur
+    out: dict[str, Any] = {
+        "null_share_reference": nulls_ref / tot_ref if tot_ref else None,
+        "null_share_current": nulls_cur / tot_cur if tot_cur else None,
+    }
+    if tot_ref and tot_cur:
+        pooled = (nulls_ref + nulls_cur) / (tot_ref + tot_cur)
+        se = (pooled * (1 - pooled) * (1 / tot_ref + 1 / tot_cur)) ** 0.5
+        z = 0.0 if se == 0 else (nulls_ref / tot_ref - nulls_cur / tot_cur) / se
+        p = float(2 * (1 - sps.norm.cdf(abs(z))))
+        out["null_share_p_value"] = p
+        out["null_share_drift"] = p < NULL_SHARE_ALPHA
+    return out
+
+
+def _adjust(p_values: dict[str, float], correction: str) -> dict[str, float]:
+    if correction == "none" or not p_values:
+        return {}
+    names = list(p_values)
+    p = np.array([p_values[n] for n in names])
+    k = len(p)
+    if correction == "bonferroni":
+        adj = np.minimum(p * k, 1.0)
+    else:  # benjamini_hochberg step-up
+        order = np.argsort(p)
+        ranked = p[order] * k / np.arange(1, k + 1)
+        ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+        adj = np.empty(k)
+        adj[order] = np.minimum(ranked, 1.0)
+    return dict(zip(names, adj.tolist(), strict=True))

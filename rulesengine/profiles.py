@@ -1,0 +1,218 @@
+"""Reference profiles for drift: the reference reduced once, cached on disk.
+
+A column profile holds what every drift method needs from the reference: the
+sorted non-null values (exact up to ``SAMPLE_CAP`` values; above it, a sketch of
+``SKETCH_POINTS`` evenly spaced order statistics, so a CDF read from it is off by
+at most 1/(SKETCH_POINTS − 1)), the category counts, the histogram bins fixed
+from the reference quantiles with their counts, and the fine cells (counts and
+sums) that wasserstein integrates over.
+
+Binning rule: ``bins`` (default 10) cells between the reference quantiles at
+k/bins, right-closed, the outer cells open-ended; edges that coincide collapse.
+Categories: the reference's own plus one "unseen" bucket for anything else.
+
+Profiles are keyed by the reference files' fingerprint (path, size, mtime) plus
+everything that shapes the profile (columns, types, bins, filter, window), stored
+as ``<key>.npz`` in the cache folder, and reused across runs and daemon ticks.
+References on object storage are profiled on every run (no cheap fingerprint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+PROFILE_VERSION = 1
+SAMPLE_CAP = 1_000_000
+SKETCH_POINTS = 100_001
+FINE_CELLS = 1000
+UNSEEN = "__unseen__"
+
+
+@dataclass
+class ColumnProfile:
+    name: str
+    kind: str  # numeric | categorical
+    n: int  # non-null values
+    nulls: int
+    unique: int
+    exact: bool = True  # sample holds every value
+    sample: np.ndarray = field(default_factory=lambda: np.empty(0))
+    categories: list[str] = field(default_factory=list)
+    counts: np.ndarray = field(default_factory=lambda: np.empty(0))  # per category
+    edges: np.ndarray = field(default_factory=lambda: np.empty(0))  # coarse bins
+    bin_counts: np.ndarray = field(default_factory=lambda: np.empty(0))
+    fine_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
+    fine_counts: np.ndarray = field(default_factory=lambda: np.empty(0))
+    fine_sums: np.ndarray = field(default_factory=lambda: np.empty(0))
+    minimum: float = 0.0
+    maximum: float = 0.0
+    std: float = 0.0  # population std, as Evidently norms wasserstein
+
+
+@dataclass
+class Profile:
+    rows: int
+    columns: dict[str, ColumnProfile]
+    cached: bool = False
+
+
+def _cells(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and sums per right-closed cell, the same cells Polars'
+    ``bin_intervals(edges, right_closed=True)`` gives the current window."""
+    idx = np.searchsorted(edges, values, side="left")
+    k = len(edges) + 1
+    return (
+        np.bincount(idx, minlength=k).astype(float),
+        np.bincount(idx, weights=values, minlength=k),
+    )
+
+
+def quantile_edges(sample: np.ndarray, cells: int) -> np.ndarray:
+    if sample.size == 0 or cells < 2:
+        return np.empty(0)
+    levels = np.arange(1, cells) / cells
+    return np.unique(np.quantile(sample, levels, method="linear"))
+
+
+def numeric_profile(name: str, values: np.ndarray, nulls: int, bins: int) -> ColumnProfile:
+    values = np.sort(np.asarray(values, dtype=float))
+    n = int(values.size)
+    exact = n <= SAMPLE_CAP
+    sample = (
+        values if exact else np.quantile(values, np.linspace(0, 1, SKETCH_POINTS), method="linear")
+    )
+    unique = int(np.unique(values).size)
+    edges = quantile_edges(values, bins)
+    fine = quantile_edges(values, FINE_CELLS)
+    fine_counts, fine_sums = _cells(values, fine)
+    return ColumnProfile(
+        name,
+        "numeric",
+        n,
+        nulls,
+        unique,
+        exact,
+        sample,
+        edges=edges,
+        bin_counts=_cells(values, edges)[0],
+        fine_edges=fine,
+        fine_counts=fine_counts,
+        fine_sums=fine_sums,
+        minimum=float(values[0]) if n else 0.0,
+        maximum=float(values[-1]) if n else 0.0,
+        std=float(values.std()) if n else 0.0,
+    )
+
+
+def categorical_profile(name: str, counts: Mapping[Any, int]) -> ColumnProfile:
+    nulls = int(counts.get(None, 0))
+    cats = sorted((str(k), int(v)) for k, v in counts.items() if k is not None)
+    return ColumnProfile(
+        name,
+        "categorical",
+        sum(v for _, v in cats),
+        nulls,
+        len(cats),
+        categories=[c for c, _ in cats],
+        counts=np.array([v for _, v in cats], dtype=float),
+    )
+
+
+def as_categorical(p: ColumnProfile) -> ColumnProfile:
+    """A numeric profile seen as categories (few distinct values), labelled as
+    Polars casts numbers to strings so both sides agree."""
+    values, counts = np.unique(p.sample, return_counts=True)
+    labels = pl.Series(values).cast(pl.String).to_list()
+    if not p.exact:  # the sketch's multiplicities are not counts: rescale
+        counts = counts * (p.n / counts.sum())
+    return ColumnProfile(
+        p.name,
+        "categorical",
+        p.n,
+        p.nulls,
+        p.unique,
+        p.exact,
+        categories=labels,
+        counts=counts.astype(float),
+    )
+
+
+# ------------------------------------------------------------------ cache
+
+
+def fingerprint(files: list[str] | None) -> list[Any] | None:
+    if files is None:
+        return None
+    out = []
+    for f in files:
+        st = os.stat(f)
+        out.append([f, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    text = json.dumps(
+        {"v": PROFILE_VERSION, "cap": SAMPLE_CAP, "fine": FINE_CELLS, **parts},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+_ARRAYS = ("sample", "counts", "edges", "bin_counts", "fine_edges", "fine_counts", "fine_sums")
+
+
+def save(profile: Profile, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {"rows": profile.rows, "columns": {}}
+    arrays: dict[str, np.ndarray] = {}
+    for i, (name, c) in enumerate(profile.columns.items()):
+        meta["columns"][name] = {
+            "i": i,
+            "kind": c.kind,
+            "n": c.n,
+            "nulls": c.nulls,
+            "unique": c.unique,
+            "exact": c.exact,
+            "categories": c.categories,
+            "minimum": c.minimum,
+            "maximum": c.maximum,
+            "std": c.std,
+        }
+        for a in _ARRAYS:
+            arrays[f"{i}_{a}"] = np.asarray(getattr(c, a), dtype=float)
+    arrays["meta"] = np.array(json.dumps(meta))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: Path) -> Profile | None:
+    """The cached profile, or None if absent or unreadable (then it is rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            columns = {}
+            for name, m in meta["columns"].items():
+                i = m.pop("i")
+                arrays = {a: data[f"{i}_{a}"] for a in _ARRAYS}
+                columns[name] = ColumnProfile(name=name, **m, **arrays)
+            return Profile(meta["rows"], columns, cached=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

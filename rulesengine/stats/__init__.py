@@ -1,0 +1,1 @@
+"""Drift statistics: pure functions over counts, histograms and samples."""

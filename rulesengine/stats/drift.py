@@ -1,0 +1,232 @@
+"""Drift methods, computed from what a reference profile and the current window
+provide: category/bin counts, per-cell sums, or the samples themselves.
+
+Definitions follow Evidently's (same statistics, same default thresholds, same
+zero smoothing), so results can be compared; every method is tested against
+scipy on the raw samples.
+
+* Histogram methods (psi, kl_div, jensenshannon, hellinger, tvd) and the
+  categorical tests (chisquare, g_test, z, fisher_exact) work on aligned count
+  vectors: categories (the reference's plus one "unseen" bucket) or bins fixed
+  once from the reference.
+* Exact sample methods (ks, anderson, cramer_von_mises, mannw, t_test, energy)
+  receive the reference sample (sorted, exact up to the profile's sample cap) and
+  the current window's values, and call scipy directly.
+* wasserstein uses fine cells fixed from the reference quantiles, with per-cell
+  counts and sums on both sides: each cell's ∫F is exact, so the result is exact
+  wherever F_ref − F_cur keeps its sign inside a cell; ``bound`` says how far off
+  it can be otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from scipy.spatial import distance
+
+# method → (kind, default threshold, drift rule): "p" is a p-value (smaller is
+# drift), "d" a distance (larger is drift); "le"/"lt"/"ge" compare with threshold.
+METHODS: dict[str, tuple[str, float, str]] = {
+    "ks": ("p", 0.05, "le"),
+    "chisquare": ("p", 0.05, "lt"),
+    "z": ("p", 0.05, "lt"),
+    "g_test": ("p", 0.1, "lt"),
+    "fisher_exact": ("p", 0.1, "lt"),
+    "anderson": ("p", 0.1, "lt"),
+    "cramer_von_mises": ("p", 0.1, "le"),
+    "mannw": ("p", 0.05, "lt"),
+    "t_test": ("p", 0.05, "lt"),
+    "psi": ("d", 0.1, "ge"),
+    "kl_div": ("d", 0.1, "ge"),
+    "jensenshannon": ("d", 0.1, "ge"),
+    "hellinger": ("d", 0.1, "ge"),
+    "wasserstein": ("d", 0.1, "ge"),
+    "tvd": ("d", 0.1, "ge"),
+    "energy": ("d", 0.1, "ge"),
+}
+NUMERIC_ONLY = {"ks", "anderson", "cramer_von_mises", "mannw", "t_test", "wasserstein", "energy"}
+CATEGORICAL_ONLY = {"chisquare", "z", "g_test", "fisher_exact"}
+SAMPLE_METHODS = {"ks", "anderson", "cramer_von_mises", "mannw", "t_test", "energy"}
+HISTOGRAM_METHODS = {"psi", "kl_div", "jensenshannon", "hellinger", "tvd"}
+
+
+def drifted(method: str, value: float, threshold: float) -> bool:
+    rule = METHODS[method][2]
+    if rule == "le":
+        return value <= threshold
+    if rule == "lt":
+        return value < threshold
+    return value >= threshold
+
+
+def threshold_op(method: str) -> str:
+    """The threshold op (as in specs) under which a value means drift."""
+    return {"le": "at_or_below", "lt": "below", "ge": "at_or_above"}[METHODS[method][2]]
+
+
+def auto_method(numeric: bool, reference_rows: int, unique: int) -> str:
+    """Evidently's choice: small references get tests, large ones distances."""
+    if reference_rows <= 1000:
+        if numeric and unique > 5:
+            return "ks"
+        return "chisquare" if unique > 2 else "z"
+    return "wasserstein" if numeric and unique > 5 else "jensenshannon"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    value: float  # p-value or distance: what the threshold is compared with
+    statistic: float  # the test statistic (equals value for distances)
+    p_value: float | None
+    bound: float | None = None  # approximation bound, when not exact
+
+
+# ------------------------------------------------------------------ histograms
+
+
+def smooth(percents: np.ndarray) -> np.ndarray:
+    """Evidently's zero filling: zeros become 1e-4, or min(nonzero)/1e6 when the
+    smallest nonzero share is at most 1e-4."""
+    out = percents.astype(float).copy()
+    nonzero = out[out > 0]
+    if nonzero.size == 0:
+        return out
+    low = nonzero.min()
+    out[out == 0] = low / 1e6 if low <= 1e-4 else 1e-4
+    return out
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total else counts.astype(float)
+
+
+def histogram_method(method: str, ref_counts: np.ndarray, cur_counts: np.ndarray) -> Outcome:
+    """A histogram distance over aligned count vectors."""
+    ref = np.asarray(ref_counts, dtype=float)
+    cur = np.asarray(cur_counts, dtype=float)
+    keep = (ref > 0) | (cur > 0)  # cells empty on both sides carry no information
+    p, q = _shares(ref[keep]), _shares(cur[keep])
+    if method == "psi":
+        ps, qs = smooth(p), smooth(q)
+        value = float(np.sum((qs - ps) * np.log(qs / ps)))
+    elif method == "kl_div":
+        value = float(stats.entropy(smooth(p), smooth(q)))
+    elif method == "jensenshannon":
+        value = float(distance.jensenshannon(smooth(p), smooth(q)))
+    elif method == "hellinger":
+        value = float(np.sqrt(max(0.0, 1.0 - min(1.0, float(np.sum(np.sqrt(p * q)))))))
+    elif method == "tvd":
+        value = float(0.5 * np.sum(np.abs(p - q)))
+    else:
+        raise ValueError(f"'{method}' is not a histogram method")
+    return Outcome(value, value, None)
+
+
+def categorical_test(method: str, ref_counts: np.ndarray, cur_counts: np.ndarray) -> Outcome:
+    """chisquare / g_test (goodness of fit of the current counts to the reference
+    shares), z (two proportions) and fisher_exact (2×2) over aligned counts."""
+    ref = np.asarray(ref_counts, dtype=float)
+    cur = np.asarray(cur_counts, dtype=float)
+    keep = (ref > 0) | (cur > 0)
+    ref, cur = ref[keep], cur[keep]
+    n_ref, n_cur = ref.sum(), cur.sum()
+    if method in ("chisquare", "g_test"):
+        expected = ref * (n_cur / n_ref)
+        if np.any((expected == 0) & (cur > 0)):  # a category the reference never saw
+            return Outcome(0.0, float("inf"), 0.0)
+        lam = "pearson" if method == "chisquare" else "log-likelihood"
+        res = stats.power_divergence(cur, expected, lambda_=lam)
+        return Outcome(float(res.pvalue), float(res.statistic), float(res.pvalue))
+    if len(ref) > 2:
+        raise ValueError(f"'{method}' needs a binary column, this one has {len(ref)} values")
+    if len(ref) == 1:  # one and the same value on both sides
+        return Outcome(1.0, 0.0, 1.0)
+    if method == "z":
+        p1, p2 = ref[1] / n_ref, cur[1] / n_cur
+        pooled = (ref[1] + cur[1]) / (n_ref + n_cur)
+        se = np.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur))
+        z = 0.0 if se == 0 else (p1 - p2) / se
+        p = float(2 * (1 - stats.norm.cdf(abs(z))))
+        return Outcome(p, float(z), p)
+    if method == "fisher_exact":
+        table = np.array([[cur[1], cur[0]], [ref[1], ref[0]]], dtype=np.int64)
+        res = stats.fisher_exact(table)
+        return Outcome(float(res.pvalue), float(res.statistic), float(res.pvalue))
+    raise ValueError(f"'{method}' is not a categorical test")
+
+
+# ------------------------------------------------------------------ samples
+
+
+def sample_method(method: str, reference: np.ndarray, current: np.ndarray) -> Outcome:
+    """Exact tests on the samples, by scipy."""
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(current, dtype=float)
+    if method == "ks":
+        res = stats.ks_2samp(ref, cur)
+    elif method == "anderson":
+        res = stats.anderson_ksamp([ref, cur])
+    elif method == "cramer_von_mises":
+        res = stats.cramervonmises_2samp(ref, cur)
+    elif method == "mannw":
+        res = stats.mannwhitneyu(ref, cur)
+    elif method == "t_test":
+        res = stats.ttest_ind(ref, cur)
+    elif method == "energy":
+        value = float(stats.energy_distance(ref, cur))
+        return Outcome(value, value, None)
+    else:
+        raise ValueError(f"'{method}' is not a sample method")
+    return Outcome(float(res.pvalue), float(res.statistic), float(res.pvalue))
+
+
+# ------------------------------------------------------------------ wasserstein
+
+
+def cell_integrals(
+    edges: np.ndarray, counts: np.ndarray, sums: np.ndarray, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell (lo, e1], (e1, e2], …, (ek, hi]: the width, the CDF at the cell's left
+    end, and ∫F over the cell (exact: F rises by 1/n at each value inside)."""
+    bounds = np.r_[lo, edges, hi]
+    widths = np.diff(bounds)
+    n = counts.sum()
+    shares = counts / n
+    cdf_left = np.r_[0.0, np.cumsum(shares)[:-1]]
+    right = bounds[1:]
+    # Σ over values x in the cell of (right − x) / n
+    inside = (counts * right - sums) / n
+    return widths, cdf_left, cdf_left * widths + inside
+
+
+def wasserstein_cells(
+    edges: np.ndarray,
+    ref_counts: np.ndarray,
+    ref_sums: np.ndarray,
+    cur_counts: np.ndarray,
+    cur_sums: np.ndarray,
+    lo: float,
+    hi: float,
+    ref_std: float,
+) -> Outcome:
+    """W1(ref, cur) / max(std_ref, 0.001) from per-cell counts and sums.
+
+    W1 = ∫|F_ref − F_cur| dx. Per cell we know ∫F_ref and ∫F_cur exactly, so
+    Σ|∫(F_ref − F_cur)| equals W1 when the difference keeps its sign inside each
+    cell, and undershoots by at most 2·width·min(p_ref, p_cur) in a cell where it
+    may change sign; the sum of those is ``bound`` (also divided by the norm).
+    """
+    w, f_ref, i_ref = cell_integrals(edges, ref_counts, ref_sums, lo, hi)
+    _, f_cur, i_cur = cell_integrals(edges, cur_counts, cur_sums, lo, hi)
+    value = float(np.sum(np.abs(i_ref - i_cur)))
+    p_ref = ref_counts / ref_counts.sum()
+    p_cur = cur_counts / cur_counts.sum()
+    d_left = f_ref - f_cur
+    d_right = d_left + p_ref - p_cur
+    may_cross = (np.sign(d_left) != np.sign(d_right)) | (np.abs(d_left) < np.maximum(p_ref, p_cur))
+    bound = float(np.sum(np.where(may_cross, 2 * w * np.minimum(p_ref, p_cur), 0.0)))
+    norm = max(ref_std, 0.001)
+    return Outcome(value / norm, value / norm, None, bound / norm)
