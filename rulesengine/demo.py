@@ -61,7 +61,7 @@ FRAUD_V4_SHARE = 0.35
 FRAUD_RATE = 0.01
 FRAUD_RECALL = {"v3": 0.93, "v4": 0.94}  # share of fraud scored >= 0.5
 FRAUD_FP_RATE = 0.0012  # share of legitimate requests scored >= 0.5
-FRAUD_BASE_NULL = 0.0005
+FRAUD_BASE_NULL = 0.0003
 FRAUD_TRAINING_ROWS = 60_000
 COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "CA", "BR", "IN", "MX", "PL")
 COUNTRY_P = (0.33, 0.12, 0.10, 0.08, 0.06, 0.05, 0.04, 0.05, 0.05, 0.04, 0.05, 0.03)

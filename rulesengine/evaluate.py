@@ -28,13 +28,30 @@ from rulesengine.compile.plan import (
     plan_phase,
 )
 from rulesengine.monitors.base import ROWS_BY, Scored, Undefined
+from rulesengine.errors import DataError
 from rulesengine.results import ModelResults, Result
+from rulesengine.sources import file_schema, local_files
 from rulesengine.spec.model import Config, ModelSpec, Thresholds
 
 Segment = tuple[Any, ...]
 
 
-def execute(queries: list[Query]) -> list[pl.DataFrame | str]:
+def _culprit(model: ModelSpec, q: Query, message: str) -> str:
+    """Name the unreadable file behind a failed query when Polars did not."""
+    names = [q.frame.source] + ([q.frame.join.source] if q.frame.join else [])
+    for name in names:
+        source = model.sources[name]
+        for path in local_files(source) or []:
+            if path in message:
+                return f"source '{name}': cannot read {path}: {message}"
+            try:
+                file_schema(source, path)
+            except DataError as exc:
+                return str(exc)
+    return message
+
+
+def execute(queries: list[Query], model: ModelSpec | None = None) -> list[pl.DataFrame | str]:
     """Collect every query together; on failure, alone, so errors stay local."""
     lazies = [q.lazy for q in queries]
     if not lazies:
@@ -48,7 +65,8 @@ def execute(queries: list[Query]) -> list[pl.DataFrame | str]:
         try:
             out.append(q.lazy.collect(engine="in-memory"))  # type: ignore[union-attr]
         except Exception as exc:
-            out.append(first_line(exc))
+            message = first_line(exc)
+            out.append(_culprit(model, q, message) if model is not None else message)
     return out
 
 
@@ -214,7 +232,7 @@ class _Scorer:
 
 def _prepare(plan: Plan) -> None:
     queries = plan_phase(plan, "prepare")
-    frames = execute(queries)
+    frames = execute(queries, plan.model)
     for mp in plan.monitors:
         if mp.error or mp.no_data or not mp.bindings:
             continue
@@ -242,7 +260,7 @@ def evaluate_model(model: ModelSpec, at: datetime, cache_dir: Path | None = None
     plan = compile_model(model, at, cache_dir=cache_dir)
     _prepare(plan)
     queries = plan_phase(plan, "needs")
-    frames = execute(queries)
+    frames = execute(queries, model)
     scorer = _Scorer(plan, queries, frames)
     results: list[Result] = []
     for mp in plan.monitors:

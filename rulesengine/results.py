@@ -155,6 +155,8 @@ def to_text(models: Sequence[ModelResults]) -> str:
             counts[r.status] = counts.get(r.status, 0) + 1
             name = r.monitor + (f"[{r.column}]" if r.column and r.kind == "drift" else "")
             note = r.details.get("reason") or r.details.get("error")
+            if note and len(str(note)) > 70:  # the JSON output has it whole
+                note = str(note)[:69] + "…"
             value = _fmt_value(r.value) if r.value is not None else f"- ({note})" if note else "-"
             rows.append(
                 (

@@ -93,6 +93,8 @@ class _Checker:
                 continue
             if source.timestamp:
                 self._timestamp(name, source.timestamp)
+            if source.partition_date:
+                self._column(("sources", name, "partition_date"), name, source.partition_date)
         for monitor in self.model.monitors():
             if monitor.enabled:
                 self._monitor(monitor)

@@ -14,7 +14,8 @@ import glob as globlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -62,7 +63,14 @@ def _scan_one(
     extra: dict[str, str] = {"include_file_paths": FILE_COLUMN} if with_file else {}
     if source.format == "parquet":
         hive = True if source.hive_partitioning is None else source.hive_partitioning
-        return pl.scan_parquet(path, hive_partitioning=hive, storage_options=opts, **extra)
+        return pl.scan_parquet(
+            path,
+            hive_partitioning=hive,
+            storage_options=opts,
+            missing_columns="insert",
+            extra_columns="ignore",
+            **extra,
+        )
     if source.format == "ipc":
         hive = bool(source.hive_partitioning)
         return pl.scan_ipc(path, hive_partitioning=hive, storage_options=opts, **extra)
@@ -89,44 +97,55 @@ class FileSchema:
     schema: pl.Schema
 
 
-_SCHEMA_CACHE: dict[tuple[str, int, float, str], pl.Schema] = {}
+_SCHEMA_CACHE: dict[tuple[Any, ...], pl.Schema] = {}
+
+
+def file_schema(source: SourceSpec, path: str) -> pl.Schema:
+    """One file's own schema (metadata or first lines only), cached by path, size
+    and mtime for local files. Raises :class:`DataError` naming an unreadable file."""
+    key: tuple[Any, ...] = (path, source.format, source.separator)
+    if "://" not in path:
+        st = os.stat(path)
+        key = (*key, st.st_size, st.st_mtime_ns)
+    schema = _SCHEMA_CACHE.get(key)
+    if schema is None:
+        try:
+            schema = _scan_one(source, path).collect_schema()
+        except Exception as exc:
+            raise DataError(
+                f"source '{source.name}': cannot read {path}: {_first_line(exc)}"
+            ) from None
+        _SCHEMA_CACHE[key] = schema
+    return schema
 
 
 def file_schemas(source: SourceSpec, files: Sequence[str] | None = None) -> list[FileSchema]:
-    """Each local file's own schema (metadata or first lines only), cached by
-    path, size and mtime. Raises :class:`DataError` naming an unreadable file."""
+    """Each local file's own schema; see :func:`file_schema`."""
     files = local_files(source) if files is None else files
-    out = []
-    for path in files or []:
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime, source.format + source.separator)
-        schema = _SCHEMA_CACHE.get(key)
-        if schema is None:
-            try:
-                schema = _scan_one(source, path).collect_schema()
-            except Exception as exc:
-                raise DataError(
-                    f"source '{source.name}': cannot read {path}: {_first_line(exc)}"
-                ) from None
-            _SCHEMA_CACHE[key] = schema
-        out.append(FileSchema(path, schema))
-    return out
+    return [FileSchema(path, file_schema(source, path)) for path in files or []]
 
 
 def scan(source: SourceSpec) -> pl.LazyFrame | None:
     """A LazyFrame over every file of ``source`` (raw columns), or None when no file
-    matches. Nothing is read except schemas."""
+    matches. Nothing is read except schemas.
+
+    Parquet is one scan over the glob (hive columns, partition and row-group
+    pruning apply); a column missing from some files reads as null there. CSV and
+    NDJSON files are scanned one by one and concatenated diagonally when their
+    columns differ, because a single scan would silently keep only the first
+    file's columns.
+    """
     files = local_files(source)
     if files == []:
         return None
-    if files is None:  # object storage: Polars lists and reads
+    if files is None or source.format in ("parquet", "ipc"):
         return _scan_one(source, source.path, with_file=True)
     schemas = file_schemas(source, files)
-    if len({tuple(s.schema.items()) for s in schemas}) <= 1:
-        # one scan: hive columns, row-group and partition pruning all apply
-        target = source.path if source.format == "parquet" else files
-        return _scan_one(source, target, with_file=True)
-    return pl.concat([_scan_one(source, f, with_file=True) for f in files], how="diagonal_relaxed")
+    same = len({tuple(s.schema.items()) for s in schemas}) <= 1
+    return pl.concat(
+        [_scan_one(source, f, with_file=True) for f in files],
+        how="vertical" if same else "diagonal_relaxed",
+    )
 
 
 @dataclass(frozen=True)
@@ -235,12 +254,31 @@ def with_timestamp(frame: pl.LazyFrame, source: SourceSpec, schema: pl.Schema) -
     return frame.with_columns(timestamp_expr(source, dtype).alias(source.timestamp))
 
 
-def in_window(source: SourceSpec, start: datetime | None, end: datetime | None) -> pl.Expr:
-    """Rows with ``start < ts <= end`` (either bound may be open)."""
+def in_window(
+    source: SourceSpec,
+    start: datetime | None,
+    end: datetime | None,
+    schema: pl.Schema | None = None,
+) -> pl.Expr:
+    """Rows with ``start < ts <= end`` (either bound may be open). With a
+    ``partition_date`` column, the matching dates too, so Polars skips whole
+    partitions."""
     ts = pl.col(source.timestamp or "")
     cond = pl.lit(True)
     if start is not None:
         cond = cond & (ts > pl.lit(start, dtype=TS_DTYPE))
     if end is not None:
         cond = cond & (ts <= pl.lit(end, dtype=TS_DTYPE))
+    part = source.partition_date
+    if part and schema is not None and part in schema:
+        as_text = schema[part] == pl.String
+
+        def day(t: datetime) -> Any:
+            d = t.astimezone(UTC).date()
+            return pl.lit(d.isoformat()) if as_text else pl.lit(d)
+
+        if start is not None:
+            cond = cond & (pl.col(part) >= day(start))
+        if end is not None:
+            cond = cond & (pl.col(part) <= day(end))
     return cond

@@ -24,7 +24,7 @@ from rulesengine.monitors.base import (
     MonitorType,
     Need,
 )
-from rulesengine.sources import file_schemas, local_files, scan, with_timestamp
+from rulesengine.sources import scan, with_timestamp
 from rulesengine.spec.model import ModelSpec, MonitorSpec, SourceSpec
 from rulesengine.spec.sql import compile_sql
 
@@ -105,7 +105,6 @@ class _Frames:
         self.model = model
         self.base: dict[str, pl.LazyFrame] = {}
         self.schemas: dict[str, pl.Schema] = {}
-        self.file_schemas: dict[str, dict[str, pl.Schema]] = {}
         self.missing: dict[str, str] = {}  # source → why it has no data
         self.errors: dict[str, str] = {}  # source → why it cannot be read
         self.frames: dict[FrameKey, pl.LazyFrame] = {}
@@ -117,8 +116,6 @@ class _Frames:
             if frame is None:
                 self.missing[name] = f"no files match {source.path}"
                 return
-            if local_files(source) is not None:
-                self.file_schemas[name] = {f.path: f.schema for f in file_schemas(source)}
             raw_schema = frame.collect_schema()
             frame = with_timestamp(frame, source, raw_schema)
             self.schemas[name] = frame.collect_schema()
@@ -151,7 +148,7 @@ class _Frames:
         if source.timestamp and (key.start is not None or key.end is not None):
             from rulesengine.sources import in_window
 
-            lf = lf.filter(in_window(source, key.start, key.end))
+            lf = lf.filter(in_window(source, key.start, key.end, self.schemas[key.source]))
         if key.filter:
             lf = lf.filter(compile_sql(key.filter).expr.fill_null(False))
         if key.join is not None:
@@ -288,8 +285,7 @@ def compile_model(
         at,
         frames.schemas,
         prepared if prepared is not None else {},
-        frames.file_schemas,
-        cache_dir,
+        cache_dir=cache_dir,
     )
     monitors = []
     for m in model.monitors():

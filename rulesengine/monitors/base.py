@@ -82,7 +82,6 @@ class EvalContext:
     at: datetime
     schemas: Mapping[str, pl.Schema]  # per source, after timestamp normalisation
     prepared: dict[str, Any] = field(default_factory=dict)  # monitor → prepared values
-    file_schemas: Mapping[str, Any] = field(default_factory=dict)
     cache_dir: Path | None = None  # where reference profiles are kept
 
     def window(

@@ -19,7 +19,7 @@ from rulesengine.monitors.base import (
     ratio,
     register,
 )
-from rulesengine.sources import FILE_COLUMN, timestamp_expr
+from rulesengine.sources import FILE_COLUMN, file_schema, timestamp_expr
 from rulesengine.spec.model import CheckSpec, MonitorSpec
 from rulesengine.spec.sql import compile_sql
 
@@ -113,17 +113,15 @@ class Schema(_Check):
     names = ("schema",)
 
     def aggs(self, m, ctx):
-        if ctx.file_schemas.get(m.source):
-            return {"files": pl.col(FILE_COLUMN).unique()}
-        return {}
+        return {"files": pl.col(FILE_COLUMN).unique()}
 
     def needs(self, m, ctx):
         return [Need(window_frame(m, ctx), self.aggs(m, ctx), segmented=False)]
 
     def score(self, m, values, rows, ctx) -> Scored:
-        per_file: Mapping[str, pl.Schema] = ctx.file_schemas.get(m.source) or {}
-        files = sorted(values["main"].get("files") or []) if per_file else []
-        schemas = [(f, per_file[f]) for f in files if f in per_file]
+        source = ctx.model.sources[m.source]
+        files = sorted(f for f in values["main"].get("files") or [] if f is not None)
+        schemas = [(f, file_schema(source, f)) for f in files]
         if not schemas:
             schemas = [(None, ctx.schemas[m.source])]
         problems: dict[str, list[str]] = {}
@@ -146,9 +144,7 @@ class Schema(_Check):
                 text += f" in {len(named)} of {len(schemas)} file(s): " + ", ".join(named[:3])
                 text += " …" if len(named) > 3 else ""
             listing.append(text)
-        return Scored(
-            float(len(problems)), {"problems": listing, "files": len(schemas) if files else None}
-        )
+        return Scored(float(len(problems)), {"problems": listing, "files": len(files)})
 
 
 def _rate(bad: Any, n: Any, what: str) -> float:

@@ -231,6 +231,7 @@ def build_model(
             timestamp=s.get("timestamp"),
             timestamp_unit=s.get("timestamp_unit"),
             timezone=s.get("timezone", "UTC"),
+            partition_date=s.get("partition_date"),
             required=s.get("required", False),
             hive_partitioning=s.get("hive_partitioning"),
             separator=s.get("separator", "\t" if ".tsv" in s["path"].lower() else ","),

@@ -99,6 +99,7 @@ class SourceSpec:
     timestamp: str | None = None
     timestamp_unit: str | None = None
     timezone: str = "UTC"
+    partition_date: str | None = None
     required: bool = False
     hive_partitioning: bool | None = None
     separator: str = ","

@@ -327,6 +327,8 @@ def _check_source(problems: ProblemList, src: Any, path: KeyPath) -> None:
             f"cannot tell the format of '{p}' from its extension: "
             "add format: parquet, csv, ndjson or ipc",
         )
+    if "partition_date" in src and "timestamp" not in src:
+        problems.add((*path, "partition_date"), "partition_date needs a timestamp column")
     if "timestamp_unit" in src and "timestamp" not in src:
         problems.add((*path, "timestamp_unit"), "timestamp_unit needs a timestamp column")
     if "timezone" in src:
