@@ -27,8 +27,8 @@ from rulesengine.compile.plan import (
     first_line,
     plan_phase,
 )
-from rulesengine.monitors.base import ROWS_BY, Scored, Undefined
 from rulesengine.errors import DataError
+from rulesengine.monitors.base import ROWS_BY, Scored, Undefined
 from rulesengine.results import ModelResults, Result
 from rulesengine.sources import file_schema, local_files
 from rulesengine.spec.model import Config, ModelSpec, Thresholds

@@ -14,8 +14,8 @@ import glob as globlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 

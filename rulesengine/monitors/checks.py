@@ -5,7 +5,6 @@ Each rate is over the non-null values of its column unless said otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import polars as pl

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,15 @@ ENGINE_DATA = load_yaml(ENGINE_TEXT, "engine.yaml").data
 # need not, safe_dump escapes them.
 NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
 
+# PROPERTY_EXAMPLES=5000 pytest tests/spec/test_properties.py  for a longer hunt
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "200"))
 SETTINGS = settings(
-    max_examples=120,
+    max_examples=EXAMPLES,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-ENGINE_SETTINGS = settings(SETTINGS, max_examples=60)
+ENGINE_SETTINGS = settings(SETTINGS, max_examples=max(1, EXAMPLES // 2))
 
 ENV_NAMES = ["HOME_DIR", "WINDOW", "MIN_ROWS", "SLACK_TOKEN", "ML_TEAM_WEBHOOK", "EMPTY"]
 
@@ -345,6 +348,20 @@ def is_null_document(text: str | bytes) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
+def known_crash(exc: Exception) -> bool:
+    """An integer beyond float range in a threshold: documented by the xfail case
+    57-huge-integer; any other exception is a new finding."""
+    return isinstance(exc, OverflowError) and "too large to convert to float" in str(exc)
+
+
+def load(paths: list[Path], env: dict[str, str]) -> LoadReport:
+    try:
+        return load_report(paths, env=env)
+    except OverflowError as exc:
+        assume(not known_crash(exc))
+        raise
+
+
 def load_model_text(name: str, text: str | bytes, env: dict[str, str]) -> LoadReport:
     assume(not is_null_document(text))
     with tempfile.TemporaryDirectory() as tmp:
@@ -353,7 +370,7 @@ def load_model_text(name: str, text: str | bytes, env: dict[str, str]) -> LoadRe
             path.write_bytes(text)
         else:
             path.write_text(text, encoding="utf-8")
-        return load_report([path], env=env)
+        return load([path], env)
 
 
 def load_engine_text(text: str, env: dict[str, str]) -> LoadReport:
@@ -364,7 +381,7 @@ def load_engine_text(text: str, env: dict[str, str]) -> LoadReport:
         for name, model in MODEL_TEXTS.items():
             (folder / "models" / name).write_text(model, encoding="utf-8")
         (folder / "engine.yaml").write_text(text, encoding="utf-8")
-        return load_report([folder], env=env)
+        return load([folder], env)
 
 
 # ----------------------------------------------------------------- the properties
@@ -387,7 +404,7 @@ def test_mutated_model_text_never_raises(data: st.DataObject, name: str, env: di
     check(load_model_text(name, text, env), {name: text})
 
 
-@settings(SETTINGS, max_examples=60)
+@settings(SETTINGS, max_examples=max(1, EXAMPLES // 2))
 @given(data=st.data(), name=model_names)
 def test_mutated_model_bytes_never_raise(data: st.DataObject, name: str):
     raw = data.draw(mutated_bytes(MODEL_TEXTS[name]))
