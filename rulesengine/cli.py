@@ -79,6 +79,14 @@ def validate(paths: tuple[str, ...], fmt: str, check_sources: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+def _logging() -> None:
+    import logging
+
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="rulesengine: %(levelname)s: %(message)s"
+    )
+
+
 def _parse_at(value: str | None) -> datetime:
     if not value or value == "now":
         return datetime.now(UTC)
@@ -117,19 +125,32 @@ AT = click.option(
     show_default=True,
     help="Exit 1 when a result is at or above this status.",
 )
-def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str) -> None:
+@click.option(
+    "--notify/--no-notify",
+    default=False,
+    show_default=True,
+    help="Track alert states and deliver notifications through the engine's receivers.",
+)
+def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: bool) -> None:
     """Evaluate every monitor once, as of --at.
+
+    With --notify, also track alert states in the state database and deliver
+    notifications (retrying what earlier runs left in the outbox first).
 
     Exit codes: 0 nothing at or above --fail-on, 1 violations, 3 invalid config,
     4 a data or evaluation error (a result with status error).
     """
-    from rulesengine.evaluate import evaluate
     from rulesengine.results import to_json, to_text
+    from rulesengine.runner import run_once
     from rulesengine.spec.loader import load
 
+    _logging()
     when = _parse_at(at)
     config = load(paths)
-    models = evaluate(config, when)
+    outcome = run_once(config, when, notify=notify)
+    models = outcome.models
+    if notify:
+        click.echo(outcome.delivery_summary(), err=True)
     for m in models:
         for w in m.warnings:
             click.echo(f"warning: {m.model}: {w}", err=True)
@@ -153,6 +174,133 @@ def plan(paths: tuple[str, ...], at: str | None) -> None:
     from rulesengine.spec.loader import load
 
     click.echo(explain(load(paths), _parse_at(at)))
+
+
+def _store_of(config_path: str):  # -> (Store, Config)
+    from rulesengine.spec.loader import load
+    from rulesengine.store import Store
+
+    config = load([config_path])
+    return Store(config.engine.state), config
+
+
+CONFIG = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default=".",
+    show_default=True,
+    type=click.Path(exists=True),
+    help="The config directory (with engine.yaml) or a model file.",
+)
+
+
+@main.command()
+@CONFIG
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def alerts(config_path: str, fmt: str) -> None:
+    """List current alert states and the notifications still in the outbox."""
+    import json
+
+    from rulesengine.alerting.admin import alert_listing, listing_text
+
+    store, _ = _store_of(config_path)
+    with store:
+        listing = alert_listing(store, datetime.now(UTC))
+    click.echo(json.dumps(listing, indent=2) if fmt == "json" else listing_text(listing))
+
+
+@main.group()
+def silence() -> None:
+    """Mute alerts whose labels match, for a while."""
+
+
+@silence.command("add")
+@CONFIG
+@click.option(
+    "--match",
+    "matchers",
+    multiple=True,
+    required=True,
+    metavar="LABEL=VALUE",
+    help="A label matcher: label=value, label!=value, label=~regex or label!~regex. "
+    "Repeat for several; all must match.",
+)
+@click.option(
+    "--for", "duration", required=True, metavar="DURATION", help="How long, e.g. 2h or 1d."
+)
+@click.option("--comment", required=True, help="Why (shown in listings).")
+@click.option("--author", default=None, help="Who. Default: $USER.")
+def silence_add(
+    config_path: str, matchers: tuple[str, ...], duration: str, comment: str, author: str | None
+) -> None:
+    """Add a silence; prints its id."""
+    from rulesengine.alerting.admin import add_silence
+    from rulesengine.durations import parse_duration
+
+    try:
+        span = parse_duration(duration)
+        from rulesengine.alerting.routing import parse_matcher
+
+        for m in matchers:
+            parse_matcher(m)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    store, _ = _store_of(config_path)
+    with store:
+        sid = add_silence(
+            store,
+            list(matchers),
+            span,
+            comment,
+            author or os.environ.get("USER"),
+            datetime.now(UTC),
+        )
+    click.echo(sid)
+
+
+@silence.command("list")
+@CONFIG
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def silence_list(config_path: str, fmt: str) -> None:
+    """List silences, active first."""
+    import json
+
+    from rulesengine.alerting.admin import silence_listing
+
+    store, _ = _store_of(config_path)
+    with store:
+        rows = silence_listing(store, datetime.now(UTC))
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no silences")
+    for s in rows:
+        state = "active " if s["active"] else "expired"
+        click.echo(
+            f"{s['id']}  {state}  until {s['ends_at']}  {' '.join(s['matchers'])}"
+            f"  — {s['comment']} ({s['created_by'] or 'unknown'})"
+        )
+
+
+@silence.command("expire")
+@CONFIG
+@click.argument("silence_id")
+def silence_expire(config_path: str, silence_id: str) -> None:
+    """End a silence now."""
+    from rulesengine.alerting.admin import expire_silence
+
+    store, _ = _store_of(config_path)
+    with store:
+        ok = expire_silence(store, silence_id, datetime.now(UTC))
+    if not ok:
+        raise click.ClickException(f"no active silence with id '{silence_id}'")
+    click.echo(f"expired {silence_id}")
 
 
 @main.command()

@@ -117,6 +117,9 @@ STEPS = {
     "device": math.sqrt(5) - 2,
     "score": math.sqrt(10) - 3,
     "prompt": (math.sqrt(5) - 1) / 2,
+    "fraud": math.sqrt(6) - 2,
+    "arrive": math.sqrt(7) - 2,
+    "delay": math.sqrt(11) - 3,
 }
 
 
@@ -159,23 +162,25 @@ def _arrivals(
     return np.sort(ts)
 
 
-def _lowdisc(rng: np.random.Generator, n: int, step: float, block: int = 16) -> np.ndarray:
-    """n uniforms in (0.001, 0.999) whose every run of consecutive values covers
-    (0, 1) evenly: a Kronecker sequence with a random start, shuffled in blocks of
-    ``block`` so that neighbours look unrelated."""
+def _lowdisc(
+    rng: np.random.Generator, n: int, step: float, *, trim: float = 0.001, block: int = 16
+) -> np.ndarray:
+    """n uniforms in (trim, 1 - trim) whose every run of consecutive values covers
+    the interval evenly: a Kronecker sequence with a random start, shuffled in blocks
+    of ``block`` so that neighbours look unrelated. ``trim`` cuts the extreme tails."""
     u = (rng.random() + np.arange(n) * step) % 1.0
     order = np.lexsort((rng.random(n), np.arange(n) // block))
-    return 0.001 + 0.998 * u[order]
+    return trim + (1 - 2 * trim) * u[order]
 
 
 def _by_stream(
-    rng: np.random.Generator, stream: np.ndarray, step: float, streams: int
+    rng: np.random.Generator, stream: np.ndarray, step: float, *, trim: float = 0.001
 ) -> np.ndarray:
-    """Low-discrepancy uniforms, one sequence per stream (rows are in time order)."""
+    """Low-discrepancy uniforms, one sequence per stream value (rows in time order)."""
     u = np.empty(stream.size)
-    for s in range(streams):
+    for s in np.unique(stream):
         idx = np.flatnonzero(stream == s)
-        u[idx] = _lowdisc(rng, idx.size, step)
+        u[idx] = _lowdisc(rng, idx.size, step, trim=trim)
     return u
 
 
@@ -225,26 +230,31 @@ def _write_daily(
 
 # --- fraud-detector ---------------------------------------------------------------
 def _fraud_features(
-    rng: np.random.Generator, fraud: np.ndarray, stream: np.ndarray | None, streams: int
+    rng: np.random.Generator, fraud: np.ndarray, stream: np.ndarray | None
 ) -> dict[str, np.ndarray]:
-    """amount, country, device, account_age_days: legitimate rows from low-discrepancy
-    uniforms per stream (or i.i.d. when ``stream`` is None), fraud rows i.i.d."""
+    """amount, country, device, account_age_days from low-discrepancy uniforms (one
+    sequence per stream for legitimate rows, one for fraud rows), or i.i.d. when
+    ``stream`` is None (the training set)."""
     n = fraud.size
 
     def uni(key: str) -> np.ndarray:
         if stream is None:
             return 0.001 + 0.998 * rng.random(n)
-        return _by_stream(rng, stream, STEPS[key], streams)
+        return _by_stream(rng, stream, STEPS[key])
 
     amount = np.exp(3.7 + 0.95 * special.ndtri(uni("amount")))
     age = stats.gamma.ppf(uni("age"), 1.4, scale=420.0)
     country = _categorical(uni("country"), COUNTRY_P)
     device = _categorical(uni("device"), DEVICE_P)
     f = np.flatnonzero(fraud)
-    amount[f] = np.minimum(rng.lognormal(5.2, 0.8, f.size), 20_000.0)
-    age[f] = rng.gamma(0.7, 40.0, f.size)
-    country[f] = _categorical(rng.random(f.size), COUNTRY_P_FRAUD)
-    device[f] = _categorical(rng.random(f.size), DEVICE_P_FRAUD)
+    if stream is None:
+        fu = [0.001 + 0.998 * rng.random(f.size) for _ in range(4)]
+    else:
+        fu = [_lowdisc(rng, f.size, STEPS[k]) for k in ("amount", "age", "country", "device")]
+    amount[f] = np.exp(4.9 + 0.6 * special.ndtri(fu[0]))
+    age[f] = stats.gamma.ppf(fu[1], 0.7, scale=40.0)
+    country[f] = _categorical(fu[2], COUNTRY_P_FRAUD)
+    device[f] = _categorical(fu[3], DEVICE_P_FRAUD)
     return {
         "amount": np.round(amount, 2),
         "country": np.asarray(COUNTRIES)[country],
@@ -258,11 +268,11 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
     ts = _arrivals(rng, start, at_us, FRAUD_PER_HOUR, 0.35, 15.0)
     n = ts.size
     stream = (rng.random(n) < FRAUD_V4_SHARE).astype(np.int64)  # 0: v3, 1: v4
-    fraud = rng.random(n) < FRAUD_RATE
-    feats = _fraud_features(rng, fraud, stream, 2)
+    fraud = _by_stream(rng, stream, STEPS["fraud"], trim=0) < FRAUD_RATE
+    feats = _fraud_features(rng, fraud, stream)
 
     # scores: legitimate rows below 0.5 except a few false positives
-    u = _by_stream(rng, stream, STEPS["score"], 2)
+    u = _by_stream(rng, stream, STEPS["score"])
     score = np.minimum(stats.beta.ppf(u, 0.6, 14.0), 0.4999)
     legit = np.flatnonzero(~fraud)
     fp = legit[rng.random(legit.size) < FRAUD_FP_RATE]
@@ -329,9 +339,13 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
         requests, "_us", _fresh(out / "fraud" / "requests"), "parquet", "dt={day}/part-0.{fmt}"
     )
 
-    # labels: 95% arrive 10 minutes to 2 days later; only those known at `at` exist
-    arrives = rng.random(n) >= LABEL_MISSING
-    delay_s = LABEL_MIN_DELAY_S + (LABEL_MAX_DELAY_S - LABEL_MIN_DELAY_S) * rng.beta(1.6, 2.4, n)
+    # labels: 95% arrive 10 minutes to 2 days later; only those known at `at` exist.
+    # Low-discrepancy per class, so that the fraud rate among the labels of any
+    # window (label drift) stays steady.
+    cls = fraud.astype(np.int64)
+    arrives = _by_stream(rng, cls, STEPS["arrive"], trim=0) >= LABEL_MISSING
+    delay_u = stats.beta.ppf(_by_stream(rng, cls, STEPS["delay"]), 1.6, 2.4)
+    delay_s = LABEL_MIN_DELAY_S + (LABEL_MAX_DELAY_S - LABEL_MIN_DELAY_S) * delay_u
     labeled_s = (ts // US_PER_S) + delay_s.astype(np.int64)
     keep = arrives & (labeled_s * US_PER_S <= at_us)
     labels = (
@@ -339,18 +353,19 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
             {
                 "request_id": requests["request_id"].filter(pl.Series(keep)),
                 "is_fraud": fraud[keep],
+                "model_version": requests["model_version"].filter(pl.Series(keep)),
                 "_us": labeled_s[keep] * US_PER_S,
             }
         )
         .sort("_us", "request_id")
         .with_columns(labeled_at=_ts().dt.strftime(ISO_S))
     )
-    labels = labels.select("request_id", "is_fraud", "labeled_at", "_us")
+    labels = labels.select("request_id", "is_fraud", "labeled_at", "model_version", "_us")
     files |= _write_daily(labels, "_us", _fresh(out / "fraud" / "labels"), "ndjson")
 
     # training: the same feature distributions, i.i.d., with labels
     t_fraud = rng.random(FRAUD_TRAINING_ROWS) < FRAUD_RATE
-    t = _fraud_features(rng, t_fraud, None, 1)
+    t = _fraud_features(rng, t_fraud, None)
     training = pl.DataFrame({**t, "is_fraud": t_fraud})
     training.write_parquet(out / "fraud" / "training.parquet", compression="zstd")
     files[str(out / "fraud" / "training.parquet")] = training.height
@@ -387,8 +402,8 @@ def _demand(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[
         predicted = day_us + 2 * HOUR_US + si * 90 * US_PER_S + ki * 2 * US_PER_S
         trend = 1 + DEMAND_TREND_PER_DAY * (day - first_day).days
         expected = base[si, ki] * WEEKDAY_FACTOR[day.weekday()] * trend
-        forecast = np.round(expected * np.exp(rng.normal(0.0, 0.06, si.size)), 1)
-        sold = np.maximum(rng.poisson(expected * np.exp(rng.normal(0.0, 0.04, si.size))), 1)
+        forecast = np.round(expected * np.exp(rng.normal(0.0, 0.05, si.size)), 1)
+        sold = np.maximum(rng.poisson(expected * np.exp(rng.normal(0.0, 0.03, si.size))), 1)
         recorded = day_us + DAY_US + 30 * 60 * US_PER_S + si * 60 * US_PER_S + ki * US_PER_S
         common = {
             "store_id": np.asarray(stores)[si],
@@ -431,13 +446,11 @@ def _assistant(rng: np.random.Generator, out: Path, at_us: int, days: int) -> di
     ts_us = _arrivals(rng, at_us - span * DAY_US, at_us, ASSISTANT_PER_HOUR, 0.4, 14.0)
     n = ts_us.size
     stream = (rng.random(n) < 0.5).astype(np.int64)
-    prompt = np.round(
-        np.exp(6.1 + 0.55 * special.ndtri(_by_stream(rng, stream, STEPS["prompt"], 2)))
-    )
+    prompt = np.round(np.exp(6.1 + 0.55 * special.ndtri(_by_stream(rng, stream, STEPS["prompt"]))))
     status = np.asarray(STATUS_CODES)[_categorical(rng.random(n), STATUS_P)]
     ok = status == 200
     finish_u = rng.random(n)
-    finish = np.where(finish_u < 0.01, "refusal", np.where(finish_u < 0.025, "length", "stop"))
+    finish = np.where(finish_u < 0.008, "refusal", np.where(finish_u < 0.023, "length", "stop"))
     completion = np.minimum(np.round(np.exp(rng.normal(4.9, 0.5, n))), ASSISTANT_MAX_TOKENS - 1)
     completion = np.where(finish == "refusal", np.round(rng.uniform(10, 20, n)), completion)
     completion = np.where(finish == "length", ASSISTANT_MAX_TOKENS, completion)

@@ -295,7 +295,7 @@ class RouteSpec:
 class InhibitRule:
     source_match: Mapping[str, str]
     target_match: Mapping[str, str]
-    equal: tuple[str, ...] = ("model", "monitor", "segment", "column")
+    equal: tuple[str, ...] = ("model", "monitor", "segment")
 
 
 DEFAULT_INHIBIT = (InhibitRule({"severity": "critical"}, {"severity": "warn"}),)

@@ -1,0 +1,1 @@
+"""Alerting: alert state machine, routing and grouping, delivery through Apprise."""

@@ -1,0 +1,154 @@
+"""What ``rulesengine alerts`` and ``rulesengine silence`` read and write."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from rulesengine.alerting.routing import matcher_holds, parse_matcher
+from rulesengine.alerting.tracker import load_alerts, load_silences
+from rulesengine.results import iso
+from rulesengine.store import Store, dumps, now_text
+
+
+def alert_listing(store: Store, now: datetime) -> dict[str, Any]:
+    """Current alert states (all but inactive) and the pending outbox."""
+    silences = load_silences(store)
+    alerts = []
+    for s in sorted(load_alerts(store).values(), key=lambda s: (s.state, s.model, s.monitor)):
+        if s.state == "inactive":
+            continue
+        silence = next(
+            (
+                x["id"]
+                for x in silences
+                if x["starts_at"] <= now < x["ends_at"]
+                and all(matcher_holds(m, s.labels) for m in x["matchers"])
+            ),
+            None,
+        )
+        alerts.append(
+            {
+                "id": s.id,
+                "model": s.model,
+                "monitor": s.monitor,
+                "segment": s.segment,
+                "column": s.column,
+                "state": s.state,
+                "severity": s.severity,
+                "status": s.status,
+                "value": s.value,
+                "since": iso(
+                    s.fired_at
+                    if s.state == "firing"
+                    else s.pending_since
+                    if s.state == "pending"
+                    else s.resolved_at
+                ),
+                "labels": s.labels,
+                "silenced_by": silence,
+            }
+        )
+    outbox = []
+    for r in store.rows("SELECT * FROM outbox WHERE state='pending' ORDER BY id"):
+        outbox.append(
+            {
+                "id": r["id"],
+                "receiver": r["receiver"],
+                "target": r["target_label"],
+                "kind": r["kind"],
+                "title": r["title"],
+                "attempts": r["attempts"],
+                "next_attempt_at": r["next_attempt_at"],
+                "deadline": r["deadline"],
+                "last_error": r["last_error"],
+            }
+        )
+    return {"alerts": alerts, "outbox": outbox}
+
+
+def listing_text(listing: dict[str, Any]) -> str:
+    lines = []
+    if not listing["alerts"]:
+        lines.append("no alerts")
+    for a in listing["alerts"]:
+        seg = ",".join(f"{k}={v}" for k, v in a["segment"].items()) or "(all)"
+        col = f"[{a['column']}]" if a["column"] else ""
+        muted = f"  silenced by {a['silenced_by']}" if a["silenced_by"] else ""
+        lines.append(
+            f"{a['state'].upper():9} {a['severity'] or '-':8} {a['model']} / "
+            f"{a['monitor']}{col} {seg}  since {a['since']}{muted}"
+        )
+    lines.append("")
+    lines.append(f"outbox: {len(listing['outbox'])} pending")
+    for o in listing["outbox"]:
+        lines.append(
+            f"  #{o['id']} to {o['receiver']} ({o['target']}): {o['title']} — "
+            f"{o['attempts']} attempt(s), next at {o['next_attempt_at']}"
+            + (f", last error: {o['last_error']}" if o["last_error"] else "")
+        )
+    return "\n".join(lines)
+
+
+def add_silence(
+    store: Store,
+    matchers: list[str],
+    duration: timedelta,
+    comment: str,
+    author: str | None,
+    now: datetime,
+) -> str:
+    parsed = [list(parse_matcher(m)) for m in matchers]
+    sid = uuid.uuid4().hex[:12]
+    with store.transaction():
+        store.db.execute(
+            "INSERT INTO silences VALUES (?,?,?,?,?,?,?)",
+            (
+                sid,
+                dumps(parsed),
+                now_text(now),
+                now_text(now + duration),
+                author,
+                comment,
+                now_text(now),
+            ),
+        )
+    return sid
+
+
+def silence_listing(store: Store, now: datetime) -> list[dict[str, Any]]:
+    out = []
+    for s in load_silences(store):
+        out.append(
+            {
+                "id": s["id"],
+                "matchers": ["".join(m) for m in s["matchers"]],
+                "starts_at": iso(s["starts_at"]),
+                "ends_at": iso(s["ends_at"]),
+                "active": s["starts_at"] <= now < s["ends_at"],
+                "comment": s["comment"],
+                "created_by": s["created_by"],
+            }
+        )
+    return sorted(out, key=lambda s: (not s["active"], s["ends_at"]))
+
+
+def expire_silence(store: Store, sid: str, now: datetime) -> bool:
+    with store.transaction():
+        cur = store.db.execute(
+            "UPDATE silences SET ends_at=? WHERE id=? AND ends_at>?",
+            (now_text(now), sid, now_text(now)),
+        )
+    return cur.rowcount > 0
+
+
+__all__ = [
+    "add_silence",
+    "alert_listing",
+    "expire_silence",
+    "json",
+    "listing_text",
+    "silence_listing",
+]

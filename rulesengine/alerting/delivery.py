@@ -1,0 +1,273 @@
+"""Delivery through Apprise, from a persistent outbox.
+
+Every notification is first an outbox row per target URL (its SHA-256, never the
+URL: secrets stay in the environment). Sending takes the URL from the current
+config, bounds each attempt with a timeout, retries with exponential backoff until
+the row's deadline, and records each target's outcome on its own row, so one
+failing receiver never holds up another. Delivery is at least once: a crash
+between sending and recording the success sends that notification again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from rulesengine.spec.model import DeliverySpec, EngineSpec
+from rulesengine.store import Store, now_text, parse_ts
+
+log = logging.getLogger("rulesengine.delivery")
+
+_HEADER = re.compile(
+    r"([?&]\+?[^=&]*(?:auth|token|key|secret|pass|signature)[^=&]*=)[^&]*", re.IGNORECASE
+)
+
+
+def target_id(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def mask_url(url: str) -> str:
+    """The URL as Apprise prints it in privacy mode, with custom headers and
+    secret-looking query values redacted too (Apprise leaves ``+Header=`` clear)."""
+    try:
+        import apprise
+
+        plugin = apprise.Apprise.instantiate(url)
+        text = plugin.url(privacy=True) if plugin is not None else url.split("://")[0] + "://…"
+    except Exception:
+        text = url.split("://")[0] + "://…"
+    text = re.sub(r"([?&]\+[^=&]+=)[^&]*", r"\1***", text)
+    return _HEADER.sub(r"\1***", text)
+
+
+class Notifier(Protocol):
+    def send(self, url: str, title: str, body: str, timeout: float) -> str | None:
+        """Send one message; None on success, else why it failed (masked)."""
+
+
+class AppriseNotifier:
+    """Sends through Apprise, each attempt bounded by ``timeout`` seconds."""
+
+    def send(self, url: str, title: str, body: str, timeout: float) -> str | None:
+        import apprise
+
+        outcome: dict[str, object] = {}
+
+        def attempt() -> None:
+            try:
+                ap = apprise.Apprise()
+                if not ap.add(url):
+                    outcome["error"] = "invalid Apprise URL"
+                    return
+                result = ap.notify(title=title, body=body)
+                outcome["ok"] = bool(result)
+                if not result:
+                    outcome["error"] = "the service refused or could not be reached"
+            except Exception as exc:  # Apprise plugins raise their own errors
+                outcome["error"] = f"{type(exc).__name__}"
+
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            return f"timed out after {timeout:g}s"
+        return None if outcome.get("ok") else str(outcome.get("error", "failed"))
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed_attempts: int = 0
+    gave_up: int = 0
+    pending: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def enqueue(
+    store: Store,
+    engine: EngineSpec,
+    *,
+    group_key: str,
+    receiver: str,
+    kind: str,
+    title: str,
+    body: str,
+    now: datetime,
+) -> int:
+    """Outbox rows for every target of ``receiver``; call inside a transaction."""
+    spec = engine.receivers.get(receiver)
+    if spec is None:
+        return 0
+    deadline = now + engine.delivery.deadline
+    n = 0
+    for url in receiver_urls(engine, receiver):
+        store.db.execute(
+            "INSERT INTO outbox (group_key, receiver, target, target_label, kind, title, body,"
+            " created_at, deadline, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                group_key,
+                receiver,
+                target_id(url),
+                mask_url(url),
+                kind,
+                title,
+                body,
+                now_text(now),
+                now_text(deadline),
+                now_text(now),
+            ),
+        )
+        n += 1
+    return n
+
+
+def receiver_urls(engine: EngineSpec, receiver: str) -> list[str]:
+    """The Apprise URLs of a receiver, including those of its Apprise config file."""
+    spec = engine.receivers[receiver]
+    urls = list(spec.urls)
+    if spec.config:
+        import apprise
+
+        cfg = apprise.AppriseConfig()
+        cfg.add(spec.config)
+        ap = apprise.Apprise()
+        ap.add(cfg)
+        tags = list(spec.tags) or None
+        for server in ap.find(tag=tags) if tags else ap:
+            urls.append(server.url(privacy=False))
+    return urls
+
+
+def _backoff(spec: DeliverySpec, attempts: int) -> timedelta:
+    delay = spec.backoff * (2 ** max(0, attempts - 1))
+    return min(delay, spec.max_backoff)
+
+
+def deliver(
+    store: Store,
+    engine: EngineSpec,
+    notifier: Notifier,
+    *,
+    clock: Callable[[], datetime],
+    budget: float | None = None,
+    retry_all: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
+    """Send what is due in the outbox. ``retry_all`` first tries every pending row
+    whatever its backoff. With a ``budget`` (seconds), keep retrying failures until
+    it is spent; otherwise make one pass."""
+    report = DeliveryReport()
+    started = time.monotonic()
+    first = True
+    while True:
+        now = clock()
+        if first and retry_all:
+            due = store.rows("SELECT * FROM outbox WHERE state='pending' ORDER BY id")
+        else:
+            due = store.rows(
+                "SELECT * FROM outbox WHERE state='pending' AND next_attempt_at <= ? ORDER BY id",
+                now_text(now),
+            )
+        first = False
+        for row in due:
+            _attempt(store, engine, notifier, row, clock(), report)
+        pending = store.rows("SELECT next_attempt_at FROM outbox WHERE state='pending'")
+        report.pending = len(pending)
+        if not pending or budget is None:
+            break
+        left = budget - (time.monotonic() - started)
+        wait = min(
+            (parse_ts(r["next_attempt_at"]) - clock()).total_seconds()  # type: ignore[operator]
+            for r in pending
+        )
+        if left <= 0 or wait > left:
+            break
+        if wait > 0:
+            sleep(wait)
+    return report
+
+
+def _attempt(
+    store: Store,
+    engine: EngineSpec,
+    notifier: Notifier,
+    row: object,
+    now: datetime,
+    report: DeliveryReport,
+) -> None:
+    r = row  # sqlite3.Row
+    url = None
+    if r["receiver"] in engine.receivers:  # type: ignore[index]
+        url = next(
+            (
+                u
+                for u in receiver_urls(engine, r["receiver"])  # type: ignore[index]
+                if target_id(u) == r["target"]
+            ),
+            None,
+        )  # type: ignore[index]
+    if url is None:
+        with store.transaction():
+            store.db.execute(
+                "UPDATE outbox SET state='failed', last_error=? WHERE id=?",
+                ("receiver or URL no longer in the config", r["id"]),
+            )  # type: ignore[index]
+        report.gave_up += 1
+        log.warning(
+            "dropped notification %s for %s: its receiver or URL left the config",
+            r["id"],
+            r["target_label"],
+        )  # type: ignore[index]
+        return
+    timeout = engine.delivery.timeout.total_seconds()
+    error = notifier.send(url, r["title"], r["body"], timeout)  # type: ignore[index]
+    attempts = r["attempts"] + 1  # type: ignore[index]
+    with store.transaction():
+        if error is None:
+            store.db.execute(
+                "UPDATE outbox SET state='sent', attempts=?, sent_at=?, last_error=NULL WHERE id=?",
+                (attempts, now_text(now), r["id"]),
+            )  # type: ignore[index]
+            report.sent += 1
+            return
+        report.failed_attempts += 1
+        label = r["target_label"]  # type: ignore[index]
+        report.errors.append(f"{r['receiver']}: {label}: {error}")  # type: ignore[index]
+        deadline = parse_ts(r["deadline"])  # type: ignore[index]
+        nxt = now + _backoff(engine.delivery, attempts)
+        if deadline is not None and nxt > deadline:
+            store.db.execute(
+                "UPDATE outbox SET state='failed', attempts=?, last_error=? WHERE id=?",
+                (attempts, error, r["id"]),
+            )  # type: ignore[index]
+            report.gave_up += 1
+            log.error(
+                "giving up on notification %s to %s (%s) after %d attempts: %s",
+                r["id"],
+                r["receiver"],
+                label,
+                attempts,
+                error,
+            )  # type: ignore[index]
+        else:
+            store.db.execute(
+                "UPDATE outbox SET attempts=?, next_attempt_at=?, last_error=? WHERE id=?",
+                (attempts, now_text(nxt), error, r["id"]),
+            )  # type: ignore[index]
+            log.warning(
+                "notification %s to %s (%s) failed (attempt %d), retrying at %s: %s",
+                r["id"],
+                r["receiver"],
+                label,
+                attempts,
+                now_text(nxt),
+                error,
+            )  # type: ignore[index]

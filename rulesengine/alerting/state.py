@@ -1,0 +1,191 @@
+"""The alert state machine: inactive → pending → firing → resolved.
+
+One alert instance per (model, monitor, segment, column). Pure: the caller passes
+the previous state, the new result and the evaluation time, and gets the new
+state and the transition to notify about, if any.
+
+* A *violation* is a ``warn``/``critical`` result, or ``no_data`` /
+  ``insufficient_data`` / ``error`` under policy ``alert``; policy ``ok`` counts
+  them as no violation, ``keep_last`` (the default) leaves the alert as it was.
+* ``for: N`` fires after N consecutive violations, ``for: 30m`` once violations
+  have lasted that long, ``fire_after: {violations: m, of_last: n}`` once m of the
+  last n evaluations violated (and then resolves only when fewer do).
+* ``keep_firing_for`` keeps a firing alert firing that long after the last
+  violation; ``resolve`` (hysteresis) keeps it firing while the value still
+  violates the looser resolve threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from rulesengine.results import Result
+from rulesengine.spec.model import MonitorSpec
+
+HISTORY = 100  # evaluations remembered per alert (fire_after's of_last is at most this)
+
+
+def fingerprint(model: str, monitor: str, segment: dict[str, Any], column: str | None) -> str:
+    key = json.dumps([model, monitor, segment, column], sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def segment_text(segment: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in segment.items())
+
+
+@dataclass
+class AlertState:
+    id: str
+    model: str
+    monitor: str
+    segment: dict[str, Any]
+    column: str | None
+    labels: dict[str, str]
+    state: str = "inactive"
+    severity: str | None = None
+    status: str | None = None
+    reason: str | None = None
+    value: float | None = None
+    threshold: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    streak: int = 0
+    pending_since: datetime | None = None
+    fired_at: datetime | None = None
+    resolved_at: datetime | None = None
+    last_violation_at: datetime | None = None
+    history: list[bool] = field(default_factory=list)
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What changed for notification purposes: ``firing`` (newly firing or
+    escalated) or ``resolved``."""
+
+    kind: str
+    alert: AlertState
+    previous: str
+
+
+def labels_for(model_labels: dict[str, str], m: MonitorSpec, r: Result) -> dict[str, str]:
+    labels = {**model_labels, **m.labels}
+    labels.update(
+        {
+            "monitor": m.name,
+            "kind": m.kind,
+            "type": r.type,
+            "source": m.source,
+            "segment": segment_text(dict(r.segment)),
+        }
+    )
+    if r.column:
+        labels["column"] = r.column
+    for k, v in r.segment.items():
+        labels.setdefault(k, str(v))
+    return labels
+
+
+def _classify(r: Result, m: MonitorSpec) -> tuple[bool | None, str | None, str | None]:
+    """(violating, severity, reason); violating None means keep the last state."""
+    if r.status in ("warn", "critical"):
+        return True, r.status, None
+    if r.status == "ok":
+        return False, None, None
+    action = getattr(m.alert.policy, r.status)
+    if action == "keep_last":
+        return None, None, r.status
+    if action == "ok":
+        return False, None, r.status
+    severity = "critical" if m.thresholds.critical is not None or m.kind == "drift" else "warn"
+    return True, severity, r.status
+
+
+def _should_fire(s: AlertState, m: MonitorSpec, now: datetime) -> bool:
+    a = m.alert
+    if a.fire_after:
+        need, of_last = a.fire_after
+        return sum(s.history[-of_last:]) >= need
+    if a.for_duration is not None:
+        return s.pending_since is not None and now - s.pending_since >= a.for_duration
+    return s.streak >= a.for_evaluations
+
+
+def step(
+    prev: AlertState | None,
+    r: Result,
+    m: MonitorSpec,
+    model: str,
+    model_labels: dict[str, str],
+    now: datetime,
+) -> tuple[AlertState, Transition | None]:
+    """The alert's new state after result ``r`` at time ``now``."""
+    segment = dict(r.segment)
+    aid = fingerprint(model, m.name, segment, r.column)
+    s = replace(prev) if prev else AlertState(aid, model, m.name, segment, r.column, {})
+    s.history = list(s.history)
+    s.labels = labels_for(model_labels, m, r)
+    s.status, s.value, s.threshold, s.details = (
+        r.status,
+        r.value,
+        dict(r.threshold),
+        dict(r.details),
+    )
+    s.window_start, s.window_end, s.updated_at = r.window_start, r.window_end, now
+    violating, severity, reason = _classify(r, m)
+    s.reason = reason
+    if violating is None:  # keep_last: nothing moves
+        if s.state == "resolved":
+            s.state = "inactive"
+        return s, None
+    resolve = m.thresholds.resolve
+    per_column = m.kind == "drift" and r.column is not None  # resolve is drift_share's
+    if (
+        not violating
+        and s.state == "firing"
+        and resolve is not None
+        and r.value is not None
+        and not per_column
+        and resolve.violated(r.value)
+    ):
+        violating, severity, s.reason = True, s.severity, "resolve threshold still violated"
+    s.history = ([*s.history, violating])[-HISTORY:]
+    s.streak = s.streak + 1 if violating else 0
+    before = s.state
+    if violating:
+        s.last_violation_at = now
+        escalated = before == "firing" and severity == "critical" and s.severity != "critical"
+        s.severity = severity
+        if before == "firing":
+            return s, Transition("firing", s, before) if escalated else None
+        if s.pending_since is None:
+            s.pending_since = now
+        if _should_fire(s, m, now):
+            s.state, s.fired_at, s.resolved_at = "firing", now, None
+            return s, Transition("firing", s, before)
+        s.state = "pending"
+        return s, None
+    if before == "firing":
+        a = m.alert
+        keep = (
+            a.keep_firing_for is not None
+            and s.last_violation_at is not None
+            and (now - s.last_violation_at < a.keep_firing_for)
+        )
+        if a.fire_after and _should_fire(s, m, now):
+            keep = True
+        if keep:
+            return s, None
+        s.state, s.resolved_at, s.pending_since = "resolved", now, None
+        return s, Transition("resolved", s, before)
+    if m.alert.fire_after and sum(s.history[-m.alert.fire_after[1] :]) > 0:
+        s.state = "pending"
+        return s, None
+    s.state, s.pending_since, s.severity = "inactive", None, None
+    return s, None

@@ -1,0 +1,133 @@
+"""Notification text from templates with ``$name`` substitution only.
+
+Templates are ``string.Template``s filled with ``safe_substitute``: no attribute
+access, no expressions, no code; an unknown ``$name`` stays as written. The title
+is filled once per notification (from its most severe alert, plus ``$count`` and
+``$status``); the body template once per alert, the parts joined by blank lines.
+
+Variables: model, monitor, kind, type, severity, state (FIRING/RESOLVED), status
+(the result's), segment, column, value, threshold, window, rows, runbook, reason,
+source, drift (the top drifting columns), labels, count (title only), and every
+alert label as ``label_<name>``.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rulesengine.results import iso
+
+DEFAULT_TITLE = "[$state] $model / $monitor ($severity)$more"
+DEFAULT_RESOLVED_TITLE = "[RESOLVED] $model / $monitor$more"
+DEFAULT_BODY = """[$state] $model / $monitor ($kind $type, $severity)
+segment: $segment$column_line
+value: $value (threshold: $threshold)
+window: $window
+$runbook_line
+$drift_line
+$reason_line"""
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _threshold_text(threshold: Mapping[str, Any]) -> str:
+    parts = []
+    for sev, cond in threshold.items():
+        if isinstance(cond, Mapping):
+            for op, v in cond.items():
+                shown = f"[{_num(v[0])}, {_num(v[1])}]" if isinstance(v, list) else _num(v)
+                parts.append(f"{sev} {op.replace('_', ' ')} {shown}")
+    return "; ".join(parts) or "-"
+
+
+def alert_vars(alert: Mapping[str, Any], runbook: str | None) -> dict[str, str]:
+    """Template variables of one alert (a row of the alerts table, decoded)."""
+    labels: dict[str, str] = alert["labels"]
+    details: Mapping[str, Any] = alert.get("details") or {}
+    state = "RESOLVED" if alert["state"] in ("resolved", "inactive") else "FIRING"
+    top = details.get("top") or []
+    drift = ", ".join(f"{t['column']} ({t['method']} {_num(t['value'])})" for t in top)
+    window = "-"
+    if alert.get("window_end"):
+        start = alert.get("window_start")
+        window = f"{iso(start) if start else '…'} – {iso(alert['window_end'])}"
+    reason = alert.get("reason") or details.get("reason") or details.get("error") or ""
+    out = {
+        "model": alert["model"],
+        "monitor": alert["monitor"],
+        "kind": labels.get("kind", ""),
+        "type": labels.get("type", ""),
+        "severity": alert.get("severity") or "-",
+        "state": state,
+        "status": alert.get("status") or "",
+        "segment": labels.get("segment") or "(all)",
+        "column": alert.get("column") or "",
+        "column_line": f"\ncolumn: {alert['column']}" if alert.get("column") else "",
+        "value": _num(alert.get("value")),
+        "threshold": _threshold_text(alert.get("threshold") or {}),
+        "window": window,
+        "rows": _num(details.get("rows")),
+        "runbook": runbook or "",
+        "runbook_line": f"runbook: {runbook}" if runbook else "",
+        "drift": drift,
+        "drift_line": f"top drifting columns: {drift}" if drift else "",
+        "reason": reason,
+        "reason_line": f"reason: {reason}" if reason else "",
+        "source": labels.get("source", ""),
+        "labels": ", ".join(f"{k}={v}" for k, v in sorted(labels.items())),
+    }
+    out.update({f"label_{k}": str(v) for k, v in labels.items()})
+    return out
+
+
+def render(template: str, variables: Mapping[str, str]) -> str:
+    text = string.Template(template).safe_substitute(variables)
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    return "\n".join(ln for ln in lines if ln.strip())
+
+
+def notification_text(
+    alerts: Sequence[Mapping[str, Any]],
+    runbooks: Mapping[str, str | None],
+    *,
+    title: str | None,
+    body: str | None,
+    resolved_title: str | None,
+) -> tuple[str, str]:
+    """(title, body) of one notification about ``alerts`` (firing first)."""
+    firing = [a for a in alerts if a["state"] == "firing"]
+    lead = sorted(firing or alerts, key=lambda a: (a.get("severity") != "critical", a["monitor"]))[
+        0
+    ]
+    lead_vars = alert_vars(lead, runbooks.get(lead["id"]))
+    more = len(alerts) - 1
+    lead_vars.update({"count": str(len(alerts)), "more": f" and {more} more" if more > 0 else ""})
+    if firing:
+        title_text = render(title or DEFAULT_TITLE, lead_vars)
+    else:
+        title_text = render(resolved_title or DEFAULT_RESOLVED_TITLE, lead_vars)
+    parts = [
+        render(body or DEFAULT_BODY, alert_vars(a, runbooks.get(a["id"])))
+        for a in sorted(
+            alerts,
+            key=lambda a: (
+                a["state"] != "firing",
+                a.get("severity") != "critical",
+                a["monitor"],
+                a["labels"].get("segment"),
+                a.get("column") or "",
+            ),
+        )
+    ]
+    return title_text, "\n\n".join(parts)

@@ -1,0 +1,69 @@
+"""One evaluation, optionally with alerting: what ``rulesengine run`` does.
+
+With ``notify``: retry everything still pending in the outbox (whatever its
+backoff, so a cron-style run delivers what an earlier one could not), evaluate,
+track alert states and queue notifications in one transaction, then deliver,
+retrying failures for at most ``delivery.run_budget`` (10 s by default) and
+leaving the rest in the outbox for the next run or the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rulesengine.alerting.delivery import AppriseNotifier, DeliveryReport, Notifier, deliver
+from rulesengine.alerting.tracker import ProcessReport, process
+from rulesengine.evaluate import evaluate
+from rulesengine.results import ModelResults
+from rulesengine.spec.model import Config
+from rulesengine.store import Store
+
+
+@dataclass
+class RunOutcome:
+    models: list[ModelResults]
+    retried: DeliveryReport | None = None
+    process: ProcessReport | None = None
+    delivery: DeliveryReport | None = None
+
+    def delivery_summary(self) -> str:
+        reports = [r for r in (self.retried, self.delivery) if r is not None]
+        sent = sum(r.sent for r in reports)
+        gave_up = sum(r.gave_up for r in reports)
+        queued = self.process.queued if self.process else 0
+        pending = self.delivery.pending if self.delivery else 0
+        line = f"notifications: {queued} queued, {sent} sent"
+        if pending:
+            line += f", {pending} still pending (left in the outbox for the next run or the daemon)"
+        if gave_up:
+            line += f", {gave_up} given up (past their deadline)"
+        return line
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_once(
+    config: Config,
+    at: datetime,
+    *,
+    notify: bool = False,
+    notifier: Notifier | None = None,
+    clock: Callable[[], datetime] = _now,
+    budget: float | None = None,
+) -> RunOutcome:
+    """Evaluate ``config`` as of ``at``; with ``notify``, alert and deliver."""
+    if not notify:
+        return RunOutcome(evaluate(config, at))
+    notifier = notifier or AppriseNotifier()
+    engine = config.engine
+    with Store(engine.state) as store:
+        retried = deliver(store, engine, notifier, clock=clock, retry_all=True)
+        models = evaluate(config, at)
+        report = process(store, config, models, at, flush=True)
+        seconds = engine.delivery.run_budget.total_seconds() if budget is None else budget
+        delivered = deliver(store, engine, notifier, clock=clock, budget=seconds)
+    return RunOutcome(models, retried, report, delivered)
