@@ -2,7 +2,8 @@
 
 ``generate(out_dir)`` writes a few days of prediction and label logs for the three
 example models, ending at ``at``, with exactly the layout the specs expect when
-``out_dir`` is ``configs/data``::
+``out_dir`` is ``configs/data`` (labels and feedback carry ``model_version`` too, as
+the specs segment every monitor by it)::
 
     fraud/requests/dt=YYYY-MM-DD/part-0.parquet   fraud/labels/YYYY-MM-DD.ndjson
     fraud/training.parquet
@@ -45,7 +46,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy import special, stats
+from scipy import special
 
 DEMO_AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -114,7 +115,7 @@ STEPS = {
     "amount": (math.sqrt(5) - 1) / 2,
     "age": math.sqrt(2) - 1,
     "country": math.sqrt(3) - 1,
-    "device": math.sqrt(5) - 2,
+    "device": math.sqrt(13) - 3,
     "score": math.sqrt(10) - 3,
     "prompt": (math.sqrt(5) - 1) / 2,
     "fraud": math.sqrt(6) - 2,
@@ -169,7 +170,9 @@ def _lowdisc(
     the interval evenly: a Kronecker sequence with a random start, shuffled in blocks
     of ``block`` so that neighbours look unrelated. ``trim`` cuts the extreme tails."""
     u = (rng.random() + np.arange(n) * step) % 1.0
-    order = np.lexsort((rng.random(n), np.arange(n) // block))
+    blocks = -(-n // block)
+    order = rng.permuted(np.arange(blocks * block).reshape(blocks, block), axis=1).ravel()
+    order = order[order < n]
     return trim + (1 - 2 * trim) * u[order]
 
 
@@ -182,6 +185,16 @@ def _by_stream(
         idx = np.flatnonzero(stream == s)
         u[idx] = _lowdisc(rng, idx.size, step, trim=trim)
     return u
+
+
+def _weibull(u: np.ndarray, shape: float, scale: float) -> np.ndarray:
+    """The Weibull quantile function (closed form, unlike the gamma's)."""
+    return scale * (-np.log1p(-u)) ** (1 / shape)
+
+
+def _kumaraswamy(u: np.ndarray, a: float, b: float) -> np.ndarray:
+    """The Kumaraswamy quantile function: a beta-like law on (0, 1) in closed form."""
+    return (1 - (1 - u) ** (1 / b)) ** (1 / a)
 
 
 def _categorical(u: np.ndarray, p: tuple[float, ...]) -> np.ndarray:
@@ -243,7 +256,7 @@ def _fraud_features(
         return _by_stream(rng, stream, STEPS[key])
 
     amount = np.exp(3.7 + 0.95 * special.ndtri(uni("amount")))
-    age = stats.gamma.ppf(uni("age"), 1.4, scale=420.0)
+    age = _weibull(uni("age"), 1.3, 640.0)
     country = _categorical(uni("country"), COUNTRY_P)
     device = _categorical(uni("device"), DEVICE_P)
     f = np.flatnonzero(fraud)
@@ -252,7 +265,7 @@ def _fraud_features(
     else:
         fu = [_lowdisc(rng, f.size, STEPS[k]) for k in ("amount", "age", "country", "device")]
     amount[f] = np.exp(4.9 + 0.6 * special.ndtri(fu[0]))
-    age[f] = stats.gamma.ppf(fu[1], 0.7, scale=40.0)
+    age[f] = _weibull(fu[1], 0.8, 35.0)
     country[f] = _categorical(fu[2], COUNTRY_P_FRAUD)
     device[f] = _categorical(fu[3], DEVICE_P_FRAUD)
     return {
@@ -273,7 +286,7 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
 
     # scores: legitimate rows below 0.5 except a few false positives
     u = _by_stream(rng, stream, STEPS["score"])
-    score = np.minimum(stats.beta.ppf(u, 0.6, 14.0), 0.4999)
+    score = np.minimum(_kumaraswamy(u, 0.65, 9.0), 0.4999)
     legit = np.flatnonzero(~fraud)
     fp = legit[rng.random(legit.size) < FRAUD_FP_RATE]
     score[fp] = rng.uniform(0.5, 0.85, fp.size)
@@ -344,7 +357,7 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
     # window (label drift) stays steady.
     cls = fraud.astype(np.int64)
     arrives = _by_stream(rng, cls, STEPS["arrive"], trim=0) >= LABEL_MISSING
-    delay_u = stats.beta.ppf(_by_stream(rng, cls, STEPS["delay"]), 1.6, 2.4)
+    delay_u = _kumaraswamy(_by_stream(rng, cls, STEPS["delay"]), 1.5, 2.2)
     delay_s = LABEL_MIN_DELAY_S + (LABEL_MAX_DELAY_S - LABEL_MIN_DELAY_S) * delay_u
     labeled_s = (ts // US_PER_S) + delay_s.astype(np.int64)
     keep = arrives & (labeled_s * US_PER_S <= at_us)
@@ -371,14 +384,13 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
     files[str(out / "fraud" / "training.parquet")] = training.height
 
     # incident facts, from the generated rows
-    win = lambda lo, hi: (ts > lo) & (ts <= hi)  # noqa: E731
     facts: dict[str, Any] = {"null_rate": {}, "latency_p95": {}, "recall": {}}
     segs = {"": np.ones(n, dtype=bool)} | {v: stream == s for s, v in enumerate(FRAUD_VERSIONS)}
     for name, m in segs.items():
         sel = last_hour & m
         facts["null_rate"][name] = float(null[sel].mean())
         facts["latency_p95"][name] = float(np.quantile(np.round(latency, 1)[sel], 0.95))
-        lab = win(drop_lo, drop_hi) & m & keep & fraud
+        lab = in_drop & m & keep & fraud
         facts["recall"][name] = float((score[lab] >= 0.5).mean())
     return {"files": files, "facts": facts}
 
@@ -558,6 +570,7 @@ def _manifest(
                 {"segment": s, "status": "critical", "value": round(fraud["null_rate"][k], 6)}
                 for k, s in seg.items()
             ],
+            "alert": "firing at once (no `for`)",
         },
         {
             "id": "schema-change",
@@ -582,6 +595,9 @@ def _manifest(
                 }
                 for s in asst_seg
             ],
+            "alert": "none with the default policy (keep_last for no_data, insufficient_data "
+            "and error): the monitor goes blind silently unless the spec adds a schema check "
+            "or `policy: {error: alert, ...}`",
         },
         {
             "id": "latency-spike",
@@ -597,14 +613,15 @@ def _manifest(
                 {"segment": s, "status": "critical", "value": round(fraud["latency_p95"][k], 1)}
                 for k, s in seg.items()
             ],
+            "alert": "firing at once (no `for`)",
         },
         {
             "id": "accuracy-drop",
             "description": f"fraud-detector v4 catches only {ACCURACY_DROP_RECALL:.0%} of fraud "
             "among the requests of (at-3d, at-2d], the window that recall/precision "
             "(window 1d, delay 2d) see at `at`; v3 and the overall recall stay above 0.7 "
-            "(overall ok: the drop shows only per segment). precision stays ok. The recall "
-            "alert has `for: 2`, so one run gives a critical result with a pending alert.",
+            "(overall ok: the drop shows only per segment). precision stays ok in every "
+            "segment.",
             "model": "fraud-detector",
             "monitor": "recall",
             "kind": "metric",
@@ -618,14 +635,24 @@ def _manifest(
                 }
                 for k, s in seg.items()
             ],
+            "alert": "v4 pending after one run (`for: 2`), firing from the second violating "
+            "evaluation",
         },
     ]
+    caveats = []
+    if days < 8:
+        caveats = [
+            "demand-forecast/forecast-volume-wow: no forecasts a week before at "
+            "(insufficient_data)",
+            "fraud-detector/score-drift: no baseline a week before at (no data to compare)",
+        ]
     return {
         "at": _iso(at_us),
         "days": days,
         "seed": seed,
         "incidents": incidents,
         "otherwise": "ok: every other (model, monitor, segment) result of a run at `at` is ok",
+        "caveats": caveats,
         "files": {
             Path(p).relative_to(out).as_posix(): rows
             for part in parts.values()

@@ -64,9 +64,13 @@ def execute(queries: list[Query], model: ModelSpec | None = None) -> list[pl.Dat
     for q in queries:
         try:
             out.append(q.lazy.collect(engine="in-memory"))  # type: ignore[union-attr]
-        except Exception as exc:
-            message = first_line(exc)
-            out.append(_culprit(model, q, message) if model is not None else message)
+            continue
+        except Exception:
+            pass
+        split = q.split()
+        if isinstance(split, str) and model is not None:
+            split = _culprit(model, q, split)
+        out.append(split)
     return out
 
 
@@ -150,6 +154,12 @@ class _Scorer:
             for i in (b.overall, b.segmented)
             if i is not None and isinstance(self.frame(i), str)
         ]
+        for b in mp.bindings:
+            for i, names in ((b.overall, b.names), (b.segmented, b.segmented_names)):
+                q = self.queries[i] if i is not None else None
+                bad = [q.failed[n] for n in names.values() if q and n in q.failed]
+                if bad:
+                    failed.append(bad[0])
         if failed:
             return [Result(**base, **window, status="error", details={"error": failed[0]})]
         per_role: dict[str, tuple[dict[Segment, dict], dict[Segment, dict] | None]] = {}
@@ -166,7 +176,11 @@ class _Scorer:
         out = self.one(mp, base, window, per_role, ())
         if main is not None and main.segmented is not None:
             segments = per_role["main"][1] or {}
-            keys = sorted(segments, key=lambda k: -int(segments[k][ROWS]))
+            size: dict[Segment, int] = {}
+            for _overall, seg in per_role.values():  # a segment may lack labelled rows
+                for k, row in (seg or {}).items():
+                    size[k] = max(size.get(k, 0), int(row[ROWS]))
+            keys = sorted(size, key=lambda k: -size[k])
             cap = self.plan.model.evaluation.max_segments
             if len(keys) > cap:
                 self.warnings.append(
@@ -199,8 +213,8 @@ class _Scorer:
         common = {**base, **window, "segment": seg_dict, "rows": rows.get("main", 0)}
         if not mp.type.zero_rows_ok(m):
             if rows.get("main", 0) == 0:
-                reason = {"reason": "no rows in the window"}
-                return [Result(**common, status="no_data", details=reason)]
+                status, why = mp.type.when_empty(m, rows)
+                return [Result(**common, status=status, details={"reason": why})]
             guard = mp.type.guard_rows(m, rows)
             if guard < m.min_rows:
                 reason = {"reason": f"{guard} rows, min_rows is {m.min_rows}"}

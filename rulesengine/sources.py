@@ -25,7 +25,12 @@ from rulesengine.spec.model import SourceSpec
 INFER_ROWS = 1000  # rows read to infer CSV / NDJSON dtypes
 TS_DTYPE = pl.Datetime("us", "UTC")
 
-_ZONED_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+_ZONED_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M%#z",
+    "%Y-%m-%d %H:%M%#z",
+)
 _NAIVE_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.f",
@@ -57,10 +62,19 @@ FILE_COLUMN = "__file"  # the file each row came from (projected only when used)
 
 
 def _scan_one(
-    source: SourceSpec, path: str | list[str], *, with_file: bool = False
+    source: SourceSpec,
+    path: str | list[str],
+    *,
+    with_file: bool = False,
+    schema: pl.Schema | None = None,
 ) -> pl.LazyFrame:
     opts = dict(source.storage_options) or None
-    extra: dict[str, str] = {"include_file_paths": FILE_COLUMN} if with_file else {}
+    extra: dict[str, Any] = {"include_file_paths": FILE_COLUMN} if with_file else {}
+    if schema is not None:  # parquet files with differing columns: read their union
+        extra["schema"] = schema
+        extra["cast_options"] = pl.ScanCastOptions(
+            integer_cast=["upcast", "allow-float"], float_cast="upcast"
+        )
     if source.format == "parquet":
         hive = True if source.hive_partitioning is None else source.hive_partitioning
         return pl.scan_parquet(
@@ -125,25 +139,49 @@ def file_schemas(source: SourceSpec, files: Sequence[str] | None = None) -> list
     return [FileSchema(path, file_schema(source, path)) for path in files or []]
 
 
-def scan(source: SourceSpec) -> pl.LazyFrame | None:
-    """A LazyFrame over every file of ``source`` (raw columns), or None when no file
-    matches. Nothing is read except schemas.
+class NoFiles(Exception):
+    """A source with nothing to read: no file matches, or only empty files."""
 
-    Parquet is one scan over the glob (hive columns, partition and row-group
-    pruning apply); a column missing from some files reads as null there. CSV and
-    NDJSON files are scanned one by one and concatenated diagonally when their
-    columns differ, because a single scan would silently keep only the first
-    file's columns.
+
+def _union(schemas: Sequence[pl.Schema]) -> pl.Schema:
+    """Every column of every file, each with the supertype of its dtypes."""
+    frames = [pl.DataFrame(schema=s) for s in schemas]
+    return pl.concat(frames, how="diagonal_relaxed").schema
+
+
+def scan(source: SourceSpec) -> pl.LazyFrame:
+    """A LazyFrame over every file of ``source`` (raw columns). Nothing is read
+    except schemas. Raises :class:`NoFiles` when there is nothing to read.
+
+    Parquet is one scan (hive columns, partition and row-group pruning apply) over
+    the union of the files' columns: a column some files lack reads as null there,
+    none disappears. CSV and NDJSON files are scanned one by one and concatenated
+    diagonally when their columns differ, because a single scan would silently keep
+    only the first file's columns. Empty (0-byte) files are skipped.
     """
     files = local_files(source)
-    if files == []:
-        return None
-    if files is None or source.format in ("parquet", "ipc"):
+    if files is None:  # object storage: Polars lists and reads
         return _scan_one(source, source.path, with_file=True)
-    schemas = file_schemas(source, files)
-    same = len({tuple(s.schema.items()) for s in schemas}) <= 1
+    if not files:
+        raise NoFiles(f"no files match {source.path}")
+    nonempty = [f for f in files if os.path.getsize(f) > 0]
+    if not nonempty:
+        raise NoFiles(f"the files matching {source.path} are all empty")
+    if source.format in ("parquet", "ipc"):
+        schemas = []
+        for f in nonempty:
+            try:
+                schemas.append(file_schema(source, f))
+            except DataError:
+                continue  # unreadable: named if a query ever needs to read it
+        target: str | list[str] = source.path if len(nonempty) == len(files) else nonempty
+        if source.format == "ipc" or len({tuple(x.items()) for x in schemas}) <= 1:
+            return _scan_one(source, target, with_file=True)
+        return _scan_one(source, target, with_file=True, schema=_union(schemas))
+    schemas = [file_schema(source, f) for f in nonempty]
+    same = len({tuple(x.items()) for x in schemas}) <= 1
     return pl.concat(
-        [_scan_one(source, f, with_file=True) for f in files],
+        [_scan_one(source, f, with_file=True) for f in nonempty],
         how="vertical" if same else "diagonal_relaxed",
     )
 
@@ -162,10 +200,9 @@ def read_schema(source: SourceSpec) -> SourceSchema:
     when one cannot be read."""
     files = local_files(source)
     try:
-        frame = scan(source)
-        if frame is None:
-            return SourceSchema(source.name, None, 0)
-        schema = frame.collect_schema()
+        schema = scan(source).collect_schema()
+    except NoFiles:
+        return SourceSchema(source.name, None, 0)
     except DataError:
         raise
     except FileNotFoundError:

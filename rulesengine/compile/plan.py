@@ -24,7 +24,7 @@ from rulesengine.monitors.base import (
     MonitorType,
     Need,
 )
-from rulesengine.sources import scan, with_timestamp
+from rulesengine.sources import NoFiles, scan, with_timestamp
 from rulesengine.spec.model import ModelSpec, MonitorSpec, SourceSpec
 from rulesengine.spec.sql import compile_sql
 
@@ -57,6 +57,27 @@ class Query:
     keys: dict[str, str] = field(default_factory=dict)  # expression text → global name
     lazy: pl.LazyFrame | None = None
     error: str | None = None
+    base: pl.LazyFrame | None = None  # the frame, before grouping
+    group_keys: list[pl.Expr] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # aggregate → why it failed
+
+    def split(self) -> pl.DataFrame | str:
+        """Collect aggregate by aggregate, after the whole query failed: only the
+        aggregates that fail are lost (recorded in ``failed``)."""
+        assert self.base is not None
+        try:
+            out = self.base.group_by(self.group_keys).agg(pl.len().alias(ROWS)).collect()
+        except Exception as exc:  # the frame itself cannot be read
+            return first_line(exc)
+        on = [c for c in out.columns if c != ROWS]
+        for name, expr in self.aggs.items():
+            try:
+                part = self.base.group_by(self.group_keys).agg(expr.alias(name)).collect()
+            except Exception as exc:
+                self.failed[name] = first_line(exc)
+                continue
+            out = out.join(part, on=on, how="left", nulls_equal=True)
+        return out
 
     def add(self, expr: pl.Expr) -> str:
         text = expr_key(expr)
@@ -113,13 +134,12 @@ class _Frames:
         source: SourceSpec = self.model.sources[name]
         try:
             frame = scan(source)
-            if frame is None:
-                self.missing[name] = f"no files match {source.path}"
-                return
             raw_schema = frame.collect_schema()
             frame = with_timestamp(frame, source, raw_schema)
             self.schemas[name] = frame.collect_schema()
             self.base[name] = frame
+        except NoFiles as exc:
+            self.missing[name] = str(exc)
         except DataError as exc:
             self.errors[name] = str(exc)
         except Exception as exc:
@@ -225,6 +245,7 @@ def _finish(queries: list[Query], frames: _Frames) -> None:
         lf = frames.frame(q.frame)
         exprs = [pl.len().alias(ROWS), *(e.alias(n) for n, e in q.aggs.items())]
         keys = _segment_keys(q.segment_by) + ([q.by.alias(BUCKET)] if q.by is not None else [])
+        q.base, q.group_keys = lf, keys
         q.lazy = lf.group_by(keys).agg(exprs)
 
 

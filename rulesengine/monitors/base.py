@@ -134,6 +134,10 @@ class MonitorType:
         """Every result of one segment: one, unless the type reports per column."""
         return [self.score(m, values, rows, ctx)]
 
+    def when_empty(self, m: MonitorSpec, rows: Mapping[str, int]) -> tuple[str, str]:
+        """(status, reason) when the window has no rows to compute from."""
+        return "no_data", "no rows in the window"
+
     def zero_rows_ok(self, m: MonitorSpec) -> bool:
         """True when the value means something without rows (a count), so neither
         no_data nor min_rows applies."""

@@ -62,25 +62,22 @@ class NullCount(_Check):
 
 @register
 class Freshness(_Check):
-    """Age in seconds of the newest row at the end of the window; looks back over the
-    whole source, so a stalled log shows as old, not as missing."""
+    """Age in seconds of the newest row at ``at``; looks back over the whole source
+    (not just the window), so a stalled log shows as old, not as missing."""
 
     names = ("freshness",)
 
     def needs(self, m, ctx):
-        _, end = ctx.window(m)
-        end = end or ctx.at
         source = ctx.model.sources[m.source]
         column = m.column or source.timestamp
         dtype = ctx.schemas[m.source][column]
         newest = timestamp_expr(source, dtype, column).max()
+        end = ctx.at if source.timestamp else None
         return [Need(FrameKey(m.source, None, end, m.filter), {"newest": newest})]
 
     def score(self, m, values, rows, ctx) -> Scored:
         newest = values["main"]["newest"]
-        _, end = ctx.window(m)
-        end = end or ctx.at
-        return Scored((end - newest).total_seconds(), {"newest": newest})
+        return Scored((ctx.at - newest).total_seconds(), {"newest": newest})
 
 
 def dtype_matches(dtype: pl.DataType, expected: str) -> bool:
@@ -174,7 +171,7 @@ def _not_in(column: str, allowed: list[Any], dtype: pl.DataType | None) -> pl.Ex
     c = pl.col(column)
     numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in allowed)
     if numeric and dtype is not None and dtype.is_numeric():
-        return ~c.is_in(allowed)
+        return ~c.cast(pl.Float64).is_in([float(v) for v in allowed])
     return ~c.cast(pl.String).is_in(
         [str(v).lower() if isinstance(v, bool) else str(v) for v in allowed]
     )

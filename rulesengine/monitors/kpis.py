@@ -29,7 +29,12 @@ class Kpi(MonitorType):
             needs.append(Need(self._frame(m, ctx, m.compare_offset), expr, role="previous"))
         return needs
 
+    def zero_rows_ok(self, m):
+        return m.compare_offset is not None  # a drop to nothing is a -100 % change
+
     def score(self, m, values, rows, ctx) -> Scored:
+        if not rows.get("main") and not rows.get("previous"):
+            return Scored(None, {"reason": "no rows in either window"}, "no_data")
         now = values["main"].get("value")
         if now is None:
             raise Undefined("the KPI expression is null for these rows")

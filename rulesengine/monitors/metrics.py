@@ -38,10 +38,30 @@ def sql(text: str) -> pl.Expr:
     return compile_sql(text).expr
 
 
-def as_label(text: str, positive: Any) -> pl.Expr:
-    """A boolean: the expression equals ``positive``, or is true / 1 without one."""
+def frame_schema(m: MetricSpec, ctx: EvalContext) -> dict[str, pl.DataType]:
+    """The columns a metric sees: its source's, plus the joined label source's
+    (a clashing label column gets the suffix ``_label``, as the join names it)."""
+    schema = dict(ctx.schemas.get(m.source, {}))
+    if m.join is not None:
+        for name, dtype in ctx.schemas.get(m.join.source, {}).items():
+            if name in m.join.on:
+                continue
+            schema[f"{name}_label" if name in schema else name] = dtype
+    return schema
+
+
+def expr_dtype(text: str, schema: dict[str, pl.DataType]) -> pl.DataType | None:
+    try:
+        return pl.LazyFrame(schema=schema).select(sql(text).alias("x")).collect_schema()["x"]
+    except Exception:
+        return None
+
+
+def as_label(text: str, positive: Any, dtype: pl.DataType | None = None) -> pl.Expr:
+    """A boolean: a boolean expression as it is; otherwise whether it equals
+    ``positive``, or is true / 1 when there is no ``positive``."""
     expr = sql(text)
-    if positive is None:
+    if dtype == pl.Boolean or positive is None:
         return expr.cast(pl.Boolean)
     if isinstance(positive, str):
         return expr.cast(pl.String) == positive
@@ -73,6 +93,11 @@ class _Metric(MonitorType):
     def value(self, m: MetricSpec, v: dict[str, Any], rows: int) -> tuple[float, dict]:
         raise NotImplementedError
 
+    def when_empty(self, m, rows):
+        if m.join is not None and rows.get("all", 0) > 0:
+            return "insufficient_data", "no labelled rows yet (label coverage 0)"
+        return super().when_empty(m, rows)
+
     def score(self, m, values, rows, ctx) -> Scored:
         value, details = self.value(m, dict(values["main"]), rows["main"])
         if m.join is not None:
@@ -90,8 +115,9 @@ class Classification(_Metric):
     names = CLASSIFICATION
 
     def aggs(self, m, ctx):
-        y = as_label(m.target, m.positive)
-        p = as_label(m.prediction, m.positive)
+        schema = frame_schema(m, ctx)
+        y = as_label(m.target, m.positive, expr_dtype(m.target, schema))
+        p = as_label(m.prediction, m.positive, expr_dtype(m.prediction, schema))
         both = y.is_not_null() & p.is_not_null()
         return {
             "tp": (both & y & p).sum(),
@@ -120,7 +146,7 @@ class ScoreMetrics(_Metric):
     names = SCORED
 
     def aggs(self, m, ctx):
-        y = as_label(m.target, m.positive)
+        y = as_label(m.target, m.positive, expr_dtype(m.target, frame_schema(m, ctx)))
         s = sql(m.score).cast(pl.Float64)
         ok = y.is_not_null() & s.is_not_null()
         yf = y.cast(pl.Float64)
