@@ -175,7 +175,6 @@ class _Scorer:
             per_role[b.role] = (overall, seg)
         out = self.one(mp, base, window, per_role, ())
         if main is not None and main.segmented is not None:
-            segments = per_role["main"][1] or {}
             size: dict[Segment, int] = {}
             for _overall, seg in per_role.values():  # a segment may lack labelled rows
                 for k, row in (seg or {}).items():
