@@ -261,8 +261,14 @@ def _prepare(plan: Plan) -> None:
                 values[ROWS_BY] = row[ROWS_BY] if row else {}
             values[ROWS] = int(row[ROWS]) if row else 0
             prepared[b.role] = values
-        if mp.type is not None and not mp.error:
-            prepared = mp.type.prepared(mp.monitor, prepared, plan.ctx)
+        if mp.error:
+            continue
+        if mp.type is not None:
+            try:
+                prepared = mp.type.prepared(mp.monitor, prepared, plan.ctx)
+            except Exception as exc:  # a reference that cannot be profiled
+                mp.error = f"reference: {first_line(exc)}"
+                continue
         plan.ctx.prepared[mp.monitor.name] = prepared
         mp.bindings = []
 

@@ -62,6 +62,20 @@ def _numeric_dtype(dtype: pl.DataType) -> bool:
     return dtype.is_numeric() and dtype != pl.Boolean
 
 
+def _numbers(name: str) -> pl.Expr:
+    """A numeric column as Float64 with NaN and ±inf as missing (as Evidently drops
+    them), so both sides and every method see the same values."""
+    x = pl.col(name).cast(pl.Float64)
+    return pl.when(x.is_finite()).then(x).otherwise(None)
+
+
+def _labels(name: str, dtype: pl.DataType | None) -> pl.Expr:
+    """Category labels; numbers are labelled as their Float64 text on both sides."""
+    if dtype is not None and _numeric_dtype(dtype):
+        return _numbers(name).cast(pl.String)
+    return pl.col(name).cast(pl.String)
+
+
 def drift_columns(m: DriftSpec, ctx: EvalContext) -> list[str]:
     """The listed columns, or every column of the source except the timestamp,
     segment columns, ``exclude``, temporal and nested columns."""
@@ -86,18 +100,32 @@ def reference_frame(m: DriftSpec, ctx: EvalContext) -> FrameKey:
 
 
 class _Plan:
-    """Per column: kind, method, threshold, decided from the reference profile."""
+    """Per column: kind, method, threshold, decided from the reference profile.
+
+    Kind: the override's ``type``; else a method that only fits one kind decides;
+    else numeric dtypes with more than 5 distinct reference values are numeric and
+    everything else categorical (as Evidently). ``auto`` counts the reference's
+    non-null values, as Evidently does after dropping missing ones.
+    """
 
     def __init__(self, m: DriftSpec, profile: Profile) -> None:
         self.columns: dict[str, tuple[ColumnProfile, str, float]] = {}
         self.errors: dict[str, str] = {}
+        self.empty: dict[str, str] = {}
         for name, col in profile.columns.items():
             override = m.overrides.get(name)
-            kind = (
-                override.type
-                if override and override.type
-                else ("numeric" if col.kind == "numeric" and col.unique > 5 else "categorical")
-            )
+            method = override.method if override and override.method else m.method
+            if col.n == 0:
+                self.empty[name] = "the reference has no non-null values"
+                continue
+            if override and override.type:
+                kind = override.type
+            elif col.kind == "numeric" and method in NUMERIC_ONLY:
+                kind = "numeric"
+            elif method in CATEGORICAL_ONLY:
+                kind = "categorical"
+            else:
+                kind = "numeric" if col.kind == "numeric" and col.unique > 5 else "categorical"
             if kind == "categorical" and col.kind == "numeric":
                 col = as_categorical(col)
             elif kind == "numeric" and col.kind == "categorical":
@@ -105,9 +133,8 @@ class _Plan:
                     f"column '{name}' is not numeric: it cannot be treated as numeric"
                 )
                 continue
-            method = override.method if override and override.method else m.method
             if method == "auto":
-                method = auto_method(kind == "numeric", profile.rows, col.unique)
+                method = auto_method(kind == "numeric", col.n, col.unique)
             if kind == "categorical" and method in NUMERIC_ONLY:
                 self.errors[name] = (
                     f"method '{method}' needs a numeric column; '{name}' is categorical"
@@ -118,13 +145,12 @@ class _Plan:
                     f"method '{method}' needs a categorical column; '{name}' is numeric"
                 )
                 continue
-            threshold = (
-                override.threshold
-                if override and override.threshold is not None
-                else m.threshold
-                if m.threshold is not None
-                else METHODS[method][1]
-            )
+            if override and override.threshold is not None:
+                threshold = override.threshold
+            elif m.threshold is not None:
+                threshold = m.threshold
+            else:
+                threshold = METHODS[method][1]
             self.columns[name] = (col, method, float(threshold))
 
 
@@ -137,8 +163,8 @@ class Drift(MonitorType):
     def _cache_path(
         self, m: DriftSpec, ctx: EvalContext, columns: list[str], frame: FrameKey
     ) -> Path | None:
-        if ctx.cache_dir is None:
-            return None
+        if ctx.cache_dir is None or frame.end is not None:
+            return None  # a trailing baseline moves every tick: not worth keeping
         source = ctx.model.sources[frame.source]
         files = local_files(source)
         fp = fingerprint(files)
@@ -163,12 +189,13 @@ class Drift(MonitorType):
         columns = drift_columns(m, ctx)
         frame = reference_frame(m, ctx)
         path = self._cache_path(m, ctx, columns, frame)
+        ref_schema = ctx.schemas[frame.source]
         if path is not None and path.exists():
             profile = load_profile(path)
-            if profile is not None and set(profile.columns) == set(columns):
+            present = {c for c in columns if c in ref_schema}
+            if profile is not None and set(profile.columns) == present:
                 ctx.prepared[m.name] = profile
                 return []
-        ref_schema = ctx.schemas[frame.source]
         needs = [Need(frame, {}, role="main", segmented=False)]
         for c in columns:
             if c not in ref_schema:
@@ -177,15 +204,16 @@ class Drift(MonitorType):
                 needs.append(
                     Need(
                         frame,
-                        {"values": pl.col(c).drop_nulls().sort(), "nulls": pl.col(c).null_count()},
+                        {
+                            "values": _numbers(c).drop_nulls().sort(),
+                            "nulls": _numbers(c).null_count(),
+                        },
                         role=f"n:{c}",
                         segmented=False,
                     )
                 )
             else:
-                needs.append(
-                    Need(frame, {}, role=f"c:{c}", segmented=False, by=pl.col(c).cast(pl.String))
-                )
+                needs.append(Need(frame, {}, role=f"c:{c}", segmented=False, by=_labels(c, None)))
         return needs
 
     def prepared(self, m, values, ctx) -> Profile:
@@ -213,17 +241,23 @@ class Drift(MonitorType):
         plan = _Plan(m, profile)
         needs = [Need(frame, {})]
         schema = ctx.schemas[m.source]
+        for name in plan.empty:
+            if name in schema:
+                x = _numbers(name) if _numeric_dtype(schema[name]) else pl.col(name)
+                needs.append(
+                    Need(frame, {"n": x.count(), "nulls": x.null_count()}, role=f"e:{name}")
+                )
         for name, (col, method, _t) in plan.columns.items():
             if name not in schema:
                 continue
-            c = pl.col(name)
+            c = _numbers(name)
             if col.kind == "categorical":
-                needs.append(Need(frame, {}, role=f"c:{name}", by=c.cast(pl.String)))
+                needs.append(Need(frame, {}, role=f"c:{name}", by=_labels(name, schema[name])))
             elif method in SAMPLE_METHODS:
                 needs.append(
                     Need(
                         frame,
-                        {"values": c.drop_nulls().cast(pl.Float64), "nulls": c.null_count()},
+                        {"values": c.drop_nulls(), "nulls": c.null_count()},
                         role=f"s:{name}",
                     )
                 )
@@ -259,6 +293,14 @@ class Drift(MonitorType):
             if name in plan.errors:
                 results.append(Scored(None, {"error": plan.errors[name]}, "error", column=name))
                 continue
+            if name in plan.empty:
+                v = values.get(f"e:{name}", {})
+                n_cur = int(v.get("n") or 0)
+                details = {"reason": plan.empty[name], "reference_rows": 0, "current_rows": n_cur}
+                ref_col = profile.columns[name]
+                details.update(_null_share(0, ref_col.nulls, n_cur, int(v.get("nulls") or 0)))
+                results.append(Scored(None, details, "insufficient_data", rows=n_cur, column=name))
+                continue
             if name not in profile.columns or name not in plan.columns:
                 where = "reference" if name not in profile.columns else "window"
                 results.append(
@@ -281,7 +323,13 @@ class Drift(MonitorType):
                 )
                 continue
             col, method, threshold = plan.columns[name]
-            results.append(self._column(m, name, col, method, threshold, values, profile))
+            try:
+                results.append(self._column(m, name, col, method, threshold, values, profile))
+            except (ValueError, ArithmeticError) as exc:  # e.g. z on a non-binary column
+                results.append(
+                    Scored(None, {"error": str(exc), "method": method}, "error", column=name)
+                )
+                continue
             last = results[-1]
             if last.status is None and METHODS[method][0] == "p":
                 p_values[name] = last.details["p_value"]
@@ -434,7 +482,7 @@ def _null_share(n_ref: int, nulls_ref: int, n_cur: int, nulls_cur: int) -> dict[
         pooled = (nulls_ref + nulls_cur) / (tot_ref + tot_cur)
         se = (pooled * (1 - pooled) * (1 / tot_ref + 1 / tot_cur)) ** 0.5
         z = 0.0 if se == 0 else (nulls_ref / tot_ref - nulls_cur / tot_cur) / se
-        p = float(2 * (1 - sps.norm.cdf(abs(z))))
+        p = float(2 * sps.norm.sf(abs(z)))
         out["null_share_p_value"] = p
         out["null_share_drift"] = p < NULL_SHARE_ALPHA
     return out
