@@ -238,8 +238,31 @@ def _epoch_to_us(col: pl.Expr, unit: str | None) -> pl.Expr:
     return scaled.round(0).cast(pl.Int64)
 
 
-def timestamp_expr(source: SourceSpec, dtype: pl.DataType, column: str | None = None) -> pl.Expr:
-    """An expression turning the source's timestamp column into UTC microseconds."""
+def _formats_for(sample: list[str]) -> list[str]:
+    """The fewest ISO formats that parse the sampled values (parsing every row
+    with every format is slow). Values in a format the sample did not show parse
+    as null."""
+    values = pl.Series([v for v in sample if v is not None], dtype=pl.String)
+    left = values
+    chosen: list[str] = []
+    for f in (*_ZONED_FORMATS, *_NAIVE_FORMATS):
+        if left.is_empty():
+            break
+        ok = left.str.to_datetime(format=f, time_unit="us", strict=False).is_not_null()
+        if ok.any():
+            chosen.append(f)
+            left = left.filter(~ok)
+    return chosen or [*_ZONED_FORMATS, *_NAIVE_FORMATS]
+
+
+def timestamp_expr(
+    source: SourceSpec,
+    dtype: pl.DataType,
+    column: str | None = None,
+    sample: list[str] | None = None,
+) -> pl.Expr:
+    """An expression turning the source's timestamp column into UTC microseconds.
+    For ISO strings, ``sample`` (the first values) picks the formats to try."""
     name = column or source.timestamp
     assert name is not None
     col = pl.col(name)
@@ -259,17 +282,14 @@ def timestamp_expr(source: SourceSpec, dtype: pl.DataType, column: str | None = 
             _epoch_to_us(col, source.timestamp_unit), time_unit="us"
         ).dt.replace_time_zone("UTC")
     if dtype == pl.String:
-        zoned = [
-            col.str.to_datetime(format=f, time_unit="us", strict=False).dt.convert_time_zone("UTC")
-            for f in _ZONED_FORMATS
-        ]
-        naive = [
-            col.str.to_datetime(format=f, time_unit="us", strict=False)
-            .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-            .dt.convert_time_zone("UTC")
-            for f in _NAIVE_FORMATS
-        ]
-        return pl.coalesce([*zoned, *naive])
+        formats = _formats_for(sample) if sample else [*_ZONED_FORMATS, *_NAIVE_FORMATS]
+        parsed = []
+        for f in formats:
+            expr = col.str.to_datetime(format=f, time_unit="us", strict=False)
+            if f not in _ZONED_FORMATS:
+                expr = expr.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+            parsed.append(expr.dt.convert_time_zone("UTC"))
+        return parsed[0] if len(parsed) == 1 else pl.coalesce(parsed)
     raise DataError(
         f"source '{source.name}': timestamp column '{name}' is {dtype}; use a "
         "datetime, epoch numbers or ISO-8601 strings"
@@ -288,7 +308,23 @@ def with_timestamp(frame: pl.LazyFrame, source: SourceSpec, schema: pl.Schema) -
     dtype = schema[source.timestamp]
     if dtype == TS_DTYPE:
         return frame
-    return frame.with_columns(timestamp_expr(source, dtype).alias(source.timestamp))
+    sample = None
+    if dtype == pl.String:
+        sample = sample_values(frame, source.timestamp)
+    expr = timestamp_expr(source, dtype, sample=sample)
+    return frame.with_columns(expr.alias(source.timestamp))
+
+
+SAMPLE_ROWS = 1000
+
+
+def sample_values(frame: pl.LazyFrame, column: str) -> list[str]:
+    """The first non-null values of a string column (reads only the first rows)."""
+    try:
+        head = frame.select(pl.col(column)).head(SAMPLE_ROWS).collect()
+    except Exception:
+        return []
+    return [v for v in head.get_column(column).to_list() if v is not None]
 
 
 def in_window(
