@@ -85,6 +85,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (model, source)
     );
     """,
+    # 2: keep_firing_for counts from the first evaluation that stopped violating
+    """
+    ALTER TABLE alerts ADD COLUMN clear_since TEXT;
+    """,
 ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -165,7 +166,7 @@ def deliver(
     whatever its backoff. With a ``budget`` (seconds), keep retrying failures until
     it is spent; otherwise make one pass."""
     report = DeliveryReport()
-    started = time.monotonic()
+    started = clock()
     first = True
     while True:
         now = clock()
@@ -183,7 +184,7 @@ def deliver(
         report.pending = len(pending)
         if not pending or budget is None:
             break
-        left = budget - (time.monotonic() - started)
+        left = budget - (clock() - started).total_seconds()
         wait = min(
             (parse_ts(r["next_attempt_at"]) - clock()).total_seconds()  # type: ignore[operator]
             for r in pending
@@ -195,79 +196,89 @@ def deliver(
     return report
 
 
+def _give_up(
+    store: Store, row: sqlite3.Row, attempts: int, error: str, report: DeliveryReport
+) -> None:
+    with store.transaction():
+        store.db.execute(
+            "UPDATE outbox SET state='failed', attempts=?, last_error=? WHERE id=?",
+            (attempts, error, row["id"]),
+        )
+    report.gave_up += 1
+    log.error(
+        "giving up on notification %s to %s (%s) after %d attempt(s): %s",
+        row["id"],
+        row["receiver"],
+        row["target_label"],
+        attempts,
+        error,
+    )
+
+
 def _attempt(
     store: Store,
     engine: EngineSpec,
     notifier: Notifier,
-    row: object,
+    row: sqlite3.Row,
     now: datetime,
     report: DeliveryReport,
 ) -> None:
-    r = row  # sqlite3.Row
+    attempts = row["attempts"]
+    deadline = parse_ts(row["deadline"])
+    if deadline is not None and now > deadline:
+        _give_up(store, row, attempts, row["last_error"] or "past its deadline", report)
+        return
     url = None
-    if r["receiver"] in engine.receivers:  # type: ignore[index]
+    if row["receiver"] in engine.receivers:
         url = next(
-            (
-                u
-                for u in receiver_urls(engine, r["receiver"])  # type: ignore[index]
-                if target_id(u) == r["target"]
-            ),
+            (u for u in receiver_urls(engine, row["receiver"]) if target_id(u) == row["target"]),
             None,
-        )  # type: ignore[index]
+        )
     if url is None:
         with store.transaction():
             store.db.execute(
                 "UPDATE outbox SET state='failed', last_error=? WHERE id=?",
-                ("receiver or URL no longer in the config", r["id"]),
-            )  # type: ignore[index]
+                ("receiver or URL no longer in the config", row["id"]),
+            )
         report.gave_up += 1
         log.warning(
             "dropped notification %s for %s: its receiver or URL left the config",
-            r["id"],
-            r["target_label"],
-        )  # type: ignore[index]
+            row["id"],
+            row["target_label"],
+        )
         return
     timeout = engine.delivery.timeout.total_seconds()
-    error = notifier.send(url, r["title"], r["body"], timeout)  # type: ignore[index]
-    attempts = r["attempts"] + 1  # type: ignore[index]
-    with store.transaction():
-        if error is None:
+    try:
+        error = notifier.send(url, row["title"], row["body"], timeout)
+    except Exception as exc:  # a notifier bug must not stop the other deliveries
+        error = f"{type(exc).__name__}"
+    attempts += 1
+    if error is None:
+        with store.transaction():
             store.db.execute(
                 "UPDATE outbox SET state='sent', attempts=?, sent_at=?, last_error=NULL WHERE id=?",
-                (attempts, now_text(now), r["id"]),
-            )  # type: ignore[index]
-            report.sent += 1
-            return
-        report.failed_attempts += 1
-        label = r["target_label"]  # type: ignore[index]
-        report.errors.append(f"{r['receiver']}: {label}: {error}")  # type: ignore[index]
-        deadline = parse_ts(r["deadline"])  # type: ignore[index]
-        nxt = now + _backoff(engine.delivery, attempts)
-        if deadline is not None and nxt > deadline:
-            store.db.execute(
-                "UPDATE outbox SET state='failed', attempts=?, last_error=? WHERE id=?",
-                (attempts, error, r["id"]),
-            )  # type: ignore[index]
-            report.gave_up += 1
-            log.error(
-                "giving up on notification %s to %s (%s) after %d attempts: %s",
-                r["id"],
-                r["receiver"],
-                label,
-                attempts,
-                error,
-            )  # type: ignore[index]
-        else:
-            store.db.execute(
-                "UPDATE outbox SET attempts=?, next_attempt_at=?, last_error=? WHERE id=?",
-                (attempts, now_text(nxt), error, r["id"]),
-            )  # type: ignore[index]
-            log.warning(
-                "notification %s to %s (%s) failed (attempt %d), retrying at %s: %s",
-                r["id"],
-                r["receiver"],
-                label,
-                attempts,
-                now_text(nxt),
-                error,
-            )  # type: ignore[index]
+                (attempts, now_text(now), row["id"]),
+            )
+        report.sent += 1
+        return
+    report.failed_attempts += 1
+    label = row["target_label"]
+    report.errors.append(f"{row['receiver']}: {label}: {error}")
+    nxt = now + _backoff(engine.delivery, attempts)
+    if deadline is not None and nxt > deadline:
+        _give_up(store, row, attempts, error, report)
+        return
+    with store.transaction():
+        store.db.execute(
+            "UPDATE outbox SET attempts=?, next_attempt_at=?, last_error=? WHERE id=?",
+            (attempts, now_text(nxt), error, row["id"]),
+        )
+    log.warning(
+        "notification %s to %s (%s) failed (attempt %d), retrying at %s: %s",
+        row["id"],
+        row["receiver"],
+        label,
+        attempts,
+        now_text(nxt),
+        error,
+    )

@@ -10,9 +10,9 @@ state and the transition to notify about, if any.
 * ``for: N`` fires after N consecutive violations, ``for: 30m`` once violations
   have lasted that long, ``fire_after: {violations: m, of_last: n}`` once m of the
   last n evaluations violated (and then resolves only when fewer do).
-* ``keep_firing_for`` keeps a firing alert firing that long after the last
-  violation; ``resolve`` (hysteresis) keeps it firing while the value still
-  violates the looser resolve threshold.
+* ``keep_firing_for`` keeps a firing alert firing that long after the first
+  evaluation that no longer violates (as Prometheus); ``resolve`` (hysteresis)
+  keeps it firing while the value still violates the looser resolve threshold.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from rulesengine.results import Result
 from rulesengine.spec.model import MonitorSpec
 
-HISTORY = 100  # evaluations remembered per alert (fire_after's of_last is at most this)
+HISTORY = 1000  # evaluations remembered per alert (fire_after's of_last is at most this)
 
 
 def fingerprint(model: str, monitor: str, segment: dict[str, Any], column: str | None) -> str:
@@ -60,6 +60,7 @@ class AlertState:
     fired_at: datetime | None = None
     resolved_at: datetime | None = None
     last_violation_at: datetime | None = None
+    clear_since: datetime | None = None  # first non-violating evaluation while firing
     history: list[bool] = field(default_factory=list)
     updated_at: datetime | None = None
 
@@ -103,6 +104,8 @@ def _classify(r: Result, m: MonitorSpec) -> tuple[bool | None, str | None, str |
         return None, None, r.status
     if action == "ok":
         return False, None, r.status
+    if m.kind == "drift" and r.column is not None:
+        return True, m.column_severity, r.status  # a column alerts at its own severity
     severity = "critical" if m.thresholds.critical is not None or m.kind == "drift" else "warn"
     return True, severity, r.status
 
@@ -159,7 +162,7 @@ def step(
     s.streak = s.streak + 1 if violating else 0
     before = s.state
     if violating:
-        s.last_violation_at = now
+        s.last_violation_at, s.clear_since = now, None
         escalated = before == "firing" and severity == "critical" and s.severity != "critical"
         s.severity = severity
         if before == "firing":
@@ -173,19 +176,20 @@ def step(
         return s, None
     if before == "firing":
         a = m.alert
-        keep = (
-            a.keep_firing_for is not None
-            and s.last_violation_at is not None
-            and (now - s.last_violation_at < a.keep_firing_for)
-        )
+        if s.clear_since is None:
+            s.clear_since = now
+        # as Prometheus: keep firing until keep_firing_for has passed since the
+        # first evaluation that no longer violated
+        keep = a.keep_firing_for is not None and now - s.clear_since < a.keep_firing_for
         if a.fire_after and _should_fire(s, m, now):
             keep = True
         if keep:
             return s, None
-        s.state, s.resolved_at, s.pending_since = "resolved", now, None
+        s.state, s.resolved_at, s.pending_since, s.clear_since = "resolved", now, None, None
         return s, Transition("resolved", s, before)
     if m.alert.fire_after and sum(s.history[-m.alert.fire_after[1] :]) > 0:
         s.state = "pending"
         return s, None
-    s.state, s.pending_since, s.severity = "inactive", None, None
+    # the severity stays: it is a label, and routes must still find the alert
+    s.state, s.pending_since = "inactive", None
     return s, None

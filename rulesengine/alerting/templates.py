@@ -92,9 +92,18 @@ def alert_vars(alert: Mapping[str, Any], runbook: str | None) -> dict[str, str]:
 
 
 def render(template: str, variables: Mapping[str, str]) -> str:
-    text = string.Template(template).safe_substitute(variables)
-    lines = [ln.rstrip() for ln in text.splitlines()]
-    return "\n".join(ln for ln in lines if ln.strip())
+    """Fill ``template``; a line left empty only because its variables were empty
+    (no runbook, no drift) is dropped, blank lines written in the template stay.
+    A variable's own line breaks expand within its line."""
+    out = []
+    for line in template.splitlines():
+        text = string.Template(line).safe_substitute(variables)
+        if line.strip() and not text.strip():
+            continue
+        out.extend(part.rstrip() for part in text.split("\n"))
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
 
 
 def notification_text(

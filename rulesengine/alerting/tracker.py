@@ -45,6 +45,7 @@ _DT_FIELDS = (
     "fired_at",
     "resolved_at",
     "last_violation_at",
+    "clear_since",
     "updated_at",
 )
 _JSON_FIELDS = ("segment", "labels", "threshold", "details", "history")
@@ -167,6 +168,7 @@ def track(
     alerts: dict[str, AlertState],
 ) -> list[Transition]:
     transitions: list[Transition] = []
+    seen: set[str] = set()
     specs = {m.model: m for m in config.models}
     for mr in models:
         model = specs[mr.model]
@@ -180,11 +182,51 @@ def track(
             new, change = step(alerts.get(aid), r, m, model.model, labels, now)
             new.labels["severity"] = new.severity or ""
             alerts[aid] = new
+            seen.add(aid)
             _save(store, new)
             if change:
                 transitions.append(change)
         transitions.extend(_stale_step(store, alerts, model, mr.results, now))
+        transitions.extend(_vanished(store, alerts, model, mr.results, seen, now))
     return transitions
+
+
+def _vanished(
+    store: Store,
+    alerts: dict[str, AlertState],
+    model: ModelSpec,
+    results: Sequence[Result],
+    seen: set[str],
+    now: datetime,
+) -> list[Transition]:
+    """Alerts of this model that got no result: their monitor left the config (or
+    was disabled), or their segment or column is no longer reported by a monitor
+    that evaluated normally. As Prometheus drops such series, they resolve."""
+    enabled = {m.name for m in model.monitors() if m.enabled}
+    normal = {
+        r.monitor for r in results if not r.segment and r.status in ("ok", "warn", "critical")
+    }
+    out = []
+    for aid, s in list(alerts.items()):
+        if s.model != model.model or aid in seen or s.monitor == STALE_MONITOR:
+            continue
+        if s.monitor not in enabled:
+            reason = "the monitor left the config or was disabled"
+        elif s.monitor in normal:
+            reason = "no longer reported (its segment or column is gone)"
+        else:
+            continue
+        before = s.state
+        if before == "firing":
+            s.state, s.resolved_at, s.reason = "resolved", now, reason
+            out.append(Transition("resolved", s, before))
+        elif before in ("pending", "resolved"):
+            s.state, s.pending_since = "inactive", None
+        else:
+            continue
+        s.updated_at = now
+        _save(store, s)
+    return out
 
 
 # ------------------------------------------------------------------ dispatch
@@ -212,11 +254,8 @@ def dispatch(
     engine: EngineSpec = config.engine
     report = ProcessReport()
     silences = load_silences(store)
-    firing_labels = [
-        s.labels
-        for s in alerts.values()
-        if s.state == "firing" and not silenced(silences, s.labels, now)
-    ]
+    # silenced alerts still inhibit, as in Alertmanager
+    firing_labels = [s.labels for s in alerts.values() if s.state == "firing"]
     runbooks = _runbooks(config, alerts)
     groups: dict[str, dict[str, Any]] = {}
     for s in alerts.values():
@@ -239,7 +278,11 @@ def dispatch(
             and not inhibited(engine.inhibit, s.labels, firing_labels)
         }
         row = known.get(key)
-        last_firing = set(json.loads(row["firing"])) if row else set()
+        # the log holds "id|severity": a severity change is news, as in Alertmanager
+        # where severity is part of the alert's labels
+        entries = {f"{aid}|{members[aid].severity or ''}" for aid in firing}
+        last_entries = set(json.loads(row["firing"])) if row else set()
+        last_firing = {e.split("|")[0] for e in last_entries}
         resolved = {
             aid
             for aid in last_firing - firing
@@ -247,6 +290,10 @@ def dispatch(
         }
         gone = last_firing - firing - resolved  # muted since: drop from the log quietly
         if not firing and not resolved:
+            if row:
+                store.db.execute("DELETE FROM groups WHERE key=?", (key,))
+            continue
+        if not firing and not match.send_resolved:  # all clear, quietly: forget the group
             if row:
                 store.db.execute("DELETE FROM groups WHERE key=?", (key,))
             continue
@@ -264,7 +311,7 @@ def dispatch(
         if last is None:
             due = bool(firing) and (flush or now - first_seen >= grouping.wait)
         else:
-            new = firing - last_firing
+            new = entries - last_entries
             send_resolved = bool(resolved) and match.send_resolved
             changed = bool(new) or send_resolved
             due = (changed and now - last >= grouping.interval) or (
@@ -272,9 +319,9 @@ def dispatch(
             )
         if not due:
             if gone:
+                kept = [e for e in last_entries if e.split("|")[0] not in gone]
                 store.db.execute(
-                    "UPDATE groups SET firing=? WHERE key=?",
-                    (dumps(sorted(last_firing - gone)), key),
+                    "UPDATE groups SET firing=? WHERE key=?", (dumps(sorted(kept)), key)
                 )
             continue
         include_resolved = resolved if match.send_resolved else set()
@@ -282,7 +329,7 @@ def dispatch(
         if not notify:
             store.db.execute(
                 "UPDATE groups SET firing=?, last_notified_at=? WHERE key=?",
-                (dumps(sorted(firing)), now_text(now), key),
+                (dumps(sorted(entries)), now_text(now), key),
             )
             continue
         kind = "firing" if firing else "resolved"
@@ -293,7 +340,7 @@ def dispatch(
                 runbooks,
                 title=(spec.title if spec and spec.title else engine.templates.title),
                 body=(spec.body if spec and spec.body else engine.templates.body),
-                resolved_title=engine.templates.resolved_title,
+                resolved_title=(engine.templates.resolved_title or (spec.title if spec else None)),
             )
             report.queued += enqueue(
                 store,
@@ -317,7 +364,7 @@ def dispatch(
         if firing:
             store.db.execute(
                 "UPDATE groups SET firing=?, resolved=?, last_notified_at=? WHERE key=?",
-                (dumps(sorted(firing)), dumps(sorted(resolved)), now_text(now), key),
+                (dumps(sorted(entries)), dumps(sorted(resolved)), now_text(now), key),
             )
         else:
             store.db.execute("DELETE FROM groups WHERE key=?", (key,))

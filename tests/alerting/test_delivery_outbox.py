@@ -1,0 +1,295 @@
+"""The outbox: one row per target, retries with doubling backoff up to a cap, a
+deadline, independent receivers, ``retry_all``, a run budget, and masked URLs.
+Everything runs on a fake clock with a recording notifier; nothing touches the
+network."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+
+import pytest
+from alerting_harness import T0, RecordingNotifier, alerting_factory
+
+from rulesengine.alerting.delivery import deliver, enqueue, mask_url, target_id
+
+
+@pytest.fixture
+def alerting(tmp_path):
+    yield from alerting_factory(tmp_path)
+
+
+SLACK = "json://localhost/slack"
+OPS_PASSWORD = "json://ops:hunter2@localhost/ops"
+OPS_HEADER = "json://localhost/hook?+Authorization=Bearer%20s3cr3t"
+FLAKY = "json://localhost/flaky"
+SECRETS = ("hunter2", "s3cr3t")
+
+ENGINE = f"""\
+version: 1
+state: state/state.db
+receivers:
+  slack: ["{SLACK}"]
+  ops: ["{OPS_PASSWORD}", "{OPS_HEADER}"]
+  flaky: ["{FLAKY}"]
+routes:
+  - {{receivers: [slack, ops]}}
+delivery: {{timeout: 2s, backoff: 5s, max_backoff: 40s, deadline: 3m}}
+"""
+
+NULLS = """\
+checks:
+  - {name: nulls, source: requests, type: null_rate, column: amount, critical: {above: 0.01}}
+"""
+
+
+class Clock:
+    """A fake clock whose ``sleep`` moves it forward."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+
+
+@pytest.fixture
+def h(alerting):
+    return alerting(NULLS, ENGINE)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def notifier(clock):
+    return RecordingNotifier(clock=clock)
+
+
+def queue(h, receiver: str, now: datetime = T0, title: str | None = None) -> int:
+    with h.store.transaction():
+        return enqueue(
+            h.store,
+            h.config.engine,
+            group_key="g",
+            receiver=receiver,
+            kind="firing",
+            title=title or f"to {receiver}",
+            body="body",
+            now=now,
+        )
+
+
+def rows(h) -> list[dict]:
+    return h.outbox()
+
+
+def seconds(row: dict, key: str = "next_attempt_at") -> float:
+    return (datetime.fromisoformat(row[key]) - T0).total_seconds()
+
+
+def run(h, notifier, clock, **kw):
+    return deliver(h.store, h.config.engine, notifier, clock=clock, sleep=clock.sleep, **kw)
+
+
+# ---------------------------------------------------------------- the outbox
+
+
+def test_process_queues_one_row_per_target_and_never_stores_urls(h):
+    report = h.step(0, h.result("nulls", 0.02)).report  # delivers with its own notifier
+    assert report.queued == 3
+    outbox = rows(h)
+    assert [(r["receiver"], r["kind"], r["state"]) for r in outbox] == [
+        ("slack", "firing", "sent"),
+        ("ops", "firing", "sent"),
+        ("ops", "firing", "sent"),
+    ]
+    assert [r["target"] for r in outbox] == [
+        hashlib.sha256(u.encode()).hexdigest() for u in (SLACK, OPS_PASSWORD, OPS_HEADER)
+    ]
+    assert outbox[0]["title"] == "[FIRING] fraud / nulls (critical)"
+    assert seconds(outbox[0], "deadline") == 180
+    # the notifier got the real URLs; the store holds hashes and masked labels only
+    assert sorted(s.url for s in h.notifier.sent) == sorted([SLACK, OPS_PASSWORD, OPS_HEADER])
+    assert {s.timeout for s in h.notifier.sent} == {2.0}
+    dump = "\n".join(h.store.db.iterdump())
+    for secret in SECRETS:
+        assert secret not in dump
+    assert "ops:****@localhost/ops" in outbox[1]["target_label"]
+    assert "Authorization=***" in outbox[2]["target_label"]
+
+
+def test_delivered_rows_are_not_sent_again(h, notifier, clock):
+    queue(h, "slack")
+    assert run(h, notifier, clock).sent == 1
+    clock.advance(3600)
+    again = run(h, notifier, clock, retry_all=True)
+    assert (again.sent, again.pending, len(notifier.attempts)) == (0, 0, 1)
+
+
+def test_backoff_doubles_up_to_max_backoff_then_the_deadline_gives_up(h, notifier, clock):
+    notifier.failing["flaky"] = "the service refused or could not be reached"
+    queue(h, "flaky")
+    attempts_at = []
+    while True:
+        (row,) = rows(h)
+        if row["state"] != "pending":
+            break
+        due = seconds(row)
+        clock.now = T0 + timedelta(seconds=due - 1)  # a moment early: nothing happens
+        assert run(h, notifier, clock).failed_attempts == 0
+        clock.now = T0 + timedelta(seconds=due)
+        report = run(h, notifier, clock)
+        attempts_at.append(due)
+    # backoff 5s doubling, capped at 40s; the next retry (195 s) would pass the 3m deadline
+    assert attempts_at == [0, 5, 15, 35, 75, 115, 155]
+    assert (row["state"], row["attempts"]) == ("failed", 7)
+    assert row["last_error"] == "the service refused or could not be reached"
+    assert (report.gave_up, report.failed_attempts, report.pending) == (1, 1, 0)
+
+
+def test_a_budget_keeps_retrying_on_the_injected_clock(h, clock):
+    class FailsTwice(RecordingNotifier):
+        def send(self, url, title, body, timeout):
+            self.failing = {"flaky": "boom"} if len(self.attempts) < 2 else {}
+            return super().send(url, title, body, timeout)
+
+    notifier = FailsTwice(clock=clock)
+    queue(h, "flaky")
+    report = run(h, notifier, clock, budget=60)
+    assert [(a.at - T0).total_seconds() for a in notifier.attempts] == [0, 5, 15]
+    assert clock.slept == [5, 10]
+    assert (report.sent, report.failed_attempts, report.pending) == (1, 2, 0)
+
+
+def test_the_budget_is_spent_on_the_injected_clock(h, notifier, clock):
+    notifier.failing["flaky"] = "boom"
+    queue(h, "flaky")
+    report = run(h, notifier, clock, budget=30)
+    # attempts at 0, 5, 15 s; the next one (35 s) lies beyond the 30 s budget
+    assert [(a.at - T0).total_seconds() for a in notifier.attempts] == [0, 5, 15]
+    assert report.pending == 1
+
+
+def test_without_a_budget_one_pass_only(h, notifier, clock):
+    notifier.failing["flaky"] = "boom"
+    queue(h, "flaky")
+    report = run(h, notifier, clock)
+    assert (report.failed_attempts, report.pending, clock.slept) == (1, 1, [])
+
+
+def test_a_row_past_its_deadline_is_given_up_without_sending(h, notifier, clock):
+    queue(h, "slack")
+    clock.advance(4 * 60)  # deadline 3m; e.g. the daemon was down
+    report = run(h, notifier, clock, retry_all=True)
+    assert notifier.attempts == []
+    assert (report.sent, report.gave_up) == (0, 1)
+    assert rows(h)[0]["state"] == "failed"
+
+
+# ---------------------------------------------------------------- independence
+
+
+def test_one_failing_receiver_never_blocks_another(h, notifier, clock):
+    notifier.failing["flaky"] = "boom"
+    queue(h, "flaky")  # queued first
+    queue(h, "slack")
+    report = run(h, notifier, clock)
+    assert (report.sent, report.failed_attempts, report.pending) == (1, 1, 1)
+    assert [s.url for s in notifier.sent] == [SLACK]
+    clock.advance(5)
+    notifier.failing.clear()
+    assert run(h, notifier, clock).sent == 1
+    assert [s.url for s in notifier.sent] == [SLACK, FLAKY]  # slack not repeated
+
+
+def test_one_failing_target_of_a_receiver_never_blocks_its_other_target(h, notifier, clock):
+    notifier.failing["hunter2"] = "boom"
+    queue(h, "ops")
+    run(h, notifier, clock)
+    assert [(r["state"], r["attempts"]) for r in rows(h)] == [("pending", 1), ("sent", 1)]
+
+
+def test_retry_all_ignores_backoff(h, notifier, clock):
+    notifier.failing["flaky"] = "boom"
+    queue(h, "flaky")
+    run(h, notifier, clock)  # next attempt at 5 s
+    clock.advance(1)
+    assert run(h, notifier, clock).failed_attempts == 0
+    assert run(h, notifier, clock, retry_all=True).failed_attempts == 1
+    (row,) = rows(h)
+    assert (row["attempts"], seconds(row)) == (2, 1 + 10)  # the backoff keeps doubling
+
+
+def test_a_receiver_or_url_that_left_the_config_is_dropped(h, notifier, clock, caplog):
+    queue(h, "ops")
+    queue(h, "flaky")
+    text = (h.root / "engine.yaml").read_text()
+    text = text.replace(f'  flaky: ["{FLAKY}"]\n', "").replace(
+        OPS_PASSWORD, "json://localhost/ops2"
+    )
+    (h.root / "engine.yaml").write_text(text)
+    h.restart()
+    with caplog.at_level(logging.WARNING, logger="rulesengine.delivery"):
+        report = run(h, notifier, clock)
+    assert (report.sent, report.gave_up) == (1, 2)
+    assert [s.url for s in notifier.sent] == [OPS_HEADER]
+    assert [(r["receiver"], r["state"], r["last_error"]) for r in rows(h)] == [
+        ("ops", "failed", "receiver or URL no longer in the config"),
+        ("ops", "sent", None),
+        ("flaky", "failed", "receiver or URL no longer in the config"),
+    ]
+    assert "left the config" in caplog.text
+    for secret in SECRETS:
+        assert secret not in caplog.text
+
+
+# ---------------------------------------------------------------- masking
+
+
+def test_errors_and_logs_show_masked_urls_only(h, notifier, clock, caplog):
+    notifier.failing = {"hunter2": "refused", "s3cr3t": "timed out after 2s"}
+    queue(h, "ops")
+    with caplog.at_level(logging.WARNING, logger="rulesengine.delivery"):
+        first = run(h, notifier, clock)
+        clock.advance(10 * 60)  # past the deadline: the next failure gives up
+        last = run(h, notifier, clock)
+    assert last.gave_up == 2
+    errors = first.errors + last.errors
+    assert len(errors) == 2  # past the deadline, rows are given up without another try
+    for line in errors + [r.getMessage() for r in caplog.records]:
+        for secret in SECRETS:
+            assert secret not in line
+    assert any("ops:****@localhost" in e and e.endswith("refused") for e in errors)
+    assert any("Authorization=***" in e and "timed out" in e for e in errors)
+    assert any(r.levelno == logging.ERROR and "giving up" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("url", "hidden", "shown"),
+    [
+        (OPS_PASSWORD, "hunter2", "ops:****@localhost/ops"),
+        (OPS_HEADER, "s3cr3t", "Authorization=***"),
+        ("json://localhost/x?+X-Api-Key=abcd1234", "abcd1234", "X-Api-Key=***"),
+        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#ml", "TIiajkdnlazkcOXrIdevi7FQ", "slack://"),
+        ("notascheme://user:pw123@host/x", "pw123", "notascheme://"),
+    ],
+)  # fmt: skip
+def test_mask_url(url, hidden, shown):
+    masked = mask_url(url)
+    assert hidden not in masked and shown in masked
+
+
+def test_target_id_is_the_sha256_of_the_url():
+    assert target_id(SLACK) == hashlib.sha256(SLACK.encode()).hexdigest()
