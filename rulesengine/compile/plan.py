@@ -142,9 +142,14 @@ class _Frames:
             self.missing[name] = str(exc)
         except DataError as exc:
             self.errors[name] = str(exc)
+        except FileNotFoundError:
+            self.missing[name] = f"no files match {source.path}"
         except Exception as exc:
             text = first_line(exc)
-            if "expanded paths were empty" in text:
+            missing = "expanded paths were empty" in text or (
+                source.is_remote and "not found" in text.lower()
+            )
+            if missing:
                 self.missing[name] = f"no files match {source.path}"
             else:
                 self.errors[name] = f"source '{name}': cannot read {source.path}: {text}"
@@ -249,6 +254,20 @@ def _finish(queries: list[Query], frames: _Frames) -> None:
         q.lazy = lf.group_by(keys).agg(exprs)
 
 
+def _sources_of(m: MonitorSpec) -> list[str]:
+    """Every source a monitor reads: its own, a joined one, a reference."""
+    names = [m.source]
+    join = getattr(m, "join", None)
+    if join is not None:
+        names.append(join.source)
+    ref = getattr(m, "reference", None)
+    if isinstance(ref, str):
+        names.append(ref)
+    elif ref is not None:
+        names.append(ref.source)
+    return names
+
+
 def _plan_needs(
     model: ModelSpec, ctx: EvalContext, frames: _Frames, phase: str, monitors: list[MonitorPlan]
 ) -> list[Query]:
@@ -258,6 +277,13 @@ def _plan_needs(
         if mp.error or mp.no_data or mp.type is None:
             continue
         m = mp.monitor
+        trouble = next((t for t in map(frames.problem, _sources_of(m)) if t), None)
+        if trouble:  # a source without rows or unreadable: nothing to plan
+            if trouble[0] == "error":
+                mp.error = trouble[1]
+            else:
+                mp.no_data = trouble[1]
+            continue
         try:
             needs = mp.type.prepare(m, ctx) if phase == "prepare" else mp.type.needs(m, ctx)
         except Exception as exc:
