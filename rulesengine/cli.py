@@ -159,10 +159,16 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
     else:
         click.echo(to_text(models))
     statuses = {r.status for m in models for r in m.results}
-    if "error" in statuses:
-        sys.exit(4)
     failing = {"warn": {"warn", "critical"}, "critical": {"critical"}, "never": set()}[fail_on]
-    sys.exit(1 if statuses & failing else 0)
+    code = 4 if "error" in statuses else 1 if statuses & failing else 0
+    if notify:
+        # A send cut off by its timeout may still sit in Apprise's worker threads,
+        # which the interpreter would wait for at exit; the outbox already holds
+        # the truth, so leave at once (as Apprise's own CLI does).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @main.command()

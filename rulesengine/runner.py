@@ -63,7 +63,7 @@ def run_once(
     with Store(engine.state) as store:
         retried = deliver(store, engine, notifier, clock=clock, retry_all=True)
         models = evaluate(config, at)
-        report = process(store, config, models, at, flush=True)
+        report = process(store, config, models, at, flush=True, queued_at=clock())
         seconds = engine.delivery.run_budget.total_seconds() if budget is None else budget
         delivered = deliver(store, engine, notifier, clock=clock, budget=seconds)
     return RunOutcome(models, retried, report, delivered)

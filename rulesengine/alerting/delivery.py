@@ -45,7 +45,8 @@ def mask_url(url: str) -> str:
         text = plugin.url(privacy=True) if plugin is not None else url.split("://")[0] + "://…"
     except Exception:
         text = url.split("://")[0] + "://…"
-    text = re.sub(r"([?&]\+[^=&]+=)[^&]*", r"\1***", text)
+    # every custom header (+Name=value, printed by Apprise as %2BName=value)
+    text = re.sub(r"([?&](?:\+|%2B)[^=&]+=)[^&]*", r"\1***", text, flags=re.IGNORECASE)
     return _HEADER.sub(r"\1***", text)
 
 
@@ -68,7 +69,8 @@ class AppriseNotifier:
                 if not ap.add(url):
                     outcome["error"] = "invalid Apprise URL"
                     return
-                result = ap.notify(title=title, body=body)
+                # plain text: mail keeps its lines and markup in values stays text
+                result = ap.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
                 outcome["ok"] = bool(result)
                 if not result:
                     outcome["error"] = "the service refused or could not be reached"

@@ -247,7 +247,13 @@ def _runbooks(config: Config, alerts: dict[str, AlertState]) -> dict[str, str | 
 
 
 def dispatch(
-    store: Store, config: Config, alerts: dict[str, AlertState], now: datetime, *, flush: bool
+    store: Store,
+    config: Config,
+    alerts: dict[str, AlertState],
+    now: datetime,
+    *,
+    flush: bool,
+    queued_at: datetime | None = None,
 ) -> ProcessReport:
     """Queue the notifications that groups need now. ``flush`` (one-shot runs)
     skips ``group_wait``: there is no later moment in this process to wait for."""
@@ -350,7 +356,7 @@ def dispatch(
                 kind=kind,
                 title=title,
                 body=body,
-                now=now,
+                now=queued_at or now,
             )
             report.notifications.append(
                 {
@@ -378,11 +384,15 @@ def process(
     now: datetime,
     *,
     flush: bool = True,
+    queued_at: datetime | None = None,
 ) -> ProcessReport:
-    """Track ``models``' results and queue the notifications they cause, atomically."""
+    """Track ``models``' results and queue the notifications they cause, atomically.
+
+    ``now`` (the evaluation time) drives the alert clock; ``queued_at`` (the wall
+    clock, default ``now``) stamps the outbox rows, whose deadlines count from it."""
     with store.transaction():
         alerts = load_alerts(store)
         transitions = track(store, config, models, now, alerts)
-        report = dispatch(store, config, alerts, now, flush=flush)
+        report = dispatch(store, config, alerts, now, flush=flush, queued_at=queued_at)
         report.transitions = transitions
     return report
