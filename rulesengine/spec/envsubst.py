@@ -26,9 +26,11 @@ def substitute(
     plain: set[KeyPath],
     secret_paths: set[KeyPath],
     skip: Callable[[KeyPath], bool] = lambda path: False,
+    unresolved: set[KeyPath] | None = None,
 ) -> Any:
     """Return ``data`` with references replaced. Paths whose value came from the
-    environment are added to ``secret_paths`` so messages never echo them."""
+    environment are added to ``secret_paths`` so messages never echo them; paths
+    with a reference that could not be resolved go to ``unresolved``."""
     from rulesengine.spec.yamlsrc import resolve_plain_scalar
 
     def walk(value: Any, path: KeyPath) -> Any:
@@ -52,6 +54,8 @@ def substitute(
                     f"invalid variable reference '{m.group(0)}': "
                     "write ${NAME} or ${NAME:-default}",
                 )
+                if unresolved is not None:
+                    unresolved.add(path)
                 return m.group(0)
             if default is not None and not env.get(name):  # like the shell: unset or empty
                 return default
@@ -63,6 +67,8 @@ def substitute(
                 f"environment variable '{name}' is not set "
                 f"(set it, or give a default: ${{{name}:-value}})",
             )
+            if unresolved is not None:
+                unresolved.add(path)
             return m.group(0)
 
         out = _REF.sub(repl, value)

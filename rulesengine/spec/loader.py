@@ -84,6 +84,7 @@ def read_file(
     if parsed.data is None:
         return loaded
     secret_paths: set[tuple[Any, ...]] = set()
+    unresolved: set[tuple[Any, ...]] = set()
     data = substitute(
         parsed.data,
         env,
@@ -91,13 +92,21 @@ def read_file(
         parsed.plain,
         secret_paths,
         skip=_is_template if kind == "engine" else lambda path: False,
+        unresolved=unresolved,
     )
     loaded.secrets = {str(v) for k, v in env.items() if f"${{{k}" in text and v}
+    before = len(problems.problems)
     validate_structure(data, kind, problems, secret_paths)
     if kind == "model":
         check_model(data, problems)
     else:
         check_engine(data, problems, root or path.parent, loaded.secrets)
+    if unresolved:  # the missing variable was reported; its raw text is no value
+        later = problems.problems[before:]
+        del problems.problems[before:]
+        problems.problems.extend(
+            p for p in later if not any(p.path[: len(u)] == u for u in unresolved)
+        )
     loaded.data = data
     return loaded
 

@@ -128,13 +128,20 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
     except yaml.YAMLError as exc:  # e.g. a second document or a reader error
         problems.add((), f"invalid YAML: {exc}")
         return out
+    except RecursionError:
+        problems.add((), "the document nests too deeply (hundreds of levels of lists or maps)")
+        return out
     finally:
         loader.dispose()
     if node is None:
         problems.add((), "the file is empty")
         return out
     builder = _Builder(loader, problems, out.plain)
-    out.data = builder.build(node, ())
+    try:
+        out.data = builder.build(node, ())
+    except RecursionError:
+        problems.add((), "the document nests too deeply (hundreds of levels of lists or maps)")
+        out.data = None
     return out
 
 
