@@ -82,6 +82,11 @@ def read_file(
     problems.key_positions.update(parsed.problems.key_positions)
     problems.problems.extend(parsed.problems.problems)
     if parsed.data is None:
+        if not problems.problems:  # a document that is just null
+            problems.add(
+                (),
+                "the file holds no settings: expected a mapping with version: and the other keys",
+            )
         return loaded
     secret_paths: set[tuple[Any, ...]] = set()
     unresolved: set[tuple[Any, ...]] = set()
@@ -101,14 +106,33 @@ def read_file(
         check_model(data, problems)
     else:
         check_engine(data, problems, root or path.parent, loaded.secrets)
-    if unresolved:  # the missing variable was reported; its raw text is no value
-        later = problems.problems[before:]
-        del problems.problems[before:]
-        problems.problems.extend(
-            p for p in later if not any(p.path[: len(u)] == u for u in unresolved)
-        )
+    # a missing variable or a refused value was reported already: its stand-in (the
+    # raw ${VAR} text, null) is no value to complain about
+    quiet = unresolved | parsed.refused
+    later = problems.problems[before:]
+    del problems.problems[before:]
+    seen: set[tuple[int, int, tuple[Any, ...], str]] = set()
+    for p in later:
+        if any(p.path[: len(u)] == u for u in quiet):
+            continue
+        key = (p.line, p.col, p.path, p.message)
+        if key in seen:  # one message once
+            continue
+        seen.add(key)
+        problems.problems.append(_redact(p, loaded.secrets))
     loaded.data = data
     return loaded
+
+
+def _redact(p: Problem, secrets: set[str]) -> Problem:
+    """Never echo a value that came from the environment."""
+    message = p.message
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4 and not secret.isdigit() and secret in message:
+            message = message.replace(secret, "***")
+    if message == p.message:
+        return p
+    return Problem(p.file, p.line, p.col, p.path, message, p.severity)
 
 
 def _is_template(path: tuple[Any, ...]) -> bool:

@@ -148,6 +148,8 @@ class _Renderer:
                 else [err.validator_value]
             )
             words = " or ".join(_TYPE_WORDS.get(w, w) for w in want)
+            if schema.get("x-hint"):  # e.g. a number where a duration such as 15m goes
+                words = schema["x-hint"]
             add(
                 path,
                 f"expected {words}, got {_describe(err.instance)}"
@@ -171,6 +173,10 @@ class _Renderer:
                 path,
                 f"must be {json.dumps(err.validator_value)}, got {self.show(err.instance, path)}",
             )
+        elif v == "pattern" and "propertyNames" in err.schema_path:
+            name = err.instance  # a key that is not a valid name: point at the key
+            hint = schema.get("x-hint") or "a valid name"
+            add((*path, name), f"'{name}' is not {hint}", key=True)
         elif v == "pattern":
             hint = schema.get("x-hint") or f"matching {err.validator_value}"
             add(path, f"{self.show(err.instance, path)} is not {hint}")

@@ -9,6 +9,7 @@ threshold consistency, SQL that compiles and is safe, regexes, Apprise URLs.
 from __future__ import annotations
 
 import math
+import re
 import zoneinfo
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from rulesengine.durations import PATTERN as DURATION_PATTERN
 from rulesengine.durations import parse_duration
 from rulesengine.errors import KeyPath, ProblemList, did_you_mean
 from rulesengine.spec.model import THRESHOLD_OPS
@@ -103,17 +105,42 @@ def format_of(path: str) -> str | None:
 # ----------------------------------------------------------------- thresholds
 
 
+_DURATION = re.compile(DURATION_PATTERN)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def check_finite(problems: ProblemList, data: Any, path: KeyPath = ()) -> None:
+    """Every number must be finite and fit a float: NaN compares false with
+    everything, so a NaN threshold or bound would silently never trip."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            check_finite(problems, v, (*path, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            check_finite(problems, v, (*path, i))
+    elif isinstance(data, int | float) and not isinstance(data, bool) and not _finite(data):
+        shown = "a number too large" if isinstance(data, int) else str(data)
+        problems.add(path, f"must be a finite number, got {shown}")
+
+
 def _threshold_number(
     problems: ProblemList, value: Any, path: KeyPath, durations_ok: bool
 ) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            problems.add(path, f"must be a finite number, got {value}")
-            return None
+        if not _finite(value):
+            return None  # reported by check_finite
         return float(value)
     if isinstance(value, str):
+        if not _DURATION.match(value):
+            return None  # not a duration either: the schema reported it
         if not durations_ok:
             problems.add(
                 path,
@@ -288,6 +315,7 @@ def check_model(data: Any, problems: ProblemList) -> None:
     """Add every semantic problem of a model file's raw data."""
     if not isinstance(data, dict):
         return
+    check_finite(problems, data)
     sources = _dict(data, "sources")
     for name, src in sources.items():
         _check_source(problems, src, ("sources", name))

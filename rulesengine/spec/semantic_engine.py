@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rulesengine.durations import parse_duration
-from rulesengine.errors import KeyPath, ProblemList
+from rulesengine.errors import KeyPath, ProblemList, did_you_mean
 from rulesengine.spec.semantic import _dict, _list, _str, check_ref, check_timezone
 
 WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]  # as AM
@@ -55,7 +55,15 @@ def apprise_problem(url: str, secrets: Iterable[str] = ()) -> str | None:
     if plugin is not None:
         return None
     scheme = url.split("://", 1)[0] if "://" in url else ""
-    reasons = [m for m in capture.messages if not m.startswith("Could not load")]
+    # Apprise's own messages may quote the whole URL: keep only those that do not
+    reasons = [
+        m
+        for m in capture.messages
+        if not m.startswith("Could not load")
+        and "Unparseable" not in m
+        and "Unsupported" not in m
+        and url not in m
+    ]
     reason = reasons[0] if reasons else ""
     for secret in secrets:
         if secret:
@@ -63,15 +71,37 @@ def apprise_problem(url: str, secrets: Iterable[str] = ()) -> str | None:
     if "://" not in url:
         return "not an Apprise URL: expected scheme://…, e.g. slack://…, mailto://…, json://…"
     what = f"not a valid Apprise URL for scheme '{scheme}'"
-    if reason and "Unsupported URL" not in reason:
+    if reason:
         return f"{what}: {reason.strip()}"
-    return f"{what}: unknown or incomplete; see the Apprise wiki for the {scheme}:// format"
+    if not _known_scheme(scheme):
+        return f"unknown Apprise scheme '{scheme}://'{did_you_mean(scheme, _schemes())}"
+    return f"{what}: incomplete or malformed; see the Apprise wiki for the {scheme}:// format"
+
+
+_SCHEMES: list[str] = []
+
+
+def _schemes() -> list[str]:
+    if not _SCHEMES:
+        import apprise
+
+        for plugin in apprise.Apprise().details().get("schemas", []):
+            for key in ("protocols", "secure_protocols"):
+                _SCHEMES.extend(p for p in plugin.get(key) or [] if p)
+    return _SCHEMES
+
+
+def _known_scheme(scheme: str) -> bool:
+    return scheme.lower() in _schemes()
 
 
 def check_engine(data: Any, problems: ProblemList, root: Path, secrets: Iterable[str] = ()) -> None:
     """Add every semantic problem of engine.yaml's raw data."""
     if not isinstance(data, dict):
         return
+    from rulesengine.spec.semantic import check_finite
+
+    check_finite(problems, data)
     secrets = list(secrets)
     receivers = _dict(data, "receivers")
     for name, receiver in receivers.items():
@@ -161,7 +191,11 @@ def _check_interval(problems: ProblemList, span: Any, path: KeyPath) -> None:
         if isinstance(day, str) and ":" in day:
             a, b = day.split(":", 1)
             if a in WEEKDAYS and b in WEEKDAYS and WEEKDAYS.index(a) > WEEKDAYS.index(b):
-                problems.add((*path, "weekdays", i), f"range '{day}' runs backwards")
+                problems.add(
+                    (*path, "weekdays", i),
+                    f"range '{day}' runs backwards: weeks start on sunday (as in "
+                    f"Alertmanager); list the days instead, e.g. [{a}, {b}]",
+                )
     for i, month in enumerate(_list(span, "months")):
         if not isinstance(month, str | int) or isinstance(month, bool):
             continue

@@ -96,6 +96,9 @@ class LoadedYaml:
     problems: ProblemList
     # paths of plain (unquoted) scalars: a whole-value ${VAR} there is re-typed
     plain: set[KeyPath] = field(default_factory=set)
+    # paths whose value was refused (a tag, an alias bomb): already reported, so
+    # later stages say nothing more about them
+    refused: set[KeyPath] = field(default_factory=set)
 
 
 def resolve_plain_scalar(text: str) -> Any:
@@ -110,8 +113,9 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
     positioned problems; the data is ``None`` when nothing usable was parsed."""
     problems = ProblemList(file)
     out = LoadedYaml(None, problems)
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -125,18 +129,27 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
         problems.positions[()] = pos
         problems.add((), f"invalid YAML: {what}")
         return out
-    except yaml.YAMLError as exc:  # e.g. a second document or a reader error
+    except yaml.reader.ReaderError as exc:
+        problems.add(
+            (),
+            f"invalid character {exc.character!r} at offset {exc.position}: "
+            "specs are text (remove control characters)",
+        )
+        return out
+    except yaml.YAMLError as exc:  # e.g. a second document
         problems.add((), f"invalid YAML: {exc}")
         return out
     except RecursionError:
         problems.add((), "the document nests too deeply (hundreds of levels of lists or maps)")
         return out
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         problems.add((), "the file is empty")
         return out
     builder = _Builder(loader, problems, out.plain)
+    builder.refused = out.refused
     try:
         out.data = builder.build(node, ())
     except RecursionError:
@@ -152,9 +165,11 @@ class _Builder:
         self.plain = plain
         self.count = 0
         self.exploded = False
+        self.refused: set[KeyPath] = set()
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.count += 1
+        self.problems.positions.setdefault(path, _pos(node.start_mark))
         if self.count > MAX_NODES:
             if not self.exploded:
                 self.exploded = True
@@ -162,8 +177,8 @@ class _Builder:
                     path,
                     f"the document expands to more than {MAX_NODES} values (too many aliases?)",
                 )
+            self.refused.add(path)
             return None
-        self.problems.positions.setdefault(path, _pos(node.start_mark))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -181,6 +196,7 @@ class _Builder:
             return None
 
     def _bad_tag(self, node: yaml.Node, path: KeyPath) -> None:
+        self.refused.add(path)
         tag = node.tag
         short = tag.replace("tag:yaml.org,2002:", "!!")
         self.problems.add(
