@@ -194,7 +194,7 @@ def _check_interval(problems: ProblemList, span: Any, path: KeyPath) -> None:
                 problems.add(
                     (*path, "weekdays", i),
                     f"range '{day}' runs backwards: weeks start on sunday (as in "
-                    f"Alertmanager); list the days instead, e.g. [{a}, {b}]",
+                    f"Alertmanager); split it: ['{a}:saturday', 'sunday:{b}']",
                 )
     for i, month in enumerate(_list(span, "months")):
         if not isinstance(month, str | int) or isinstance(month, bool):
