@@ -7,6 +7,7 @@ Typed objects are built only when no file has a problem.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,14 +120,31 @@ def read_file(
         if key in seen:  # one message once
             continue
         seen.add(key)
-        problems.problems.append(_redact(p, loaded.secrets))
+        own = _env_value(data, p.path, secret_paths)
+        problems.problems.append(_redact(p, loaded.secrets, own))
     loaded.data = data
     return loaded
 
 
-def _redact(p: Problem, secrets: set[str]) -> Problem:
-    """Never echo a value that came from the environment."""
+def _env_value(data: Any, path: tuple[Any, ...], secret_paths: set[tuple[Any, ...]]) -> str | None:
+    """The text of the value at ``path`` if it came from the environment."""
+    if path not in secret_paths:
+        return None
+    node = data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return None if node is None else str(node)
+
+
+def _redact(p: Problem, secrets: set[str], own: str | None = None) -> Problem:
+    """Never echo a value that came from the environment: the problem's own value
+    when it was substituted (whatever its length), and any long substituted text."""
     message = p.message
+    if own:
+        message = re.sub(rf"(?<![\w.]){re.escape(own)}(?![\w.])", "***", message)
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 4 and not secret.isdigit() and secret in message:
             message = message.replace(secret, "***")

@@ -227,6 +227,18 @@ class _Renderer:
         else:  # a keyword we have no wording for: still positioned, still clean
             add(path, err.message)
 
+    def _number_only(self, path: KeyPath) -> bool:
+        """A threshold value (warn/critical/resolve) of a monitor that is not a
+        freshness check, or a drift_share bound: only numbers go there."""
+        if len(path) < 4 or path[0] not in ("checks", "metrics", "kpis", "drift"):
+            return False
+        if not any(p in ("warn", "critical", "resolve") for p in path[2:4]):
+            return False
+        item = self.at(path[:2])
+        return not (
+            path[0] == "checks" and isinstance(item, dict) and item.get("type") == "freshness"
+        )
+
     def union(self, err: ValidationError, path: KeyPath) -> None:
         branches: dict[int, list[ValidationError]] = {}
         for sub in err.context or []:
@@ -237,6 +249,12 @@ class _Renderer:
             for i, errs in branches.items()
             if not any(e.validator == "type" and not e.relative_path for e in errs)
         ]
+        if len(fitting) == 1 and isinstance(err.instance, str) and self._number_only(path):
+            # a threshold of a monitor whose value is no time: durations do not apply
+            self.problems.add(
+                path, f"expected a number, got a string {self.show(err.instance, path)}"
+            )
+            return
         if len(fitting) == 1:
             for sub in branches[fitting[0]]:
                 self.walk(sub)

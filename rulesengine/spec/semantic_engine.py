@@ -194,7 +194,7 @@ def _check_interval(problems: ProblemList, span: Any, path: KeyPath) -> None:
                 problems.add(
                     (*path, "weekdays", i),
                     f"range '{day}' runs backwards: weeks start on sunday (as in "
-                    f"Alertmanager); split it: ['{a}:saturday', 'sunday:{b}']",
+                    f"Alertmanager); split it: [{_span(a, 'saturday')}, {_span('sunday', b)}]",
                 )
     for i, month in enumerate(_list(span, "months")):
         if not isinstance(month, str | int) or isinstance(month, bool):
@@ -215,6 +215,10 @@ def _check_interval(problems: ProblemList, span: Any, path: KeyPath) -> None:
                     )
     if "location" in span:
         check_timezone(problems, span.get("location"), (*path, "location"))
+
+
+def _span(first: str, last: str) -> str:
+    return f"'{first}'" if first == last else f"'{first}:{last}'"
 
 
 def _check_template(problems: ProblemList, text: Any, path: KeyPath) -> None:

@@ -130,10 +130,15 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
         problems.add((), f"invalid YAML: {what}")
         return out
     except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        col = exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[0])
+        problems.positions[()] = Pos(line, col)
         problems.add(
             (),
-            f"invalid character {exc.character!r} at offset {exc.position}: "
-            "specs are text (remove control characters)",
+            f"invalid character U+{char:04X} (a control character): specs are text "
+            "(remove control characters)",
         )
         return out
     except yaml.YAMLError as exc:  # e.g. a second document

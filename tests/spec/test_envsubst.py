@@ -57,7 +57,7 @@ def test_unquoted_reference_in_flow_collection_gets_a_hint():
 
 
 def test_default_applies_to_empty_variables_like_the_shell():
-    data, _, secret = run("a: ${A:-d}\nb: ${A}\n", {"A": ""})
+    data, _, _ = run("a: ${A:-d}\nb: ${A}\n", {"A": ""})
     assert data == {"a": "d", "b": ""}
 
 
