@@ -210,12 +210,13 @@ class _Scorer:
             rows[b.role] = int(row[ROWS]) if row else 0
         seg_dict = dict(zip(m.segment_by, segment, strict=True)) if segment else {}
         common = {**base, **window, "segment": seg_dict, "rows": rows.get("main", 0)}
-        if not mp.type.zero_rows_ok(m):
-            if rows.get("main", 0) == 0:
-                status, why = mp.type.when_empty(m, rows)
-                return [Result(**common, status=status, details={"reason": why})]
+        empty_ok = mp.type.zero_rows_ok(m)
+        if not empty_ok and rows.get("main", 0) == 0:
+            status, why = mp.type.when_empty(m, rows)
+            return [Result(**common, status=status, details={"reason": why})]
+        if rows.get("main", 0) > 0 or not empty_ok:
             guard = mp.type.guard_rows(m, rows)
-            if guard < m.min_rows:
+            if guard < m.min_rows and mp.type.min_rows_apply(m):
                 reason = {"reason": f"{guard} rows, min_rows is {m.min_rows}"}
                 return [Result(**common, status="insufficient_data", details=reason)]
         try:

@@ -12,9 +12,10 @@ k/bins, right-closed, the outer cells open-ended; edges that coincide collapse.
 Categories: the reference's own plus one "unseen" bucket for anything else.
 
 Profiles are keyed by the reference files' fingerprint (path, size, mtime) plus
-everything that shapes the profile (columns, types, bins, filter, window), stored
-as ``<key>.npz`` in the cache folder, and reused across runs and daemon ticks.
-References on object storage are profiled on every run (no cheap fingerprint).
+everything that shapes the profile (columns, types, bins, filter), stored as
+``<key>.npz`` in the cache folder, and reused across runs and daemon ticks;
+profiles unused for 30 days are deleted. Trailing baselines (a moving window) and
+references on object storage (no cheap fingerprint) are profiled on every run.
 """
 
 from __future__ import annotations
@@ -201,10 +202,35 @@ def save(profile: Profile, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    prune(path.parent)
+
+
+KEEP_DAYS = 30  # profiles unused this long are deleted when a new one is saved
+
+
+def prune(folder: Path, now: float | None = None) -> int:
+    """Delete cached profiles not used for ``KEEP_DAYS`` days; returns how many."""
+    import time
+
+    limit = (now or time.time()) - KEEP_DAYS * 86400
+    gone = 0
+    for f in folder.glob("*.npz"):
+        try:
+            if f.stat().st_mtime < limit:
+                f.unlink()
+                gone += 1
+        except OSError:
+            continue
+    return gone
 
 
 def load(path: Path) -> Profile | None:
-    """The cached profile, or None if absent or unreadable (then it is rebuilt)."""
+    """The cached profile, or None if absent or unreadable (then it is rebuilt).
+    A hit refreshes the file's mtime, which is what :func:`prune` goes by."""
+    try:
+        os.utime(path)
+    except OSError:
+        return None
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))

@@ -149,7 +149,6 @@ def to_text(models: Sequence[ModelResults]) -> str:
     header = ("STATUS", "MODEL", "MONITOR", "SEGMENT", "VALUE", "THRESHOLD", "ROWS")
     rows: list[tuple[str, ...]] = []
     counts: dict[str, int] = {}
-    notes: list[str] = []
     for m in models:
         for r in worst_first(m.results):
             counts[r.status] = counts.get(r.status, 0) + 1
@@ -169,7 +168,6 @@ def to_text(models: Sequence[ModelResults]) -> str:
                     "-" if r.rows is None else str(r.rows),
                 )
             )
-        notes.extend(f"warning: {m.model}: {w}" for w in m.warnings)
     widths = [
         max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
         for i, h in enumerate(header)
@@ -187,4 +185,4 @@ def to_text(models: Sequence[ModelResults]) -> str:
         f"{len(models)} model{'s' if len(models) != 1 else ''}, {total} result"
         f"{'s' if total != 1 else ''}: {summary or 'nothing evaluated'}"
     )
-    return "\n".join([*notes, *out])
+    return "\n".join(out)

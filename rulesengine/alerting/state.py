@@ -140,7 +140,13 @@ def step(
         dict(r.threshold),
         dict(r.details),
     )
-    s.window_start, s.window_end, s.updated_at = r.window_start, r.window_end, now
+    s.details["rows"] = r.rows  # for templates ($rows)
+    s.window_start, s.window_end = r.window_start, r.window_end
+    if prev is not None and prev.updated_at == now:
+        # the same evaluation time again (a re-run of --at): values refresh, the
+        # alert does not move, so re-running gives the same answer
+        return s, None
+    s.updated_at = now
     violating, severity, reason = _classify(r, m)
     s.reason = reason
     if violating is None:  # keep_last: nothing moves

@@ -5,10 +5,10 @@ access, no expressions, no code; an unknown ``$name`` stays as written. The titl
 is filled once per notification (from its most severe alert, plus ``$count`` and
 ``$status``); the body template once per alert, the parts joined by blank lines.
 
-Variables: model, monitor, kind, type, severity, state (FIRING/RESOLVED), status
-(the result's), segment, column, value, threshold, window, rows, runbook, reason,
-source, drift (the top drifting columns), labels, count (title only), and every
-alert label as ``label_<name>``.
+Variables: model, monitor, description, kind, type, severity, state
+(FIRING/RESOLVED), status (the result's), segment, column, value, threshold,
+window, rows, runbook, reason, source, drift (the top drifting columns), labels,
+count (title only), and every alert label as ``label_<name>``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from rulesengine.results import iso
 DEFAULT_TITLE = "[$state] $model / $monitor ($severity)$more"
 DEFAULT_RESOLVED_TITLE = "[RESOLVED] $model / $monitor$more"
 DEFAULT_BODY = """[$state] $model / $monitor ($kind $type, $severity)
+$description_line
 segment: $segment$column_line
 value: $value (threshold: $threshold)
 window: $window
@@ -84,6 +85,8 @@ def alert_vars(alert: Mapping[str, Any], runbook: str | None) -> dict[str, str]:
         "drift_line": f"top drifting columns: {drift}" if drift else "",
         "reason": reason,
         "reason_line": f"reason: {reason}" if reason else "",
+        "description": alert.get("description") or "",
+        "description_line": alert.get("description") or "",
         "source": labels.get("source", ""),
         "labels": ", ".join(f"{k}={v}" for k, v in sorted(labels.items())),
     }

@@ -113,12 +113,14 @@ def _stale_step(
     """A source whose monitors all saw no data for ``stale_after`` evaluations
     raises its own alert; data coming back resolves it."""
     out = []
-    by_source: dict[str, list[str]] = {}
+    by_source: dict[str, list[bool]] = {}
     for r in results:
-        if r.segment == {}:
-            by_source.setdefault(r.source, []).append(r.status)
-    for source, statuses in by_source.items():
-        empty = all(s == "no_data" for s in statuses)
+        # freshness looks at the whole history, so it says nothing about the window
+        if r.segment == {} and r.type != "freshness":
+            nothing = r.status == "no_data" or (r.rows == 0 and r.status != "error")
+            by_source.setdefault(r.source, []).append(nothing)
+    for source, nothings in by_source.items():
+        empty = all(nothings)
         row = store.row(
             "SELECT empty_streak FROM source_health WHERE model=? AND source=?", model.model, source
         )
@@ -232,8 +234,9 @@ def _vanished(
 # ------------------------------------------------------------------ dispatch
 
 
-def _alert_view(s: AlertState) -> dict[str, Any]:
+def _alert_view(s: AlertState, description: str | None = None) -> dict[str, Any]:
     d = asdict(s)
+    d["description"] = description
     return d
 
 
@@ -244,6 +247,12 @@ def _runbooks(config: Config, alerts: dict[str, AlertState]) -> dict[str, str | 
         m = specs.get(s.model, {}).get(s.monitor)
         out[aid] = m.runbook if m else None
     return out
+
+
+def _descriptions(config: Config) -> dict[tuple[str, str], str | None]:
+    return {
+        (model.model, m.name): m.description for model in config.models for m in model.monitors()
+    }
 
 
 def dispatch(
@@ -263,6 +272,8 @@ def dispatch(
     # silenced alerts still inhibit, as in Alertmanager
     firing_labels = [s.labels for s in alerts.values() if s.state == "firing"]
     runbooks = _runbooks(config, alerts)
+    descriptions = _descriptions(config)
+    wall = queued_at or now  # silences and mute intervals are about when we send
     groups: dict[str, dict[str, Any]] = {}
     for s in alerts.values():
         for match in route(engine, s.labels):
@@ -280,7 +291,7 @@ def dispatch(
             aid
             for aid, s in members.items()
             if s.state == "firing"
-            and not silenced(silences, s.labels, now)
+            and not silenced(silences, s.labels, wall)
             and not inhibited(engine.inhibit, s.labels, firing_labels)
         }
         row = known.get(key)
@@ -309,7 +320,7 @@ def dispatch(
                 (key, ",".join(match.receivers), dumps(g["labels"]), now_text(now)),
             )
             row = store.row("SELECT * FROM groups WHERE key=?", key)
-        if muted_by_interval(engine, match.mute_time_intervals, now):
+        if muted_by_interval(engine, match.mute_time_intervals, wall):
             continue
         last = parse_ts(row["last_notified_at"])
         first_seen = parse_ts(row["first_seen"])
@@ -331,7 +342,10 @@ def dispatch(
                 )
             continue
         include_resolved = resolved if match.send_resolved else set()
-        notify = [_alert_view(members[a]) for a in sorted(firing | include_resolved)]
+        notify = [
+            _alert_view(members[a], descriptions.get((members[a].model, members[a].monitor)))
+            for a in sorted(firing | include_resolved)
+        ]
         if not notify:
             store.db.execute(
                 "UPDATE groups SET firing=?, last_notified_at=? WHERE key=?",

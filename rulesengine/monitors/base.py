@@ -138,6 +138,10 @@ class MonitorType:
         """(status, reason) when the window has no rows to compute from."""
         return "no_data", "no rows in the window"
 
+    def min_rows_apply(self, m: MonitorSpec) -> bool:
+        """Whether ``min_rows`` guards this monitor (not for plain counts)."""
+        return not self.counts_rows
+
     def zero_rows_ok(self, m: MonitorSpec) -> bool:
         """True when the value means something without rows (a count), so neither
         no_data nor min_rows applies."""

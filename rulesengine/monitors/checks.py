@@ -15,6 +15,7 @@ from rulesengine.monitors.base import (
     MonitorType,
     Need,
     Scored,
+    Undefined,
     ratio,
     register,
 )
@@ -77,6 +78,9 @@ class Freshness(_Check):
 
     def score(self, m, values, rows, ctx) -> Scored:
         newest = values["main"]["newest"]
+        if newest is None:
+            column = m.column or ctx.model.sources[m.source].timestamp
+            raise Undefined(f"freshness is undefined: '{column}' has no usable time values")
         return Scored((ctx.at - newest).total_seconds(), {"newest": newest})
 
 

@@ -134,7 +134,9 @@ class _Plan:
                 )
                 continue
             if method == "auto":
-                method = auto_method(kind == "numeric", col.n, col.unique)
+                # a column declared numeric stays numeric whatever its distinct values
+                unique = max(col.unique, 6) if kind == "numeric" else col.unique
+                method = auto_method(kind == "numeric", col.n, unique)
             if kind == "categorical" and method in NUMERIC_ONLY:
                 self.errors[name] = (
                     f"method '{method}' needs a numeric column; '{name}' is categorical"

@@ -106,6 +106,10 @@ class _Metric(MonitorType):
             details["label_coverage"] = coverage
             details["unlabelled_rows"] = total - rows["main"]
             if m.min_label_coverage is not None and coverage < m.min_label_coverage:
+                details["reason"] = (
+                    f"label coverage {coverage:.3g} is below "
+                    f"min_label_coverage {m.min_label_coverage:g}"
+                )
                 return Scored(value, details, "insufficient_data")
         return Scored(value, details)
 
@@ -246,8 +250,10 @@ class ColumnStat(_Metric):
         return {"value": agg, "n": c.count()}
 
     def value(self, m, v, rows):
-        if not v["n"] or v["value"] is None:
+        if not v["n"]:
             raise Undefined(f"{m.type} is undefined: '{m.column}' has no non-null values")
+        if v["value"] is None:
+            raise Undefined(f"{m.type} is undefined for {int(v['n'])} value(s)")
         return float(v["value"]), {"non_null": int(v["n"])}
 
 
@@ -257,6 +263,9 @@ class RateCount(_Metric):
 
     def zero_rows_ok(self, m):
         return m.type == "count"
+
+    def min_rows_apply(self, m):
+        return m.type != "count"
 
     def aggs(self, m, ctx):
         if m.predicate is None:

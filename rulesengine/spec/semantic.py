@@ -362,6 +362,12 @@ def _check_source(problems: ProblemList, src: Any, path: KeyPath) -> None:
     if "timezone" in src:
         check_timezone(problems, src.get("timezone"), (*path, "timezone"))
     effective = fmt or (format_of(p) if p else None)
+    if src.get("hive_partitioning") is True and effective in ("csv", "ndjson"):
+        problems.add(
+            (*path, "hive_partitioning"),
+            f"hive_partitioning applies to parquet and "
+            f"ipc sources; Polars cannot read {effective} that way",
+        )
     if "separator" in src and effective not in (None, "csv"):
         problems.add(
             (*path, "separator"), f"separator only applies to csv, this source is {effective}"

@@ -68,7 +68,8 @@ def threshold_op(method: str) -> str:
 
 
 def auto_method(numeric: bool, reference_rows: int, unique: int) -> str:
-    """Evidently's choice: small references get tests, large ones distances."""
+    """Evidently's choice: small references get tests, large ones distances;
+    numeric columns with at most 5 distinct values count as categorical."""
     if reference_rows <= 1000:
         if numeric and unique > 5:
             return "ks"
