@@ -47,7 +47,9 @@ class ColumnProfile:
     nulls: int
     unique: int
     exact: bool = True  # sample holds every value
-    sample: np.ndarray = field(default_factory=lambda: np.empty(0))
+    sample_array: np.ndarray | None = None
+    # a cached profile reads its (large) sample only when an exact test needs it
+    sample_ref: tuple[str, str] | None = None
     categories: list[str] = field(default_factory=list)
     counts: np.ndarray = field(default_factory=lambda: np.empty(0))  # per category
     edges: np.ndarray = field(default_factory=lambda: np.empty(0))  # coarse bins
@@ -58,6 +60,17 @@ class ColumnProfile:
     minimum: float = 0.0
     maximum: float = 0.0
     std: float = 0.0  # population std, as Evidently norms wasserstein
+
+    @property
+    def sample(self) -> np.ndarray:
+        """The sorted reference values (or the sketch above the cap)."""
+        if self.sample_array is None:
+            if self.sample_ref is None:
+                self.sample_array = np.empty(0)
+            else:
+                with np.load(self.sample_ref[0], allow_pickle=False) as data:
+                    self.sample_array = data[self.sample_ref[1]]
+        return self.sample_array
 
 
 @dataclass
@@ -171,6 +184,7 @@ def cache_key(parts: Mapping[str, Any]) -> str:
 
 
 _ARRAYS = ("sample", "counts", "edges", "bin_counts", "fine_edges", "fine_counts", "fine_sums")
+_EAGER = tuple(a for a in _ARRAYS if a != "sample")
 
 
 def save(profile: Profile, path: Path) -> None:
@@ -237,8 +251,10 @@ def load(path: Path) -> Profile | None:
             columns = {}
             for name, m in meta["columns"].items():
                 i = m.pop("i")
-                arrays = {a: data[f"{i}_{a}"] for a in _ARRAYS}
-                columns[name] = ColumnProfile(name=name, **m, **arrays)
+                arrays = {a: data[f"{i}_{a}"] for a in _EAGER}
+                columns[name] = ColumnProfile(
+                    name=name, **m, **arrays, sample_ref=(str(path), f"{i}_sample")
+                )
             return Profile(meta["rows"], columns, cached=True)
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy import stats as sps
 
 from rulesengine.monitors.base import (
     ROWS_BY,
@@ -52,6 +51,7 @@ from rulesengine.stats.drift import (
     histogram_method,
     sample_method,
     threshold_op,
+    two_sided_normal_p,
     wasserstein_cells,
 )
 
@@ -484,7 +484,7 @@ def _null_share(n_ref: int, nulls_ref: int, n_cur: int, nulls_cur: int) -> dict[
         pooled = (nulls_ref + nulls_cur) / (tot_ref + tot_cur)
         se = (pooled * (1 - pooled) * (1 / tot_ref + 1 / tot_cur)) ** 0.5
         z = 0.0 if se == 0 else (nulls_ref / tot_ref - nulls_cur / tot_cur) / se
-        p = float(2 * sps.norm.sf(abs(z)))
+        p = two_sided_normal_p(float(z))
         out["null_share_p_value"] = p
         out["null_share_drift"] = p < NULL_SHARE_ALPHA
     return out
