@@ -249,7 +249,10 @@ def _finish(queries: list[Query], frames: _Frames) -> None:
     for q in queries:
         lf = frames.frame(q.frame)
         exprs = [pl.len().alias(ROWS), *(e.alias(n) for n, e in q.aggs.items())]
-        keys = _segment_keys(q.segment_by) + ([q.by.alias(BUCKET)] if q.by is not None else [])
+        if q.by is not None:  # histogram queries need no constant key to group by
+            keys = [pl.col(c) for c in q.segment_by] + [q.by.alias(BUCKET)]
+        else:
+            keys = _segment_keys(q.segment_by)
         q.base, q.group_keys = lf, keys
         q.lazy = lf.group_by(keys).agg(exprs)
 

@@ -169,6 +169,11 @@ def lookup(m: MonitorSpec) -> MonitorType:
     return MONITOR_TYPES[(m.kind, m.type)]
 
 
+def as_list(values: Any) -> list[Any]:
+    """A list aggregate (a numpy array, a list or None) as a Python list."""
+    return [] if values is None else list(values)
+
+
 def finite(x: Any) -> float | None:
     if x is None:
         return None

@@ -16,6 +16,7 @@ from rulesengine.monitors.base import (
     Need,
     Scored,
     Undefined,
+    as_list,
     ratio,
     register,
 )
@@ -120,7 +121,7 @@ class Schema(_Check):
 
     def score(self, m, values, rows, ctx) -> Scored:
         source = ctx.model.sources[m.source]
-        files = sorted(f for f in values["main"].get("files") or [] if f is not None)
+        files = sorted(f for f in as_list(values["main"].get("files")) if f is not None)
         schemas = [(f, file_schema(source, f)) for f in files]
         if not schemas:
             schemas = [(None, ctx.schemas[m.source])]
@@ -206,7 +207,7 @@ class NewCategories(_Check):
         return [Need(FrameKey(m.reference, None, None), {"values": values}, segmented=False)]
 
     def aggs(self, m, ctx):
-        known = list(ctx.prepared[m.name]["values"] or [])
+        known = as_list(ctx.prepared[m.name]["values"])
         bad = ~pl.col(m.column).cast(pl.String).is_in(known)
         return {"bad": bad.sum(), "n": pl.col(m.column).count()}
 
@@ -217,7 +218,7 @@ class NewCategories(_Check):
             {
                 "unseen": v["bad"],
                 "non_null": v["n"],
-                "reference_categories": len(ctx.prepared[m.name]["values"] or []),
+                "reference_categories": len(as_list(ctx.prepared[m.name]["values"])),
             },
         )
 

@@ -62,17 +62,25 @@ def _numeric_dtype(dtype: pl.DataType) -> bool:
     return dtype.is_numeric() and dtype != pl.Boolean
 
 
-def _numbers(name: str) -> pl.Expr:
+def _array(values: Any) -> np.ndarray:
+    """A list aggregate (numpy array, list or None) as a float array."""
+    return np.empty(0) if values is None else np.asarray(values, dtype=float)
+
+
+def _numbers(name: str, dtype: pl.DataType | None = None) -> pl.Expr:
     """A numeric column as Float64 with NaN and ±inf as missing (as Evidently drops
-    them), so both sides and every method see the same values."""
+    them), so both sides and every method see the same values. Integers cannot be
+    NaN or infinite: they are only cast."""
     x = pl.col(name).cast(pl.Float64)
+    if dtype is not None and dtype.is_integer():
+        return x
     return pl.when(x.is_finite()).then(x).otherwise(None)
 
 
 def _labels(name: str, dtype: pl.DataType | None) -> pl.Expr:
     """Category labels; numbers are labelled as their Float64 text on both sides."""
     if dtype is not None and _numeric_dtype(dtype):
-        return _numbers(name).cast(pl.String)
+        return _numbers(name, dtype).cast(pl.String)
     return pl.col(name).cast(pl.String)
 
 
@@ -207,8 +215,8 @@ class Drift(MonitorType):
                     Need(
                         frame,
                         {
-                            "values": _numbers(c).drop_nulls().sort(),
-                            "nulls": _numbers(c).null_count(),
+                            "values": _numbers(c, ref_schema[c]).drop_nulls().sort(),
+                            "nulls": _numbers(c, ref_schema[c]).null_count(),
                         },
                         role=f"n:{c}",
                         segmented=False,
@@ -224,7 +232,7 @@ class Drift(MonitorType):
             if role.startswith("n:"):
                 name = role[2:]
                 columns[name] = numeric_profile(
-                    name, np.asarray(v["values"] or [], float), int(v["nulls"] or 0), m.bins
+                    name, _array(v["values"]), int(v["nulls"] or 0), m.bins
                 )
             elif role.startswith("c:"):
                 name = role[2:]
@@ -245,14 +253,14 @@ class Drift(MonitorType):
         schema = ctx.schemas[m.source]
         for name in plan.empty:
             if name in schema:
-                x = _numbers(name) if _numeric_dtype(schema[name]) else pl.col(name)
+                x = _numbers(name, schema[name]) if _numeric_dtype(schema[name]) else pl.col(name)
                 needs.append(
                     Need(frame, {"n": x.count(), "nulls": x.null_count()}, role=f"e:{name}")
                 )
         for name, (col, method, _t) in plan.columns.items():
             if name not in schema:
                 continue
-            c = _numbers(name)
+            c = _numbers(name, schema[name])
             if col.kind == "categorical":
                 needs.append(Need(frame, {}, role=f"c:{name}", by=_labels(name, schema[name])))
             elif method in SAMPLE_METHODS:
@@ -348,7 +356,7 @@ class Drift(MonitorType):
             return counts, sum(counts.values()), nulls
         if method in SAMPLE_METHODS:
             v = values[f"s:{name}"]
-            sample = np.asarray(v["values"] or [], dtype=float)
+            sample = _array(v["values"])
             return sample, int(sample.size), int(v["nulls"] or 0)
         v = values[f"h:{name}"]
         counts = dict(v.get(ROWS_BY, {}))

@@ -22,6 +22,7 @@ from rulesengine.monitors.base import (
     Need,
     Scored,
     Undefined,
+    as_list,
     ratio,
     register,
 )
@@ -177,7 +178,7 @@ class ScoreMetrics(_Metric):
             u = float(v["rank_pos"]) - pos * (pos + 1) / 2
             return u / (pos * neg), {"positives": pos, "negatives": neg}
         if m.type == "average_precision":
-            return average_precision(v["s"] or [], v["y"] or [])
+            return average_precision(as_list(v["s"]), as_list(v["y"]))
         if not v["n"]:
             raise Undefined(f"{m.type} is undefined: no row has both score and target")
         return float(v["value"]), {"scored_rows": int(v["n"])}
