@@ -9,7 +9,7 @@ code in one place.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 KeyPath = tuple[str | int, ...]
@@ -92,6 +92,26 @@ class DeliveryError(RulesEngineError):
     exit_code = 1
 
 
+def position(
+    positions: Mapping[KeyPath, Pos],
+    key_positions: Mapping[KeyPath, Pos],
+    path: KeyPath,
+    *,
+    key: bool = False,
+) -> Pos:
+    """Position of the value at ``path`` (or of its key), falling back to the
+    nearest enclosing node that has one."""
+    probe = tuple(path)
+    while True:
+        if key and probe in key_positions:
+            return key_positions[probe]
+        if probe in positions:
+            return positions[probe]
+        if not probe:
+            return Pos(1, 1)
+        probe = probe[:-1]
+
+
 @dataclass
 class ProblemList:
     """Collects problems for one file, positioned through a path → position map."""
@@ -102,17 +122,7 @@ class ProblemList:
     problems: list[Problem] = field(default_factory=list)
 
     def pos_of(self, path: KeyPath, *, key: bool = False) -> Pos:
-        """Position of the value at ``path`` (or of its key), falling back to the
-        nearest enclosing node that has one."""
-        probe = tuple(path)
-        while True:
-            if key and probe in self.key_positions:
-                return self.key_positions[probe]
-            if probe in self.positions:
-                return self.positions[probe]
-            if not probe:
-                return Pos(1, 1)
-            probe = probe[:-1]
+        return position(self.positions, self.key_positions, path, key=key)
 
     def add(self, path: KeyPath, message: str, *, key: bool = False) -> None:
         pos = self.pos_of(path, key=key)

@@ -25,22 +25,7 @@ from rulesengine.spec.model import (
     RouteSpec,
     TimeInterval,
 )
-
-WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
-MONTHS = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-]
+from rulesengine.spec.semantic_engine import MONTHS, WEEKDAYS
 
 
 @dataclass(frozen=True)

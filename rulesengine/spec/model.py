@@ -10,12 +10,20 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from rulesengine.errors import KeyPath, Pos
+from rulesengine.errors import KeyPath, Pos, position
 
 Severity = Literal["warn", "critical"]
 PolicyAction = Literal["alert", "ok", "keep_last"]
 
 THRESHOLD_OPS = ("above", "at_or_above", "below", "at_or_below", "outside", "between")
+DIRECTIONS = {
+    "above": "up",
+    "at_or_above": "up",
+    "below": "down",
+    "at_or_below": "down",
+    "outside": "out",
+    "between": "in",
+}
 
 
 @dataclass(frozen=True)
@@ -28,14 +36,7 @@ class Threshold:
     @property
     def direction(self) -> str:
         """``up`` (large values are bad), ``down``, ``out`` or ``in``."""
-        return {
-            "above": "up",
-            "at_or_above": "up",
-            "below": "down",
-            "at_or_below": "down",
-            "outside": "out",
-            "between": "in",
-        }[self.op]
+        return DIRECTIONS[self.op]
 
     def violated(self, x: float) -> bool:
         v = self.value
@@ -227,15 +228,7 @@ class Locator:
     key_positions: Mapping[KeyPath, Pos]
 
     def pos(self, path: KeyPath, *, key: bool = False) -> Pos:
-        probe = tuple(path)
-        while True:
-            if key and probe in self.key_positions:
-                return self.key_positions[probe]
-            if probe in self.positions:
-                return self.positions[probe]
-            if not probe:
-                return Pos(1, 1)
-            probe = probe[:-1]
+        return position(self.positions, self.key_positions, path, key=key)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import polars as pl
 from rulesengine.durations import PATTERN as DURATION_PATTERN
 from rulesengine.durations import parse_duration
 from rulesengine.errors import KeyPath, ProblemList, did_you_mean
-from rulesengine.spec.model import THRESHOLD_OPS
+from rulesengine.spec.model import DIRECTIONS, THRESHOLD_OPS
 from rulesengine.spec.sql import SqlError, check_shape, compile_sql
 
 SECTIONS = {"checks": "check", "drift": "drift", "metrics": "metric", "kpis": "kpi"}
@@ -175,14 +175,7 @@ def _threshold(
     return None if number is None else (op, number)
 
 
-_DIRECTION = {
-    "above": "up",
-    "at_or_above": "up",
-    "below": "down",
-    "at_or_below": "down",
-    "outside": "out",
-    "between": "in",
-}
+_DIRECTION = DIRECTIONS
 
 
 def _no_later(warn: tuple[str, Any], crit: tuple[str, Any]) -> bool:
