@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from rulesengine.alerting.delivery import AppriseNotifier, DeliveryReport, Notifier, deliver
-from rulesengine.alerting.tracker import ProcessReport, process
 from rulesengine.evaluate import evaluate
 from rulesengine.results import ModelResults
 from rulesengine.spec.model import Config
-from rulesengine.store import Store
+
+if TYPE_CHECKING:  # alerting is imported only by runs that notify
+    from rulesengine.alerting.delivery import DeliveryReport, Notifier
+    from rulesengine.alerting.tracker import ProcessReport
 
 
 @dataclass
@@ -58,6 +60,10 @@ def run_once(
     """Evaluate ``config`` as of ``at``; with ``notify``, alert and deliver."""
     if not notify:
         return RunOutcome(evaluate(config, at))
+    from rulesengine.alerting.delivery import AppriseNotifier, deliver
+    from rulesengine.alerting.tracker import process
+    from rulesengine.store import Store
+
     notifier = notifier or AppriseNotifier()
     engine = config.engine
     with Store(engine.state) as store:
