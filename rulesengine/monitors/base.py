@@ -10,6 +10,7 @@ monitors. Built-in types register in ``MONITOR_TYPES`` the way a plugin would.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -95,7 +96,7 @@ class EvalContext:
         return end - m.window, end
 
 
-class MonitorType:
+class MonitorType(ABC):
     """Base of all monitor types. Subclasses set ``kind``/``names`` and override."""
 
     kind: ClassVar[str] = ""
@@ -112,9 +113,11 @@ class MonitorType:
         and ``score`` read from ``ctx.prepared[m.name]``. Default: the main role's."""
         return values.get("main", {})
 
+    @abstractmethod
     def needs(self, m: MonitorSpec, ctx: EvalContext) -> list[Need]:
-        raise NotImplementedError
+        """The aggregates this monitor needs over the window (phase 2)."""
 
+    @abstractmethod
     def score(
         self,
         m: MonitorSpec,
@@ -122,7 +125,7 @@ class MonitorType:
         rows: Mapping[str, int],
         ctx: EvalContext,
     ) -> Scored:
-        raise NotImplementedError
+        """The value of one segment from its aggregates."""
 
     def score_all(
         self,

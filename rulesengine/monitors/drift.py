@@ -289,8 +289,9 @@ class Drift(MonitorType):
         return needs
 
     # ------------------------------------------------------------ scoring
-    def score(self, m, values, rows, ctx) -> Scored:  # pragma: no cover - see score_all
-        raise NotImplementedError
+    def score(self, m, values, rows, ctx) -> Scored:
+        """The monitor's summary: its drift_share result (score_all gives every one)."""
+        return self.score_all(m, values, rows, ctx)[-1]
 
     def score_all(self, m, values, rows, ctx) -> list[Scored]:
         profile: Profile = ctx.prepared[m.name]

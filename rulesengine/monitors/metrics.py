@@ -10,6 +10,7 @@ rows / all rows in the window) goes into the details.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -81,8 +82,9 @@ def metric_frames(m: MetricSpec, ctx: EvalContext) -> tuple[FrameKey, FrameKey |
 class _Metric(MonitorType):
     kind = "metric"
 
+    @abstractmethod
     def aggs(self, m: MetricSpec, ctx: EvalContext) -> dict[str, pl.Expr]:
-        raise NotImplementedError
+        """The metric's aggregates over the (labelled) rows."""
 
     def needs(self, m, ctx):
         frame, everything = metric_frames(m, ctx)
@@ -91,8 +93,9 @@ class _Metric(MonitorType):
             needs.append(Need(everything, {}, role="all"))
         return needs
 
+    @abstractmethod
     def value(self, m: MetricSpec, v: dict[str, Any], rows: int) -> tuple[float, dict]:
-        raise NotImplementedError
+        """The metric's value and details from its aggregates."""
 
     def when_empty(self, m, rows):
         if m.join is not None and rows.get("all", 0) > 0:

@@ -169,17 +169,20 @@ def _engine_near(path: Path) -> Path | None:
     return None
 
 
-def _model_globs(engine: LoadedFile | None) -> list[str]:
-    data = engine.data if engine else None
+def _model_globs(engine: Path) -> list[str]:
+    """engine.yaml's model globs, read without validating the file (that happens
+    once, in :func:`load_report`)."""
+    try:
+        data = load_yaml(engine.read_text(encoding="utf-8"), str(engine)).data
+    except (OSError, UnicodeDecodeError):
+        data = None
     globs = data.get("models") if isinstance(data, dict) else None
     if isinstance(globs, list) and all(isinstance(g, str) for g in globs):
         return globs
     return list(EngineSpec(None, ".").models)
 
 
-def discover(
-    paths: Sequence[str | Path], env: Mapping[str, str]
-) -> tuple[list[Path], list[Path], list[Problem]]:
+def discover(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path], list[Problem]]:
     """(engine files, model files, problems) for the paths given by the user."""
     engines: list[Path] = []
     models: list[Path] = []
@@ -191,7 +194,7 @@ def discover(
             if engine:
                 engines.append(engine)
                 found: list[Path] = []
-                for pattern in _model_globs(read_file(engine, "engine", env)):
+                for pattern in _model_globs(engine):
                     found.extend(sorted(q for q in p.glob(pattern) if q.is_file()))
             else:
                 found = sorted(
@@ -212,7 +215,7 @@ def discover(
             models.extend(found)
         elif p.name in ENGINE_NAMES:
             engines.append(p)
-            for pattern in _model_globs(read_file(p, "engine", env)):
+            for pattern in _model_globs(p):
                 models.extend(sorted(q for q in p.parent.glob(pattern) if q.is_file()))
         else:
             models.append(p)
@@ -226,7 +229,7 @@ def discover(
 def load_report(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> LoadReport:
     """Load and check everything under ``paths``; never raises for bad input."""
     env = os.environ if env is None else env
-    engine_paths, model_paths, problems = discover(paths, env)
+    engine_paths, model_paths, problems = discover(paths)
     if len(engine_paths) > 1:
         listing = ", ".join(display(e) for e in engine_paths)
         problems.append(
