@@ -14,11 +14,18 @@ time by the clock and peak memory as the child's maximum resident set size
 * ``rulesengine run`` cold (no cached profile: it builds the reference profile; this
   is also its warm-up);
 * then ``--repeat`` rounds (default 5), each running ``rulesengine run`` warm (profile
-  cached) and the pure-Polars floor (``floor.py``: the same current-side histograms in
-  one ``collect_all``, reference edges precomputed), counts only and with the per-cell
-  sums and min/max rulesengine asks for; medians are reported, and the rulesengine /
-  floor ratio of each round too (interleaving keeps the host's drifts out of ratios);
+  cached) and the two floors (``floor.py``, reference grids precomputed): the same
+  current-side histograms in pure Polars (``group_by`` per column, one ``collect_all``),
+  and the aggregates rulesengine computes (Polars ``select`` of the cells, NumPy's
+  ``bincount``) without the rest of rulesengine; medians are reported, and the
+  rulesengine / floor ratio of each round too (interleaving keeps the host's drifts out
+  of ratios);
 * Evidently's ``DataDriftPreset`` with its defaults (``evidently_drift.py``), once.
+
+rulesengine's own modules are byte-compiled first (``compileall``), as a wheel install
+does, because this environment sets PYTHONDONTWRITEBYTECODE; its cache of valid configs
+(``RULESENGINE_CACHE_DIR``) lives under the data folder's ``.rulesengine/``, which the
+cold run deletes.
 
 (4) Prints a markdown table and writes ``results.json`` and ``results.md`` next to this
 file (``results-N.json`` / ``results-N.md`` for ``--rows N`` other than 1M).
@@ -193,6 +200,36 @@ def rulesengine_cmd(args: argparse.Namespace) -> list[str]:
     return [str(exe)]
 
 
+def rulesengine_env(data: Path) -> None:
+    """What every rulesengine run here sees: its validation cache under ``data``."""
+    os.environ["RULESENGINE_CACHE_DIR"] = str(data / ".rulesengine" / "cache")
+
+
+def compile_rulesengine() -> None:
+    """Byte-compile the package, as installing a wheel does (pip compiles .pyc)."""
+    import compileall
+
+    if not compileall.compile_dir(REPO / "rulesengine", quiet=1):
+        sys.exit("compileall failed on rulesengine/")
+
+
+def check_grids(data: Path) -> None:
+    """The floor must bin by exactly the grid rulesengine's cached profile holds."""
+    from rulesengine.profiles import load
+
+    floor = json.loads((data / "floor-grid.json").read_text())["grids"]
+    for path in (data / ".rulesengine" / "profiles").glob("*.npz"):
+        profile = load(path)
+        if profile is None:
+            continue
+        for name, (lo, scale) in floor.items():
+            col = profile.columns[name]
+            if (col.grid_lo, col.grid_scale) != (lo, scale):
+                sys.exit(f"floor grid of {name} differs from rulesengine's profile")
+        return
+    sys.exit("no rulesengine profile to check the floor's grids against")
+
+
 def rulesengine_run_cmd(args: argparse.Namespace, at: str) -> list[str]:
     cmd = [*rulesengine_cmd(args), "run", "model.yaml", "--at", at, "--format", "json"]
     return [*cmd, "--fail-on", "never"]
@@ -212,19 +249,22 @@ def run_cold(args: argparse.Namespace, data: Path, at: str) -> dict[str, Any]:
     return cold
 
 
-FLOOR_VARIANTS = {"counts": [], "counts_sums_minmax": ["--sums"]}
+FLOOR_VARIANTS = {"counts": [], "numpy_same_aggregates": ["--numpy"]}
 
 
 def run_rounds(args: argparse.Namespace, data: Path, at: str) -> dict[str, Any]:
     """The cold run, the floor's warm-up, then ``--repeat`` rounds of: rulesengine
     (profile cached), floor (counts), floor (with sums). Interleaving the tools round by
     round keeps slow drifts of the machine (other VMs on the host) out of the ratios."""
+    compile_rulesengine()
+    rulesengine_env(data)
     cold = run_cold(args, data, at)
     script = str(HERE / "floor.py")
-    if not (data / "floor-edges.json").exists():
-        log("floor: precomputing the reference edges (not timed)")
+    if not (data / "floor-grid.json").exists():
+        log("floor: precomputing the reference grids (not timed)")
         prep = measure([sys.executable, script, "prepare", str(data)], data, "prepare")
         check(prep, "floor.py prepare")
+    check_grids(data)
     cmds = {"rulesengine": rulesengine_run_cmd(args, at)}
     for variant, extra in FLOOR_VARIANTS.items():
         cmds[f"floor {variant}"] = [sys.executable, script, "run", str(data), *extra]
@@ -360,7 +400,7 @@ def ratios(res: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "vs_floor": re_warm["wall_s"] / floor["wall_s"],
         "vs_floor_same_aggregates": re_warm["wall_s"]
-        / res["floor"]["counts_sums_minmax"]["wall_s"],
+        / res["floor"]["numpy_same_aggregates"]["wall_s"],
     }
     ev = res.get("evidently")
     if ev:
@@ -439,10 +479,12 @@ def markdown(res: dict[str, Any]) -> str:
     else:
         lines.append("| Evidently | not measured | | |")
     lines += [
-        f"| Polars floor: counts (median of {len(fl['counts']['runs'])}) | "
+        f"| Floor: the same histograms, pure Polars (median of {len(fl['counts']['runs'])}) | "
         f"{fmt_s(fl['counts']['wall_s'])} | {fl['counts']['peak_mib']:.0f} MiB | |",
-        f"| Polars floor: counts + sums + min/max | {fmt_s(fl['counts_sums_minmax']['wall_s'])} "
-        f"| {fl['counts_sums_minmax']['peak_mib']:.0f} MiB | |",
+        f"| Floor: the same aggregates, Polars + NumPy (median of "
+        f"{len(fl['numpy_same_aggregates']['runs'])}) | "
+        f"{fmt_s(fl['numpy_same_aggregates']['wall_s'])} "
+        f"| {fl['numpy_same_aggregates']['peak_mib']:.0f} MiB | |",
         "",
         "| Ratio | Value | Target | Met |",
         "|---|---:|---:|---|",
@@ -462,7 +504,7 @@ def markdown(res: dict[str, Any]) -> str:
             f"{'yes' if meets(key, rat[key]) else '**no**'} |"
         )
     lines.append(
-        f"| rulesengine time (cached) / floor (counts + sums + min/max) | "
+        f"| rulesengine time (cached) / floor (same aggregates, Polars + NumPy) | "
         f"{rat['vs_floor_same_aggregates']:.3g}x | | |"
     )
     paired = fl["counts"].get("paired_ratios")
@@ -519,7 +561,7 @@ PROFILE_PARTS = [
     ("Polars collect_all (execution)", "collect_all", "~"),
     ("Polars collect_schema (planning checks)", "collect_schema", "~"),
     ("profile load (.npz)", "load", "rulesengine/profiles.py"),
-    ("folding result frames (_rows_by_segment)", "_rows_by_segment", "rulesengine/"),
+    ("folding result frames (_binding_rows)", "_binding_rows", "rulesengine/"),
     ("drift scoring (score_all)", "score_all", "rulesengine/monitors/drift.py"),
     ("JSON output (to_json)", "to_json", "rulesengine/results.py"),
 ]

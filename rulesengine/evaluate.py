@@ -14,12 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from rulesengine.compile.plan import (
     ALL,
     BUCKET,
     ROWS,
+    Binding,
     MonitorPlan,
     Plan,
     Query,
@@ -109,6 +111,82 @@ def _rows_by_segment(
     return out
 
 
+def _cells_overall(df: pl.DataFrame, b: Binding) -> dict[Segment, dict]:
+    """A Cells binding's histogram from its select query: NumPy counts the cells."""
+    assert b.cells is not None
+    slots = b.cells + 1
+    index = df.get_column(b.names["index"]).to_numpy()
+    row: dict[str, Any] = {
+        ROWS: df.height,
+        "counts": np.bincount(index, minlength=slots).astype(float),
+        "sums": None,
+    }
+    if "weights" in b.names:
+        weights = df.get_column(b.names["weights"]).to_numpy()
+        row["sums"] = np.bincount(index, weights=weights, minlength=slots)
+        if b.outer:
+            edge = (index == 0) | (index == b.cells - 1)
+            row["outer"] = np.sort(weights[edge].astype(float))
+    return {(): row}
+
+
+def _cells_by_segment(
+    df: pl.DataFrame, segment_by: tuple[str, ...], b: Binding
+) -> dict[Segment, dict]:
+    """A Cells binding's histograms per segment, from its group_by query."""
+    assert b.cells is not None
+    slots = b.cells + 1
+    sums = b.segmented_names.get("sums")
+    out: dict[Segment, dict] = {}
+    keys = df.select(list(segment_by)).rows()
+    cells = df.get_column(BUCKET).to_numpy()
+    counts = df.get_column(ROWS).to_numpy()
+    totals = df.get_column(sums).fill_null(0.0).to_numpy() if sums else None
+    outer = b.segmented_names.get("outer")
+    parts: dict[Segment, list[np.ndarray]] = {}
+    for i, key in enumerate(keys):
+        row = out.get(key)
+        if row is None:
+            row = out[key] = {
+                ROWS: 0,
+                "counts": np.zeros(slots),
+                "sums": np.zeros(slots) if sums else None,
+            }
+        row[ROWS] += int(counts[i])
+        row["counts"][cells[i]] = counts[i]
+        if totals is not None:
+            row["sums"][cells[i]] = totals[i]
+        if outer and cells[i] in (0, b.cells - 1):
+            parts.setdefault(key, []).append(df.get_column(outer)[i].to_numpy())
+    if outer:
+        for key, row in out.items():
+            row["outer"] = np.sort(np.concatenate(parts.get(key, [np.empty(0)])))
+    return out
+
+
+def _binding_rows(
+    df: pl.DataFrame, b: Binding, segment_by: tuple[str, ...] = ()
+) -> dict[Segment, dict]:
+    """A binding's result frame as rows keyed by segment."""
+    if b.cells is None:
+        return _rows_by_segment(df, segment_by, b.by)
+    if segment_by:
+        return _cells_by_segment(df, segment_by, b)
+    return _cells_overall(df, b)
+
+
+def _role_values(b: Binding, row: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict:
+    """What a monitor's role sees: its aggregates, with per-bucket rows or cells."""
+    if b.cells is not None:
+        if row is None:
+            return {"counts": np.zeros(b.cells + 1), "sums": None, "outer": np.empty(0)}
+        return {"counts": row["counts"], "sums": row["sums"], "outer": row.get("outer")}
+    values = _values(row, names)
+    if b.by:
+        values[ROWS_BY] = row[ROWS_BY] if row else {}
+    return values
+
+
 def _values(row: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict[str, Any]:
     if row is None:
         return {local: None for local in names}
@@ -177,13 +255,13 @@ class _Scorer:
             return [Result(**base, **window, status="error", details={"error": failed[0]})]
         per_role: dict[str, tuple[dict[Segment, dict], dict[Segment, dict] | None]] = {}
         for b in mp.bindings:
-            overall = _rows_by_segment(self.frame(b.overall), (), b.by)  # type: ignore[arg-type]
+            overall = _binding_rows(self.frame(b.overall), b)  # type: ignore[arg-type]
             seg = None
             if b.segmented is not None:
-                seg = _rows_by_segment(
+                seg = _binding_rows(
                     self.frame(b.segmented),  # type: ignore[arg-type]
+                    b,
                     self.queries[b.segmented].segment_by,
-                    b.by,
                 )
             per_role[b.role] = (overall, seg)
         out = self.one(mp, base, window, per_role, ())
@@ -217,9 +295,7 @@ class _Scorer:
                 row, names = overall.get(()), b.names
             else:
                 row, names = (seg or {}).get(segment), b.segmented_names
-            values[b.role] = _values(row, names)
-            if b.by:
-                values[b.role][ROWS_BY] = row[ROWS_BY] if row else {}
+            values[b.role] = _role_values(b, row, names)
             rows[b.role] = int(row[ROWS]) if row else 0
         seg_dict = dict(zip(m.segment_by, segment, strict=True)) if segment else {}
         common = {**base, **window, "segment": seg_dict, "rows": rows.get("main", 0)}
@@ -269,10 +345,8 @@ def _prepare(plan: Plan) -> None:
             if isinstance(df, str):
                 mp.error = df
                 break
-            row = _rows_by_segment(df, (), b.by).get(())
-            values = _values(row, b.names)
-            if b.by:
-                values[ROWS_BY] = row[ROWS_BY] if row else {}
+            row = _binding_rows(df, b).get(())
+            values = _role_values(b, row, b.names)
             values[ROWS] = int(row[ROWS]) if row else 0
             prepared[b.role] = values
         if mp.error:

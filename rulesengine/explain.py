@@ -51,7 +51,12 @@ def explain_plan(plan: Plan, queries: list[Query], *, polars_plan: bool = True) 
     lines += ["", "aggregates:"]
     for i, q in enumerate(queries):
         lines.append(f"  q{i}: {_frame_text(q)}")
-        lines.append("      __rows = len()")
+        if q.select:
+            lines.append("      per row; NumPy counts the cells (bincount)")
+        else:
+            if q.by is not None:
+                lines.append(f"      by __bucket = {q.by}")
+            lines.append("      __rows = len()")
         for name, expr in q.aggs.items():
             lines.append(f"      {name} = {expr}")
     by_source: dict[str, set[tuple[object, object]]] = {}

@@ -5,7 +5,12 @@ sorted non-null values (exact up to ``SAMPLE_CAP`` values; above it, a sketch of
 ``SKETCH_POINTS`` evenly spaced order statistics, so a CDF read from it is off by
 at most 1/(SKETCH_POINTS − 1)), the category counts, the histogram bins fixed
 from the reference quantiles with their counts, and the fine cells (counts and
-sums) that wasserstein integrates over.
+sums, and the values in the two outer cells) that wasserstein integrates over.
+
+Fine cells: ``GRID_CELLS`` cells of equal width between the reference quantiles at
+``GRID_TAIL`` and 1 − ``GRID_TAIL``, plus two open-ended outer cells. Equal widths
+make a value's cell one multiply-add (:func:`grid_index` / :func:`grid_expr`, the
+same float64 arithmetic on both sides) instead of a search among the edges.
 
 Binning rule: ``bins`` (default 10) cells between the reference quantiles at
 k/bins, right-closed, the outer cells open-ended; edges that coincide collapse.
@@ -32,10 +37,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 SAMPLE_CAP = 1_000_000
 SKETCH_POINTS = 100_001
-FINE_CELLS = 1000
+GRID_CELLS = 2048  # equal-width fine cells between the GRID_TAIL quantiles
+GRID_TAIL = 0.001
 UNSEEN = "__unseen__"
 
 
@@ -57,6 +63,10 @@ class ColumnProfile:
     fine_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
     fine_counts: np.ndarray = field(default_factory=lambda: np.empty(0))
     fine_sums: np.ndarray = field(default_factory=lambda: np.empty(0))
+    tail_low: np.ndarray = field(default_factory=lambda: np.empty(0))  # in the outer
+    tail_high: np.ndarray = field(default_factory=lambda: np.empty(0))  # fine cells
+    grid_lo: float = 0.0  # the fine grid: cell of x is ⌊(x − grid_lo)·grid_scale⌋ + 1
+    grid_scale: float = 1.0
     minimum: float = 0.0
     maximum: float = 0.0
     std: float = 0.0  # population std, as Evidently norms wasserstein
@@ -80,15 +90,46 @@ class Profile:
     cached: bool = False
 
 
-def _cells(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Counts and sums per right-closed cell, the same cells Polars'
+def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per right-closed cell, the same cells Polars'
     ``bin_intervals(edges, right_closed=True)`` gives the current window."""
     idx = np.searchsorted(edges, values, side="left")
-    k = len(edges) + 1
-    return (
-        np.bincount(idx, minlength=k).astype(float),
-        np.bincount(idx, weights=values, minlength=k),
-    )
+    return np.bincount(idx, minlength=len(edges) + 1).astype(float)
+
+
+def grid_of(values: np.ndarray) -> tuple[float, float]:
+    """(lo, scale) of the fine grid over sorted ``values``: GRID_CELLS equal cells
+    between the GRID_TAIL quantiles (between min and max if those coincide; a unit
+    span if every value is the same)."""
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.quantile(values, [GRID_TAIL, 1 - GRID_TAIL], method="linear")
+    if not hi > lo:
+        lo, hi = values[0], values[-1]
+    if not hi > lo:
+        hi = lo + 1.0
+    return float(lo), GRID_CELLS / float(hi - lo)
+
+
+def grid_edges(lo: float, scale: float) -> np.ndarray:
+    """The GRID_CELLS + 1 inner edges; cell k (1..GRID_CELLS) is [e[k-1], e[k]),
+    cell 0 lies below e[0] and cell GRID_CELLS + 1 at or above e[-1]."""
+    return lo + np.arange(GRID_CELLS + 1) / scale
+
+
+def grid_index(values: np.ndarray, lo: float, scale: float) -> np.ndarray:
+    """Each value's fine cell, 0..GRID_CELLS + 1 (what :func:`grid_expr` computes)."""
+    u = np.clip((values - lo) * scale + 1.0, 0.0, GRID_CELLS + 1.0)
+    return u.astype(np.int64)  # truncation = floor, as u >= 0
+
+
+def grid_expr(x: pl.Expr, lo: float, scale: float) -> pl.Expr:
+    """Each row's fine cell as a Polars expression over Float64 ``x``, the same
+    arithmetic as :func:`grid_index`. Null and NaN give null; ±inf land in the
+    outer cells, where the caller finds them among the outer values (cheaper
+    than masking every row)."""
+    u = ((x - lo) * scale + 1.0).clip(0.0, GRID_CELLS + 1.0)
+    return u.cast(pl.UInt16, strict=False)
 
 
 def quantile_edges(sample: np.ndarray, cells: int) -> np.ndarray:
@@ -107,8 +148,11 @@ def numeric_profile(name: str, values: np.ndarray, nulls: int, bins: int) -> Col
     )
     unique = int(np.unique(values).size)
     edges = quantile_edges(values, bins)
-    fine = quantile_edges(values, FINE_CELLS)
-    fine_counts, fine_sums = _cells(values, fine)
+    lo, scale = grid_of(values)
+    cell = grid_index(values, lo, scale)
+    k = GRID_CELLS + 2
+    fine_counts = np.bincount(cell, minlength=k).astype(float)
+    low, high = int(fine_counts[0]), int(fine_counts[-1])
     return ColumnProfile(
         name,
         "numeric",
@@ -118,10 +162,14 @@ def numeric_profile(name: str, values: np.ndarray, nulls: int, bins: int) -> Col
         exact,
         sample,
         edges=edges,
-        bin_counts=_cells(values, edges)[0],
-        fine_edges=fine,
+        bin_counts=_bin_counts(values, edges),
+        fine_edges=grid_edges(lo, scale),
         fine_counts=fine_counts,
-        fine_sums=fine_sums,
+        fine_sums=np.bincount(cell, weights=values, minlength=k),
+        tail_low=values[:low],
+        tail_high=values[n - high :],
+        grid_lo=lo,
+        grid_scale=scale,
         minimum=float(values[0]) if n else 0.0,
         maximum=float(values[-1]) if n else 0.0,
         std=float(values.std()) if n else 0.0,
@@ -176,14 +224,24 @@ def fingerprint(files: list[str] | None) -> list[Any] | None:
 
 def cache_key(parts: Mapping[str, Any]) -> str:
     text = json.dumps(
-        {"v": PROFILE_VERSION, "cap": SAMPLE_CAP, "fine": FINE_CELLS, **parts},
+        {"v": PROFILE_VERSION, "cap": SAMPLE_CAP, "grid": [GRID_CELLS, GRID_TAIL], **parts},
         sort_keys=True,
         default=str,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-_ARRAYS = ("sample", "counts", "edges", "bin_counts", "fine_edges", "fine_counts", "fine_sums")
+_ARRAYS = (
+    "sample",
+    "counts",
+    "edges",
+    "bin_counts",
+    "fine_edges",
+    "fine_counts",
+    "fine_sums",
+    "tail_low",
+    "tail_high",
+)
 _EAGER = tuple(a for a in _ARRAYS if a != "sample")
 
 
@@ -203,6 +261,8 @@ def save(profile: Profile, path: Path) -> None:
             "minimum": c.minimum,
             "maximum": c.maximum,
             "std": c.std,
+            "grid_lo": c.grid_lo,
+            "grid_scale": c.grid_scale,
         }
         for a in _ARRAYS:
             arrays[f"{i}_{a}"] = np.asarray(getattr(c, a), dtype=float)

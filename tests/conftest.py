@@ -13,6 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The cache of valid configs lives in a fresh folder per test run (inherited
+    by every subprocess), never in the user's ~/.cache."""
+    import tempfile
+
+    if "RULESENGINE_CACHE_DIR" not in os.environ:
+        os.environ["RULESENGINE_CACHE_DIR"] = tempfile.mkdtemp(prefix="rulesengine-cache-")
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

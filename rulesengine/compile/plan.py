@@ -2,8 +2,12 @@
 
 Monitors state their needs (aggregates over frames). Frames with equal keys share
 one LazyFrame object; needs on the same frame and segmentation merge into one
-``group_by().agg()`` query whose identical aggregates are computed once. Reference
-aggregates (``prepare``) run first, as their own small plan.
+``group_by().agg()`` query whose identical aggregates are computed once. Histograms
+over fixed cells (``Need.cells``) are different: overall, their per-row cell
+indices go into one ``select`` per frame and NumPy's ``bincount`` counts them,
+which is several times faster than grouping by the cell; per segment they group
+by segment and cell. Reference aggregates (``prepare``) run first, as their own
+small plan.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import rulesengine.monitors  # noqa: F401  (registers the built-in types)
 from rulesengine.errors import DataError
 from rulesengine.monitors.base import (
     ROWS,
+    Cells,
     EvalContext,
     FrameKey,
     MonitorType,
@@ -60,11 +65,14 @@ class Query:
     base: pl.LazyFrame | None = None  # the frame, before grouping
     group_keys: list[pl.Expr] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # aggregate → why it failed
+    select: bool = False  # per-row columns (cell indices, weights), not aggregates
 
     def split(self) -> pl.DataFrame | str:
         """Collect aggregate by aggregate, after the whole query failed: only the
         aggregates that fail are lost (recorded in ``failed``)."""
         assert self.base is not None
+        if self.select:
+            return self._split_select()
         try:
             out = self.base.group_by(self.group_keys).agg(pl.len().alias(ROWS)).collect()
         except Exception as exc:  # the frame itself cannot be read
@@ -78,6 +86,20 @@ class Query:
                 continue
             out = out.join(part, on=on, how="left", nulls_equal=True)
         return out
+
+    def _split_select(self) -> pl.DataFrame | str:
+        assert self.base is not None
+        try:
+            out = self.base.select(pl.len()).collect()
+        except Exception as exc:  # the frame itself cannot be read
+            return first_line(exc)
+        columns = []
+        for name, expr in self.aggs.items():
+            try:
+                columns.append(self.base.select(expr.alias(name)).collect().to_series())
+            except Exception as exc:
+                self.failed[name] = first_line(exc)
+        return pl.DataFrame(columns) if columns else out.clear()
 
     def add(self, expr: pl.Expr) -> str:
         text = expr_key(expr)
@@ -98,6 +120,8 @@ class Binding:
     names: dict[str, str]  # local → global name in the overall query
     segmented_names: dict[str, str] = field(default_factory=dict)  # … in the segmented one
     by: bool = False  # values arrive per bucket: {bucket: value}
+    cells: int | None = None  # a Cells need with this many cells
+    outer: bool = False  # … that also keeps the values of its outer cells
 
 
 @dataclass
@@ -200,6 +224,59 @@ def _segment_keys(segment_by: tuple[str, ...]) -> list[pl.Expr]:
 BUCKET = "__bucket"
 
 
+def _cell_index(cells: Cells) -> pl.Expr:
+    """The cell index with missing values in the extra last slot, as small ints."""
+    dtype = pl.UInt16 if cells.n < 2**16 - 1 else pl.UInt32
+    return cells.index.fill_null(cells.n).cast(dtype)
+
+
+def _check_cells(lf: pl.LazyFrame, cells: Cells) -> str | None:
+    exprs = [_cell_index(cells).alias("i")]
+    if cells.weights is not None:
+        exprs.append(cells.weights.alias("w"))
+    try:
+        lf.select(exprs).collect_schema()
+    except Exception as exc:
+        return first_line(exc)
+    return None
+
+
+def _bind_cells(
+    plan_queries: list[Query],
+    index: dict[tuple[FrameKey, tuple[str, ...], str], int],
+    need: Need,
+    cells: Cells,
+    segment_by: tuple[str, ...],
+) -> Binding:
+    """Overall: index (and weights) columns in the frame's one select query.
+    Per segment: a group_by on segment and cell, with the weights' sum."""
+    idx = _cell_index(cells)
+    key = (need.frame, (), "select")
+    if key not in index:
+        index[key] = len(plan_queries)
+        plan_queries.append(Query(need.frame, (), select=True))
+    q = plan_queries[index[key]]
+    names = {"index": q.add(idx)}
+    if cells.weights is not None:
+        names["weights"] = q.add(cells.weights)
+    binding = Binding(need.role, index[key], None, names, cells=cells.n)
+    if need.segmented and segment_by:
+        key = (need.frame, segment_by, expr_key(idx))
+        if key not in index:
+            index[key] = len(plan_queries)
+            plan_queries.append(Query(need.frame, segment_by, idx))
+        q = plan_queries[index[key]]
+        binding.segmented = index[key]
+        if cells.weights is not None:
+            w = cells.weights.cast(pl.Float64)
+            binding.segmented_names = {"sums": q.add(w.sum())}
+            if cells.outer:
+                edge = idx.is_in([0, cells.n - 1])
+                binding.segmented_names["outer"] = q.add(w.filter(edge))
+    binding.outer = cells.outer
+    return binding
+
+
 def _check_expr(lf: pl.LazyFrame, expr: pl.Expr, by: pl.Expr | None = None) -> str | None:
     """A message if the aggregate cannot run on this frame (e.g. a missing column)."""
     keys = [pl.lit(1).alias(ALL)] + ([by.alias(BUCKET)] if by is not None else [])
@@ -222,11 +299,17 @@ def _bind(
         problem = _check_expr(lf, expr, need.by)
         if problem:
             return None, problem
+    if need.cells is not None:
+        problem = _check_cells(lf, need.cells)
+        if problem:
+            return None, problem
     if need.segmented and segment_by:
         schema = lf.collect_schema()
         missing = [c for c in segment_by if c not in schema]
         if missing:
             return None, f"segment column '{missing[0]}' not found in source '{need.frame.source}'"
+    if need.cells is not None:
+        return _bind_cells(plan_queries, index, need, need.cells, segment_by), None
     slots = [()] + ([segment_by] if need.segmented and segment_by else [])
     positions = []
     names: list[dict[str, str]] = []
@@ -248,6 +331,10 @@ def _bind(
 def _finish(queries: list[Query], frames: _Frames) -> None:
     for q in queries:
         lf = frames.frame(q.frame)
+        if q.select:
+            q.base = lf
+            q.lazy = lf.select([e.alias(n) for n, e in q.aggs.items()])
+            continue
         exprs = [pl.len().alias(ROWS), *(e.alias(n) for n, e in q.aggs.items())]
         if q.by is not None:  # histogram queries need no constant key to group by
             keys = [pl.col(c) for c in q.segment_by] + [q.by.alias(BUCKET)]

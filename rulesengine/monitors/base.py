@@ -39,6 +39,21 @@ class FrameKey:
 
 
 @dataclass(frozen=True)
+class Cells:
+    """A histogram counted by NumPy rather than by a ``group_by``: ``index`` gives
+    each row's cell in [0, n), null for a missing value. The role's values are then
+    ``{"counts": array, "sums": array | None}`` of n + 1 slots, the last one for
+    rows whose index is null; ``sums`` adds up ``weights`` per cell (the null
+    slot's sum is meaningless). With ``outer``, ``"outer"`` holds the weights of
+    the rows in the first and the last cell, sorted."""
+
+    index: pl.Expr
+    n: int
+    weights: pl.Expr | None = None
+    outer: bool = False
+
+
+@dataclass(frozen=True)
 class Need:
     """Aggregates a monitor needs over one frame, under a role name."""
 
@@ -49,6 +64,8 @@ class Need:
     # group also by this per-row key (a histogram bucket, a category): each
     # aggregate then arrives as {key: value}, and "__rows" per key as "__rows"
     by: pl.Expr | None = None
+    # or count rows per cell of a histogram (no aggregates, no ``by``)
+    cells: Cells | None = None
 
 
 @dataclass

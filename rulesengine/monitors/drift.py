@@ -2,8 +2,9 @@
 
 Phase 1 (``prepare``) reduces the reference to a :class:`~rulesengine.profiles.Profile`
 once, or loads it from the cache. Phase 2 adds the current side to the fused
-plan: histogram counts over the reference's cells (``group_by`` on the bucket),
-category counts, or the window's values for exact tests. Scoring gives one result
+plan: histogram counts over the reference's cells (a per-row cell index that
+NumPy counts, see :class:`~rulesengine.monitors.base.Cells`), category counts
+(``group_by`` on the label), or the window's values for exact tests. Scoring gives one result
 per column and one ``drift_share`` result per segment.
 """
 
@@ -18,6 +19,7 @@ import polars as pl
 
 from rulesengine.monitors.base import (
     ROWS_BY,
+    Cells,
     EvalContext,
     FrameKey,
     MonitorType,
@@ -26,12 +28,14 @@ from rulesengine.monitors.base import (
     register,
 )
 from rulesengine.profiles import (
+    GRID_CELLS,
     ColumnProfile,
     Profile,
     as_categorical,
     cache_key,
     categorical_profile,
     fingerprint,
+    grid_expr,
     numeric_profile,
 )
 from rulesengine.profiles import load as load_profile
@@ -271,21 +275,15 @@ class Drift(MonitorType):
                         role=f"s:{name}",
                     )
                 )
-            else:
-                edges = col.fine_edges if method == "wasserstein" else col.edges
-                bucket = c.cast(pl.Float64).bin_intervals(
-                    list(edges), labels=False, right_closed=True
+            elif method == "wasserstein":
+                needs.append(
+                    Need(frame, {}, role=f"h:{name}", cells=_fine_cells(col, name, schema))
                 )
-                aggs = {"sum": c.cast(pl.Float64).sum()} if method == "wasserstein" else {}
-                needs.append(Need(frame, aggs, role=f"h:{name}", by=bucket))
-                if method == "wasserstein":
-                    needs.append(
-                        Need(
-                            frame,
-                            {"min": c.cast(pl.Float64).min(), "max": c.cast(pl.Float64).max()},
-                            role=f"r:{name}",
-                        )
-                    )
+            else:
+                bucket = c.bin_intervals(list(col.edges), labels=False, right_closed=True)
+                needs.append(
+                    Need(frame, {}, role=f"h:{name}", cells=Cells(bucket, len(col.edges) + 1))
+                )
         return needs
 
     # ------------------------------------------------------------ scoring
@@ -360,12 +358,13 @@ class Drift(MonitorType):
             sample = _array(v["values"])
             return sample, int(sample.size), int(v["nulls"] or 0)
         v = values[f"h:{name}"]
-        counts = dict(v.get(ROWS_BY, {}))
-        sums = dict(v.get("sum", {}))
-        nulls = int(counts.pop(None, 0))
-        sums.pop(None, None)
-        extremes = values.get(f"r:{name}", {})
-        return (counts, sums, extremes), sum(counts.values()), nulls
+        counts, sums = v["counts"], v["sums"]
+        cells, nulls = counts[:-1], counts[-1]  # the last slot: nulls
+        outer = v.get("outer")
+        if outer is not None and sums is not None:
+            cells, sums, outer, nulls = _move_infinities(cells, sums[:-1], outer, nulls)
+        current = (cells, sums, outer)
+        return current, int(cells.sum()), int(nulls)
 
     def _column(
         self,
@@ -437,6 +436,37 @@ class Drift(MonitorType):
         )
 
 
+def _fine_cells(col: ColumnProfile, name: str, schema: Mapping[str, pl.DataType]) -> Cells:
+    """The window's counts and sums over the reference's fine grid (wasserstein).
+    The weights are the raw column: null and NaN rows land in the null slot, whose
+    sum is not used, and ±inf in the outer cells (see :func:`_move_infinities`)."""
+    dtype = schema[name]
+    x = pl.col(name).cast(pl.Float64)
+    index = grid_expr(x, col.grid_lo, col.grid_scale)
+    weights = pl.col(name) if dtype == pl.Float64 or dtype.is_integer() else x
+    return Cells(index, GRID_CELLS + 2, weights, outer=True)
+
+
+def _move_infinities(
+    cells: np.ndarray, sums: np.ndarray, outer: np.ndarray, nulls: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """±inf values are missing values (as Evidently drops them). The fine grid
+    puts them in its outer cells, whose sorted values show them at either end:
+    count them as nulls there, and take the outer sums from the finite values."""
+    start = int(np.searchsorted(outer, -np.inf, side="right"))
+    stop = int(np.searchsorted(outer, np.inf, side="left"))
+    if start == 0 and stop == outer.size and np.isfinite(sums[[0, -1]]).all():
+        return cells, sums, outer, nulls
+    infinite = start + (outer.size - stop)
+    cells, sums = cells.copy(), sums.copy()
+    cells[0] -= start
+    cells[-1] -= outer.size - stop
+    outer = outer[start:stop]
+    low = int(cells[0])
+    sums[0], sums[-1] = outer[:low].sum(), outer[low:].sum()
+    return cells, sums, outer, nulls + infinite
+
+
 def _top(results: list[Scored], n: int = 5) -> list[dict[str, Any]]:
     """The most drifted columns, for notifications."""
     drifted_rows = [r for r in results if r.details.get("drifted")]
@@ -463,23 +493,18 @@ def _outcome(col: ColumnProfile, method: str, current: Any) -> Outcome:
         return categorical_test(method, ref_arr, cur_arr)
     if method in SAMPLE_METHODS:
         return sample_method(method, col.sample, current)
-    counts, sums, extremes = current
+    counts, sums, outer = current
     if method == "wasserstein":
-        k = len(col.fine_edges) + 1
-        cur_counts = np.array([float(counts.get(i, 0)) for i in range(k)])
-        cur_sums = np.array([float(sums.get(i, 0.0) or 0.0) for i in range(k)])
-        lo = min(
-            col.minimum, extremes.get("min") if extremes.get("min") is not None else col.minimum
-        )
-        hi = max(
-            col.maximum, extremes.get("max") if extremes.get("max") is not None else col.maximum
-        )
+        # the outer cells are integrated exactly from their values: the cells
+        # below the first and above the last edge come sorted, low ones first
+        edges = col.fine_edges
+        low = int(counts[0])
+        tails = (col.tail_low, col.tail_high, outer[:low], outer[low:])
+        lo, hi = float(edges[0]), float(edges[-1])  # the outer widths are not used
         return wasserstein_cells(
-            col.fine_edges, col.fine_counts, col.fine_sums, cur_counts, cur_sums, lo, hi, col.std
+            edges, col.fine_counts, col.fine_sums, counts, sums, lo, hi, col.std, tails
         )
-    k = len(col.edges) + 1
-    cur_counts = np.array([float(counts.get(i, 0)) for i in range(k)])
-    return histogram_method(method, col.bin_counts, cur_counts)
+    return histogram_method(method, col.bin_counts, counts)
 
 
 def _null_share(n_ref: int, nulls_ref: int, n_cur: int, nulls_cur: int) -> dict[str, Any]:

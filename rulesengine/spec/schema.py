@@ -4,20 +4,29 @@
 finds the errors; this module turns each into ``key.path: message`` at the
 position where the user wrote the offending key or value, with did-you-mean
 hints for unknown keys and enum values.
+
+Importing jsonschema costs about a tenth of a second, a good part of a small
+``rulesengine run``. A document found valid is remembered by a digest of the
+schema and the document (:func:`remembered_valid`), so an unchanged config is not
+validated, nor jsonschema imported, again. Documents with ``${VAR}`` values are
+never remembered: their digest would be derived from the environment's secrets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from rulesengine.errors import KeyPath, ProblemList, did_you_mean, one_of
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 KINDS = ("model", "engine")
 
@@ -50,7 +59,59 @@ def load_schema(kind: str) -> dict[str, Any]:
 
 @cache
 def _validator(kind: str) -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(load_schema(kind))
+
+
+CACHE_ENV = "RULESENGINE_CACHE_DIR"  # where valid documents are remembered
+_REMEMBER = 512  # digests kept
+
+
+def cache_dir() -> Path:
+    """``$RULESENGINE_CACHE_DIR``, else ``$XDG_CACHE_HOME/rulesengine``, else
+    ``~/.cache/rulesengine``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rulesengine"
+
+
+def _digest(data: Any, kind: str) -> str:
+    doc = json.dumps(data, sort_keys=True, ensure_ascii=False, default=repr)
+    text = f"{kind}\0{schema_text(kind)}\0{doc}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _valid_file() -> Path:
+    return cache_dir() / "valid-documents"
+
+
+def remembered_valid(data: Any, kind: str) -> bool:
+    """Whether this exact document was found valid against this schema before."""
+    try:
+        known = _valid_file().read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return _digest(data, kind) in known
+
+
+def remember_valid(data: Any, kind: str) -> None:
+    """Note a valid document; best effort (an unwritable cache is no error)."""
+    path = _valid_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            known = path.read_text(encoding="ascii").split()
+        except FileNotFoundError:
+            known = []
+        kept = [d for d in known if len(d) == 64][-(_REMEMBER - 1) :]
+        known = [*kept, _digest(data, kind)]
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("\n".join(known) + "\n", encoding="ascii")
+        os.replace(tmp, path)
+    except (OSError, UnicodeDecodeError):
+        return
 
 
 def _describe(value: Any) -> str:
@@ -310,9 +371,17 @@ def _forbidden_keys(path: KeyPath, item: Any) -> list[str]:
 
 
 def validate_structure(data: Any, kind: str, problems: ProblemList, secret: set[KeyPath]) -> bool:
-    """Validate ``data`` against the ``kind`` schema, adding problems. True if valid."""
+    """Validate ``data`` against the ``kind`` schema, adding problems. True if valid.
+
+    A document without environment values that was valid before is not validated
+    again (see the module's docstring)."""
+    if not secret and remembered_valid(data, kind):
+        return True
     renderer = _Renderer(data, problems, secret)
     before = len(problems.problems)
     for err in _validator(kind).iter_errors(data):
         renderer.walk(err)
-    return len(problems.problems) == before
+    valid = len(problems.problems) == before
+    if valid and not secret:
+        remember_valid(data, kind)
+    return valid

@@ -235,6 +235,25 @@ def cell_integrals(
     return widths, cdf_left, cdf_left * widths + inside
 
 
+def step_gap(
+    a: np.ndarray,
+    b: np.ndarray,
+    starts: tuple[float, float],
+    sizes: tuple[float, float],
+    left: float,
+    right: float,
+) -> float:
+    """∫|F_a − F_b| over [left, right], exactly, for the step functions
+    F_x(t) = (start_x + #{v in x: v ≤ t}) / size_x of sorted ``a`` and ``b``."""
+    points = np.unique(np.concatenate([[left], a, b, [right]]))
+    if points.size < 2:
+        return 0.0
+    at = points[:-1]
+    f_a = (starts[0] + np.searchsorted(a, at, side="right")) / sizes[0]
+    f_b = (starts[1] + np.searchsorted(b, at, side="right")) / sizes[1]
+    return float(np.sum(np.abs(f_a - f_b) * np.diff(points)))
+
+
 def wasserstein_cells(
     edges: np.ndarray,
     ref_counts: np.ndarray,
@@ -244,6 +263,7 @@ def wasserstein_cells(
     lo: float,
     hi: float,
     ref_std: float,
+    tails: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Outcome:
     """W1(ref, cur) / max(std_ref, 0.001) from per-cell counts and sums.
 
@@ -252,18 +272,37 @@ def wasserstein_cells(
     cell, and otherwise undershoots by at most 2·width·min(max(0, d + p_ref),
     max(0, p_cur − d)) per cell (d: the difference at the cell's left end); the sum
     of those is ``bound`` (also divided by the norm).
+
+    ``tails`` = (reference below edges[0], reference at or above edges[-1], the
+    same for the current side), each sorted: the two outer cells are then
+    integrated exactly from those values, and add nothing to the bound.
     """
     w, f_ref, i_ref = cell_integrals(edges, ref_counts, ref_sums, lo, hi)
     _, f_cur, i_cur = cell_integrals(edges, cur_counts, cur_sums, lo, hi)
-    value = float(np.sum(np.abs(i_ref - i_cur)))
-    p_ref = ref_counts / ref_counts.sum()
-    p_cur = cur_counts / cur_counts.sum()
+    gaps = np.abs(i_ref - i_cur)
+    n_ref, n_cur = ref_counts.sum(), cur_counts.sum()
+    p_ref = ref_counts / n_ref
+    p_cur = cur_counts / n_cur
     # inside a cell D = F_ref − F_cur stays within [d − p_cur, d + p_ref] (d its value
     # at the cell's left end); |∫D| falls short of ∫|D| only where D takes both
     # signs, by at most twice the smaller side
     d_left = f_ref - f_cur
     up = np.maximum(0.0, d_left + p_ref)
     down = np.maximum(0.0, p_cur - d_left)
-    bound = float(np.sum(2 * w * np.minimum(up, down)))
+    shortfall = 2 * w * np.minimum(up, down)
+    if tails is not None:
+        ref_low, ref_high, cur_low, cur_high = tails
+        sizes = (n_ref, n_cur)
+        # below edges[0] both CDFs start at 0; beyond the last value both are 1
+        low = np.concatenate([ref_low, cur_low])
+        first = float(low.min()) if low.size else float(edges[0])
+        gaps[0] = step_gap(ref_low, cur_low, (0, 0), sizes, first, float(edges[0]))
+        high = np.concatenate([ref_high, cur_high])
+        last = float(high.max()) if high.size else float(edges[-1])
+        below = (n_ref - ref_high.size, n_cur - cur_high.size)
+        gaps[-1] = step_gap(ref_high, cur_high, below, sizes, float(edges[-1]), last)
+        shortfall[0] = shortfall[-1] = 0.0
+    value = float(np.sum(gaps))
+    bound = float(np.sum(shortfall))
     norm = max(ref_std, 0.001)
     return Outcome(value / norm, value / norm, None, bound / norm)

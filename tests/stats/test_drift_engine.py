@@ -562,6 +562,72 @@ def test_wasserstein_bound_holds_for_a_constant_window(env):
     assert abs(r.value - o_wasserstein(ref, cur)) <= r.details["approximation_bound"] + 1e-12
 
 
+@pytest.mark.parametrize(
+    "case",
+    ["lognormal", "student_t", "poisson_ints", "few_ints_far_apart", "outliers_in_window"],
+)
+def test_wasserstein_within_its_bound_on_awkward_columns(env, case):
+    """Heavy tails, tie-heavy integers and a window far outside the reference's
+    grid: the value still lies within its reported bound of scipy's."""
+    rng = np.random.default_rng(406)
+    if case == "lognormal":
+        ref, cur = rng.lognormal(0, 1.5, 4000), rng.lognormal(0.2, 1.5, 3000)
+    elif case == "student_t":
+        ref, cur = rng.standard_t(2, 4000), rng.standard_t(2, 3000) + 0.3
+    elif case == "poisson_ints":
+        ref, cur = rng.poisson(30, 4000), rng.poisson(31, 3000)
+    elif case == "few_ints_far_apart":
+        ref = rng.choice([0, 1000, 1_000_000], 4000)
+        cur = rng.choice([0, 1000, 1_000_000], 3000, p=[0.5, 0.3, 0.2])
+    else:
+        ref = rng.normal(0, 1, 4000)
+        cur = np.r_[rng.normal(0, 1, 2990), [-1e6, 50.0, 1e9] * 3, [7.0]]
+    env.reference({"a": ref})
+    env.current({"a": cur})
+    r = col(env.run({"method": "wasserstein", "columns": ["a"]}), "a")
+    expected = o_wasserstein(ref, cur)
+    bound = r.details["approximation_bound"]
+    assert abs(r.value - expected) <= bound + 1e-9 * max(1.0, expected), (r.value, expected)
+    if case != "outliers_in_window":
+        # the fine cells are narrow where the values are, so the bound stays far
+        # below the 0.1 threshold (the window's outliers widen its outer cells)
+        assert bound < 0.01, bound
+
+
+def test_infinite_values_are_left_out_of_wasserstein(env):
+    rng = np.random.default_rng(407)
+    ref = rng.normal(0, 1, 3000)
+    cur = rng.normal(0.4, 1, 2000)
+    cur_with = np.r_[cur, [np.inf, -np.inf, np.nan]]
+    env.reference({"a": ref})
+    env.current({"a": cur_with})
+    r = col(env.run({"method": "wasserstein"}), "a")
+    assert r.details["current_rows"] == 2000
+    assert abs(r.value - o_wasserstein(ref, cur)) <= r.details["approximation_bound"] + 1e-12
+
+
+def test_wasserstein_per_segment_with_missing_values(env):
+    rng = np.random.default_rng(408)
+    ref = rng.normal(10, 2, 3000)
+    x = rng.normal(10.5, 2, 2400)
+    x[::50] = np.nan
+    x[1::97] = np.inf
+    x[2::89] = -np.inf
+    region = np.array(["eu", "us", "apac"])[rng.integers(0, 3, 2400)]
+    env.reference({"x": ref})
+    env.current({"x": x, "region": region})
+    results = env.run({"method": "wasserstein", "columns": ["x"], "segment_by": ["region"]})
+    for seg in ("eu", "us", "apac", None):
+        keep = np.ones(2400, bool) if seg is None else region == seg
+        values = x[keep]
+        r = col(results, "x", segment={"region": seg} if seg else None)
+        finite = values[np.isfinite(values)]
+        assert r.details["current_rows"] == finite.size
+        assert r.details["null_share_current"] == pytest.approx(1 - finite.size / values.size)
+        expected = o_wasserstein(ref, finite)
+        assert abs(r.value - expected) <= r.details["approximation_bound"] + 1e-12
+
+
 # ------------------------------------------------------------------ auto
 
 

@@ -503,6 +503,31 @@ def test_wasserstein_within_its_bound_on_smooth_data(shift):
     assert out.value <= expected + 1e-12  # Σ|∫D| never exceeds ∫|D|
 
 
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_wasserstein_outer_cells_are_integrated_exactly_from_their_values(seed):
+    # no value falls in the inner cells, so every bit of the distance lies in the
+    # two outer cells, which the tails give exactly: scipy's value, to 1e-9
+    rng = np.random.default_rng(seed)
+    ref = np.r_[rng.normal(-3, 1, 700), rng.normal(4, 2, 1300)]
+    cur = np.r_[rng.normal(-2, 1.5, 900), rng.normal(3.5, 1, 600)]
+    ref, cur = ref[np.abs(ref) > 1], cur[np.abs(cur) > 1]
+    edges = np.array([-0.5, 0.0, 0.5])
+
+    def side(x):
+        cell = np.searchsorted(edges, x, side="right")  # left-closed cells
+        counts = np.bincount(cell, minlength=4).astype(float)
+        sums = np.bincount(cell, weights=x, minlength=4)
+        return counts, sums, np.sort(x[cell == 0]), np.sort(x[cell == 3])
+
+    rc, rs, r_low, r_high = side(ref)
+    cc, cs, c_low, c_high = side(cur)
+    out = wasserstein_cells(
+        edges, rc, rs, cc, cs, -0.5, 0.5, float(np.std(ref)), (r_low, r_high, c_low, c_high)
+    )
+    assert out.bound == 0.0
+    assert close(out.value, scipy_wasserstein_normed(ref, cur))
+
+
 def test_wasserstein_norm_floor_is_0_001():
     # a reference with std below 0.001 is normed by 0.001 (Evidently)
     ref = np.array([1.0, 1.0, 1.0, 1.0001])
