@@ -20,7 +20,8 @@ time by the clock and peak memory as the child's maximum resident set size
   ``bincount``) without the rest of rulesengine; medians are reported, and the
   rulesengine / floor ratio of each round too (interleaving keeps the host's drifts out
   of ratios);
-* Evidently's ``DataDriftPreset`` with its defaults (``evidently_drift.py``), once.
+* Evidently's ``DataDriftPreset`` with its defaults (``evidently_drift.py``), once,
+  after half of the rounds.
 
 rulesengine's own modules are byte-compiled first (``compileall``), as a wheel install
 does, because this environment sets PYTHONDONTWRITEBYTECODE; its cache of valid configs
@@ -252,10 +253,14 @@ def run_cold(args: argparse.Namespace, data: Path, at: str) -> dict[str, Any]:
 FLOOR_VARIANTS = {"counts": [], "numpy_same_aggregates": ["--numpy"]}
 
 
-def run_rounds(args: argparse.Namespace, data: Path, at: str) -> dict[str, Any]:
+def run_rounds(
+    args: argparse.Namespace, data: Path, at: str, middle: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """The cold run, the floor's warm-up, then ``--repeat`` rounds of: rulesengine
-    (profile cached), floor (counts), floor (with sums). Interleaving the tools round by
-    round keeps slow drifts of the machine (other VMs on the host) out of the ratios."""
+    (profile cached), the pure-Polars floor, the Polars + NumPy floor. Interleaving the
+    tools round by round keeps slow drifts of the machine (other VMs on the host) out of
+    the ratios; ``middle`` (Evidently) runs after half of the rounds, for the same
+    reason."""
     compile_rulesengine()
     rulesengine_env(data)
     cold = run_cold(args, data, at)
@@ -271,6 +276,8 @@ def run_rounds(args: argparse.Namespace, data: Path, at: str) -> dict[str, Any]:
         check(measure(cmds[f"floor {variant}"], data, f"floor {variant}, warm-up"), "floor.py")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cmds}
     for i in range(args.repeat):
+        if middle is not None and i == args.repeat // 2:
+            middle()
         log(f"round {i + 1} of {args.repeat}:")
         for name, cmd in cmds.items():
             run = measure(cmd, data, name)
@@ -709,14 +716,16 @@ def main() -> None:
         "started_at": now(),
         "load_average_at_start": os.getloadavg(),
     }
-    res.update(run_rounds(args, data, at))
+
+    def evidently() -> None:
+        res["evidently"] = run_evidently(data)
+
+    res.update(run_rounds(args, data, at, None if args.skip_evidently else evidently))
     if args.skip_evidently:
         res["evidently"] = previous
         res["evidently_reused"] = previous is not None
         if previous is None:
             log(f"--skip-evidently: no Evidently figures in {results_json.name} to reuse")
-    else:
-        res["evidently"] = run_evidently(data)
     res["finished_at"] = now()
     res["load_average_at_end"] = os.getloadavg()
     res["others_busy_max_cores"] = max(OTHERS, default=0.0)

@@ -242,13 +242,15 @@ _ARRAYS = (
     "tail_low",
     "tail_high",
 )
-_EAGER = tuple(a for a in _ARRAYS if a != "sample")
+_EAGER = tuple(a for a in _ARRAYS if a != "sample")  # read on load, all in one array
 
 
 def save(profile: Profile, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"rows": profile.rows, "columns": {}}
     arrays: dict[str, np.ndarray] = {}
+    eager: list[np.ndarray] = []  # every small array, back to back: one read to load
+    at = 0
     for i, (name, c) in enumerate(profile.columns.items()):
         meta["columns"][name] = {
             "i": i,
@@ -263,9 +265,15 @@ def save(profile: Profile, path: Path) -> None:
             "std": c.std,
             "grid_lo": c.grid_lo,
             "grid_scale": c.grid_scale,
+            "spans": {},
         }
-        for a in _ARRAYS:
-            arrays[f"{i}_{a}"] = np.asarray(getattr(c, a), dtype=float)
+        arrays[f"{i}_sample"] = np.asarray(c.sample, dtype=float)
+        for a in _EAGER:
+            values = np.asarray(getattr(c, a), dtype=float)
+            meta["columns"][name]["spans"][a] = [at, at + values.size]
+            at += values.size
+            eager.append(values)
+    arrays["eager"] = np.concatenate(eager) if eager else np.empty(0)
     arrays["meta"] = np.array(json.dumps(meta))
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
@@ -308,10 +316,11 @@ def load(path: Path) -> Profile | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
+            eager = data["eager"]
             columns = {}
             for name, m in meta["columns"].items():
                 i = m.pop("i")
-                arrays = {a: data[f"{i}_{a}"] for a in _EAGER}
+                arrays = {a: eager[lo:hi] for a, (lo, hi) in m.pop("spans").items()}
                 columns[name] = ColumnProfile(
                     name=name, **m, **arrays, sample_ref=(str(path), f"{i}_sample")
                 )
