@@ -133,34 +133,26 @@ def _cells_overall(df: pl.DataFrame, b: Binding) -> dict[Segment, dict]:
 def _cells_by_segment(
     df: pl.DataFrame, segment_by: tuple[str, ...], b: Binding
 ) -> dict[Segment, dict]:
-    """A Cells binding's histograms per segment, from its group_by query."""
+    """A Cells binding's histograms per segment, from its group_by query (one row
+    per segment and cell), folded with NumPy per segment."""
     assert b.cells is not None
     slots = b.cells + 1
     sums = b.segmented_names.get("sums")
-    out: dict[Segment, dict] = {}
-    keys = df.select(list(segment_by)).rows()
-    cells = df.get_column(BUCKET).to_numpy()
-    counts = df.get_column(ROWS).to_numpy()
-    totals = df.get_column(sums).fill_null(0.0).to_numpy() if sums else None
     outer = b.segmented_names.get("outer")
-    parts: dict[Segment, list[np.ndarray]] = {}
-    for i, key in enumerate(keys):
-        row = out.get(key)
-        if row is None:
-            row = out[key] = {
-                ROWS: 0,
-                "counts": np.zeros(slots),
-                "sums": np.zeros(slots) if sums else None,
-            }
-        row[ROWS] += int(counts[i])
-        row["counts"][cells[i]] = counts[i]
-        if totals is not None:
-            row["sums"][cells[i]] = totals[i]
-        if outer and cells[i] in (0, b.cells - 1):
-            parts.setdefault(key, []).append(df.get_column(outer)[i].to_numpy())
-    if outer:
-        for key, row in out.items():
-            row["outer"] = np.sort(np.concatenate(parts.get(key, [np.empty(0)])))
+    out: dict[Segment, dict] = {}
+    for key, part in df.partition_by(list(segment_by), as_dict=True).items():
+        cells = part.get_column(BUCKET).to_numpy().astype(np.intp)
+        counts = np.zeros(slots)
+        counts[cells] = part.get_column(ROWS).to_numpy()
+        row: dict[str, Any] = {ROWS: int(counts.sum()), "counts": counts, "sums": None}
+        if sums:
+            row["sums"] = np.zeros(slots)
+            row["sums"][cells] = part.get_column(sums).fill_null(0.0).to_numpy()
+        if outer:
+            edge = part.filter(pl.col(BUCKET).is_in([0, b.cells - 1])).get_column(outer)
+            values = edge.explode().drop_nulls().cast(pl.Float64).to_numpy()
+            row["outer"] = np.sort(values)
+        out[key] = row
     return out
 
 
