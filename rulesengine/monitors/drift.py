@@ -262,8 +262,8 @@ class Drift(MonitorType):
                     Need(frame, {"n": x.count(), "nulls": x.null_count()}, role=f"e:{name}")
                 )
         for name, (col, method, _t) in plan.columns.items():
-            if name not in schema:
-                continue
+            if name not in schema or _changed_type(col, name, schema):
+                continue  # reported when scoring
             c = _numbers(name, schema[name])
             if col.kind == "categorical":
                 needs.append(Need(frame, {}, role=f"c:{name}", by=_labels(name, schema[name])))
@@ -332,6 +332,10 @@ class Drift(MonitorType):
                 )
                 continue
             col, method, threshold = plan.columns[name]
+            changed = _changed_type(col, name, schema)
+            if changed:
+                results.append(Scored(None, {"error": changed}, "error", column=name))
+                continue
             try:
                 results.append(self._column(m, name, col, method, threshold, values, profile))
             except (ValueError, ArithmeticError) as exc:  # e.g. z on a non-binary column
@@ -434,6 +438,19 @@ class Drift(MonitorType):
         return Scored(
             len(drifted_cols) / len(judged), details, type="drift_share", rows=rows.get("main", 0)
         )
+
+
+def _changed_type(col: ColumnProfile, name: str, schema: Mapping[str, pl.DataType]) -> str | None:
+    """Why a column compared as numeric cannot be read as numbers in the window
+    (its type changed since the reference), so that only this column fails."""
+    dtype = schema[name]
+    if col.kind != "numeric" or _numeric_dtype(dtype):
+        return None
+    return (
+        f"column '{name}' is {dtype} in the window but numeric in the reference: "
+        f"its type changed; fix the data, or compare it as categories with "
+        f"overrides: {{{name}: {{type: categorical}}}}"
+    )
 
 
 def _fine_cells(col: ColumnProfile, name: str, schema: Mapping[str, pl.DataType]) -> Cells:

@@ -606,6 +606,79 @@ def test_infinite_values_are_left_out_of_wasserstein(env):
     assert abs(r.value - o_wasserstein(ref, cur)) <= r.details["approximation_bound"] + 1e-12
 
 
+@pytest.mark.parametrize("case", ["float32_window", "int_reference_float_window", "decimal"])
+def test_wasserstein_across_dtypes(env, case):
+    """The window is binned by the reference's grid whatever its dtype: Float32,
+    floats against an integer reference (with NaN and ±inf), Decimal."""
+    rng = np.random.default_rng(409)
+    ref = rng.integers(0, 50, 3000) if case == "int_reference_float_window" else None
+    if case == "float32_window":
+        ref = rng.normal(5, 2, 3000)
+        cur = rng.normal(5.5, 2, 2000).astype(np.float32)
+        cur_series = pl.Series("a", np.r_[cur, [np.inf, np.nan]], dtype=pl.Float32)
+        kept = cur.astype(float)
+    elif case == "int_reference_float_window":
+        cur = rng.integers(0, 60, 2000).astype(float) + 0.5
+        cur_series = pl.Series("a", np.r_[cur, [np.nan, -np.inf]])
+        kept = cur
+    else:
+        ref = np.round(rng.normal(100, 10, 3000), 2)
+        cur = np.round(rng.normal(103, 10, 2000), 2)
+        cur_series = pl.Series("a", [f"{v:.2f}" for v in cur]).cast(pl.Decimal(10, 2))
+        kept = cur
+    env.reference({"a": ref})
+    env.current(pl.DataFrame([cur_series]))
+    r = col(env.run({"method": "wasserstein"}), "a")
+    assert r.status in ("ok", "warn", "critical"), r.details
+    assert r.details["current_rows"] == kept.size
+    expected = o_wasserstein(ref, kept)
+    assert abs(r.value - expected) <= r.details["approximation_bound"] + 1e-9 * expected
+
+
+@pytest.mark.parametrize("method", ["wasserstein", "psi", "ks"])
+def test_a_column_whose_type_changed_fails_alone(env, method):
+    rng = np.random.default_rng(412)
+    env.reference({"a": rng.normal(size=2000), "b": rng.normal(size=2000)})
+    b = rng.normal(0.1, 1, 300)
+    env.current({"a": ["x", "1.5", "abc"] * 100, "b": b})
+    results = env.run({"method": method})
+    a = col(results, "a")
+    assert a.status == "error"
+    assert a.details["error"] == (
+        "column 'a' is String in the window but numeric in the reference: its type "
+        "changed; fix the data, or compare it as categories with "
+        "overrides: {a: {type: categorical}}"
+    )
+    assert col(results, "b").status in ("ok", "warn", "critical")
+    assert share(results).details["columns"] == 1
+
+
+def test_wasserstein_on_a_window_without_values(env):
+    rng = np.random.default_rng(410)
+    env.reference({"a": rng.normal(size=3000)})
+    env.current({"a": [None, float("nan"), float("inf")] * 10})
+    r = col(env.run({"method": "wasserstein", "min_rows": 1}), "a")
+    assert r.status == "insufficient_data"
+    assert r.details["current_rows"] == 0
+    assert r.details["null_share_current"] == 1.0
+
+
+def test_wasserstein_per_segment_when_a_segment_lies_beyond_the_grid(env):
+    # one segment's values all fall in the outer cells: integrated exactly
+    rng = np.random.default_rng(411)
+    ref = rng.normal(0, 1, 4000)
+    far = rng.normal(40, 1, 500)
+    near = rng.normal(0.2, 1, 500)
+    env.reference({"x": ref})
+    env.current({"x": np.r_[far, near], "seg": ["far"] * 500 + ["near"] * 500})
+    results = env.run({"method": "wasserstein", "columns": ["x"], "segment_by": ["seg"]})
+    r = col(results, "x", segment={"seg": "far"})
+    assert close(r.value, o_wasserstein(ref, far))
+    assert r.details["approximation_bound"] < 1e-3  # only 0.1 % of the reference inside
+    r = col(results, "x", segment={"seg": "near"})
+    assert abs(r.value - o_wasserstein(ref, near)) <= r.details["approximation_bound"] + 1e-12
+
+
 def test_wasserstein_per_segment_with_missing_values(env):
     rng = np.random.default_rng(408)
     ref = rng.normal(10, 2, 3000)
