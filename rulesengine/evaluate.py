@@ -30,7 +30,7 @@ from rulesengine.compile.plan import (
     plan_phase,
 )
 from rulesengine.errors import DataError
-from rulesengine.monitors.base import ROWS_BY, Scored, Undefined
+from rulesengine.monitors.base import ROWS_BY, SEGMENTS, Scored, Undefined
 from rulesengine.results import ModelResults, Result
 from rulesengine.sources import file_schema, local_files
 from rulesengine.spec.model import Config, ModelSpec, Thresholds
@@ -301,7 +301,7 @@ class _Scorer:
                 reason = {"reason": f"{guard} rows, min_rows is {m.min_rows}"}
                 return [Result(**common, status="insufficient_data", details=reason)]
         try:
-            scored_all = mp.type.score_all(m, values, rows, self.plan.ctx)
+            scored_all = mp.type.score_all(m, values, rows, self.plan.ctx, segment)
         except Undefined as exc:
             scored_all = [Scored(None, {"reason": str(exc)}, "insufficient_data")]
         except Exception as exc:  # a scoring bug must not hide the other results
@@ -334,13 +334,21 @@ def _prepare(plan: Plan) -> None:
         prepared: dict[str, Any] = {}
         for b in mp.bindings:
             df = frames[b.overall]
-            if isinstance(df, str):
-                mp.error = df
+            seg_df = frames[b.segmented] if b.segmented is not None else None
+            if isinstance(df, str) or isinstance(seg_df, str):
+                mp.error = df if isinstance(df, str) else seg_df
                 break
             row = _binding_rows(df, b).get(())
             values = _role_values(b, row, b.names)
             values[ROWS] = int(row[ROWS]) if row else 0
             prepared[b.role] = values
+            if seg_df is None or b.segmented is None:
+                continue
+            segment_by = queries[b.segmented].segment_by
+            for key, seg_row in _binding_rows(seg_df, b, segment_by).items():
+                seg_values = _role_values(b, seg_row, b.segmented_names)
+                seg_values[ROWS] = int(seg_row[ROWS])
+                prepared.setdefault(SEGMENTS, {}).setdefault(key, {})[b.role] = seg_values
         if mp.error:
             continue
         if mp.type is not None:

@@ -88,6 +88,9 @@ class Profile:
     rows: int
     columns: dict[str, ColumnProfile]
     cached: bool = False
+    # a trailing baseline split like the window: each segment's own profile
+    segmented: bool = False
+    segments: dict[tuple[Any, ...], Profile] = field(default_factory=dict)
 
 
 def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -139,7 +142,11 @@ def quantile_edges(sample: np.ndarray, cells: int) -> np.ndarray:
     return np.unique(np.quantile(sample, levels, method="linear"))
 
 
-def numeric_profile(name: str, values: np.ndarray, nulls: int, bins: int) -> ColumnProfile:
+def numeric_profile(
+    name: str, values: np.ndarray, nulls: int, bins: int, like: ColumnProfile | None = None
+) -> ColumnProfile:
+    """A numeric column's profile. With ``like`` (the whole baseline's profile of the
+    column), one segment's, cut by the same bins and fine grid."""
     values = np.sort(np.asarray(values, dtype=float))
     n = int(values.size)
     exact = n <= SAMPLE_CAP
@@ -147,8 +154,11 @@ def numeric_profile(name: str, values: np.ndarray, nulls: int, bins: int) -> Col
         values if exact else np.quantile(values, np.linspace(0, 1, SKETCH_POINTS), method="linear")
     )
     unique = int(np.unique(values).size)
-    edges = quantile_edges(values, bins)
-    lo, scale = grid_of(values)
+    if like is not None and like.kind == "numeric":
+        edges, lo, scale = like.edges, like.grid_lo, like.grid_scale
+    else:
+        edges = quantile_edges(values, bins)
+        lo, scale = grid_of(values)
     cell = grid_index(values, lo, scale)
     k = GRID_CELLS + 2
     fine_counts = np.bincount(cell, minlength=k).astype(float)

@@ -23,6 +23,7 @@ from rulesengine.spec.model import JoinSpec, ModelSpec, MonitorSpec
 
 ROWS = "__rows"  # the row count every query carries
 ROWS_BY = "__rows_by"  # with a per-row key: {key: rows}
+SEGMENTS = "__segments"  # prepared values of segmented reference needs: {key: {role: …}}
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,10 @@ class MonitorType(ABC):
         values: Mapping[str, Mapping[str, Any]],
         rows: Mapping[str, int],
         ctx: EvalContext,
+        segment: tuple[Any, ...] = (),
     ) -> list[Scored]:
-        """Every result of one segment: one, unless the type reports per column."""
+        """Every result of one segment (its key; () overall): one, unless the type
+        reports per column."""
         return [self.score(m, values, rows, ctx)]
 
     def when_empty(self, m: MonitorSpec, rows: Mapping[str, int]) -> tuple[str, str]:

@@ -19,6 +19,7 @@ import polars as pl
 
 from rulesengine.monitors.base import (
     ROWS_BY,
+    SEGMENTS,
     Cells,
     EvalContext,
     FrameKey,
@@ -210,7 +211,8 @@ class Drift(MonitorType):
             if profile is not None and set(profile.columns) == present:
                 ctx.prepared[m.name] = profile
                 return []
-        needs = [Need(frame, {}, role="main", segmented=False)]
+        split = _split_baseline(m, frame, ref_schema)
+        needs = [Need(frame, {}, role="main", segmented=split)]
         for c in columns:
             if c not in ref_schema:
                 continue  # reported when scoring
@@ -223,25 +225,20 @@ class Drift(MonitorType):
                             "nulls": _numbers(c, ref_schema[c]).null_count(),
                         },
                         role=f"n:{c}",
-                        segmented=False,
+                        segmented=split,
                     )
                 )
             else:
-                needs.append(Need(frame, {}, role=f"c:{c}", segmented=False, by=_labels(c, None)))
+                needs.append(Need(frame, {}, role=f"c:{c}", segmented=split, by=_labels(c, None)))
         return needs
 
     def prepared(self, m, values, ctx) -> Profile:
-        columns: dict[str, ColumnProfile] = {}
-        for role, v in values.items():
-            if role.startswith("n:"):
-                name = role[2:]
-                columns[name] = numeric_profile(
-                    name, _array(v["values"]), int(v["nulls"] or 0), m.bins
-                )
-            elif role.startswith("c:"):
-                name = role[2:]
-                columns[name] = categorical_profile(name, v.get(ROWS_BY, {}))
-        profile = Profile(int(values.get("main", {}).get("__rows", 0)), columns)
+        profile = _profile(m, values)
+        frame = reference_frame(m, ctx)
+        if _split_baseline(m, frame, ctx.schemas[frame.source]):
+            profile.segmented = True
+            for key, seg_values in values.get(SEGMENTS, {}).items():
+                profile.segments[key] = _profile(m, seg_values, like=profile)
         path = self._cache_path(m, ctx, drift_columns(m, ctx), reference_frame(m, ctx))
         if path is not None and profile.rows > 0:
             save_profile(profile, path)
@@ -291,9 +288,10 @@ class Drift(MonitorType):
         """The monitor's summary: its drift_share result (score_all gives every one)."""
         return self.score_all(m, values, rows, ctx)[-1]
 
-    def score_all(self, m, values, rows, ctx) -> list[Scored]:
+    def score_all(self, m, values, rows, ctx, segment=()) -> list[Scored]:
         profile: Profile = ctx.prepared[m.name]
-        plan = _Plan(m, profile)
+        plan = _Plan(m, profile)  # kinds and methods: the whole reference's, every segment
+        own = profile.segmented and segment != ()  # the segment's own baseline
         schema = ctx.schemas[m.source]
         results: list[Scored] = []
         p_values: dict[str, float] = {}
@@ -336,6 +334,12 @@ class Drift(MonitorType):
             if changed:
                 results.append(Scored(None, {"error": changed}, "error", column=name))
                 continue
+            if own:
+                seg_col = _segment_column(col, profile.segments.get(segment), name)
+                if seg_col is None:
+                    results.append(self._no_baseline(name, col, method, values))
+                    continue
+                col = seg_col
             try:
                 results.append(self._column(m, name, col, method, threshold, values, profile))
             except (ValueError, ArithmeticError) as exc:  # e.g. z on a non-binary column
@@ -348,6 +352,19 @@ class Drift(MonitorType):
                 p_values[name] = last.details["p_value"]
         self._correct(m, results, p_values)
         return [*results, self._share(m, results, rows)]
+
+    def _no_baseline(
+        self, name: str, col: ColumnProfile, method: str, values: Mapping[str, Any]
+    ) -> Scored:
+        _, n_cur, nulls_cur = self._current(name, col, method, values)
+        details: dict[str, Any] = {
+            "reason": "the segment has no values of this column in the baseline window",
+            "method": method,
+            "reference_rows": 0,
+            "current_rows": n_cur,
+        }
+        details.update(_null_share(0, 0, n_cur, nulls_cur))
+        return Scored(None, details, "insufficient_data", rows=n_cur, column=name)
 
     def _current(
         self, name: str, col: ColumnProfile, method: str, values: Mapping[str, Mapping[str, Any]]
@@ -438,6 +455,46 @@ class Drift(MonitorType):
         return Scored(
             len(drifted_cols) / len(judged), details, type="drift_share", rows=rows.get("main", 0)
         )
+
+
+def _split_baseline(m: DriftSpec, frame: FrameKey, ref_schema: Mapping[str, Any]) -> bool:
+    """A trailing baseline is split like the window when it has the segment columns:
+    each segment is then compared with the same segment of the baseline."""
+    return (
+        frame.end is not None and bool(m.segment_by) and all(c in ref_schema for c in m.segment_by)
+    )
+
+
+def _profile(
+    m: DriftSpec, values: Mapping[str, Mapping[str, Any]], like: Profile | None = None
+) -> Profile:
+    """The profile from the reference aggregates; with ``like`` (the whole baseline),
+    one segment's, cut by the whole baseline's bins and grid."""
+    columns: dict[str, ColumnProfile] = {}
+    for role, v in values.items():
+        if role.startswith("n:"):
+            name = role[2:]
+            base = like.columns.get(name) if like is not None else None
+            columns[name] = numeric_profile(
+                name, _array(v["values"]), int(v["nulls"] or 0), m.bins, like=base
+            )
+        elif role.startswith("c:"):
+            name = role[2:]
+            columns[name] = categorical_profile(name, v.get(ROWS_BY, {}))
+    return Profile(int(values.get("main", {}).get("__rows", 0)), columns)
+
+
+def _segment_column(
+    whole: ColumnProfile, segment: Profile | None, name: str
+) -> ColumnProfile | None:
+    """The segment's own baseline of a column, seen as the whole baseline's kind;
+    None when the segment has no values of it in the baseline."""
+    col = segment.columns.get(name) if segment is not None else None
+    if col is None or col.n == 0:
+        return None
+    if whole.kind == "categorical" and col.kind == "numeric":
+        col = as_categorical(col)
+    return col
 
 
 def _changed_type(col: ColumnProfile, name: str, schema: Mapping[str, pl.DataType]) -> str | None:

@@ -1300,6 +1300,111 @@ def test_trailing_baseline_reference(env):
         )
 
 
+def test_trailing_baseline_is_split_by_segment(env):
+    """With segment_by, each segment of the window is compared with the same segment
+    of the baseline; bins come from the whole baseline, as do methods."""
+    rng = np.random.default_rng(1002)
+    base_end = AT - timedelta(days=1)
+    mu = {"eu": 0.0, "us": 5.0, "apac": 2.0}
+    times, xs, cs, regions = [], [], [], []
+    for start, end, region_mus in [
+        (base_end - timedelta(hours=1), base_end, {"eu": 0.0, "us": 5.0}),  # no apac
+        (AT - timedelta(hours=1), AT, {"eu": 0.0, "us": 5.3, "apac": 2.0}),
+    ]:
+        for region, m in region_mus.items():
+            n = 600 if region != "apac" else 200
+            step = (end - start) / n
+            times += [start + step * (i + 1) for i in range(n)]
+            xs += rng.normal(m, 1, n).tolist()
+            cats = ["a", "b", "c"] if m < 5.2 else ["a", "b", "c", "d"]
+            cs += rng.choice(cats, n).tolist()
+            regions += [region] * n
+    assert set(mu) == set(regions)
+    df = pl.DataFrame(
+        {
+            "ts": pl.Series(times, dtype=pl.Datetime("us", "UTC")),
+            "x": xs,
+            "c": cs,
+            "region": regions,
+        }
+    )
+    env.write("log.parquet", df)
+    env.sources = {"cur": {"path": "log.parquet", "timestamp": "ts"}}
+    reference = {"source": "cur", "offset": "1d"}
+    results = env.run(
+        {
+            "name": "ks",
+            "reference": reference,
+            "columns": ["x"],
+            "method": "ks",
+            "segment_by": ["region"],
+        },
+        {
+            "name": "psi",
+            "reference": reference,
+            "columns": ["x", "c"],
+            "method": "psi",
+            "segment_by": ["region"],
+        },
+        {
+            "name": "w",
+            "reference": reference,
+            "columns": ["x"],
+            "method": "wasserstein",
+            "segment_by": ["region"],
+        },
+    )
+    t = np.array([v.replace(tzinfo=None) for v in times], dtype="datetime64[us]")
+    x, c, g = np.array(xs), np.array(cs), np.array(regions)
+    in_base = t <= np.datetime64(base_end.replace(tzinfo=None), "us")
+    whole_edges = np.unique(np.quantile(x[in_base], np.arange(1, 10) / 10, method="linear"))
+
+    def cells(values):
+        return np.bincount(
+            np.digitize(values, whole_edges, right=True), minlength=len(whole_edges) + 1
+        ).astype(float)
+
+    for region in ("eu", "us"):
+        ref, cur = x[in_base & (g == region)], x[~in_base & (g == region)]
+        seg = {"region": region}
+        statistic, p = o_sample("ks", ref, cur)
+        r = col(results, "x", "ks", seg)
+        assert_column(r, "ks", p, statistic=statistic, p_value=p, n_ref=600, n_cur=600)
+        # psi over the whole baseline's bins, counted per segment on both sides
+        v = o_hist("psi", cells(ref), cells(cur))
+        assert_column(col(results, "x", "psi", seg), "psi", v, statistic=v, n_ref=600)
+        v = o_hist("psi", *o_categories(c[in_base & (g == region)], c[~in_base & (g == region)]))
+        assert_column(col(results, "c", "psi", seg), "psi", v, statistic=v)
+        r = col(results, "x", "w", seg)
+        assert abs(r.value - o_wasserstein(ref, cur)) <= r.details["approximation_bound"] + 1e-12
+    # eu is unchanged against its own baseline; us moved by 0.3 and gained a category
+    assert col(results, "x", "ks", {"region": "eu"}).details["drifted"] is False
+    assert col(results, "x", "ks", {"region": "us"}).details["drifted"] is True
+    # a segment the baseline window never had cannot be judged
+    r = col(results, "x", "ks", {"region": "apac"})
+    assert r.status == "insufficient_data"
+    assert r.details["reason"] == "the segment has no values of this column in the baseline window"
+    assert r.details["reference_rows"] == 0 and r.details["current_rows"] == 200
+    # overall, the window is still compared with the whole baseline
+    statistic, p = o_sample("ks", x[in_base], x[~in_base])
+    assert_column(col(results, "x", "ks"), "ks", p, statistic=statistic, p_value=p)
+
+
+def test_a_static_reference_is_not_split_by_segment(env):
+    rng = np.random.default_rng(1003)
+    ref = rng.normal(0, 1, 800)
+    region = rng.choice(["eu", "us"], 800)
+    env.reference({"x": ref, "region": region})
+    cur = rng.normal(0, 1, 400)
+    cur_region = rng.choice(["eu", "us"], 400)
+    env.current({"x": cur, "region": cur_region})
+    results = env.run({"method": "ks", "columns": ["x"], "segment_by": ["region"]})
+    for seg in ("eu", "us"):
+        statistic, p = o_sample("ks", ref, cur[cur_region == seg])
+        r = col(results, "x", segment={"region": seg})
+        assert_column(r, "ks", p, statistic=statistic, p_value=p, n_ref=800)
+
+
 # ------------------------------------------------------------------ profile cache
 
 
