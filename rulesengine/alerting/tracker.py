@@ -190,6 +190,11 @@ def track(
                 transitions.append(change)
         transitions.extend(_stale_step(store, alerts, model, mr.results, now))
         transitions.extend(_vanished(store, alerts, model, mr.results, seen, now))
+    if config.complete:
+        for s in list(alerts.values()):
+            if s.model not in specs:
+                change = _drop(store, s, "the model left the config", now)
+                transitions.extend([change] if change else [])
     return transitions
 
 
@@ -218,17 +223,26 @@ def _vanished(
             reason = "no longer reported (its segment or column is gone)"
         else:
             continue
-        before = s.state
-        if before == "firing":
-            s.state, s.resolved_at, s.reason = "resolved", now, reason
-            out.append(Transition("resolved", s, before))
-        elif before in ("pending", "resolved"):
-            s.state, s.pending_since = "inactive", None
-        else:
-            continue
-        s.updated_at = now
-        _save(store, s)
+        change = _drop(store, s, reason, now)
+        out.extend([change] if change else [])
     return out
+
+
+def _drop(store: Store, s: AlertState, reason: str, now: datetime) -> Transition | None:
+    """An alert whose series is gone: a firing one resolves (``reason``), a pending
+    one becomes inactive, as Prometheus does when a series disappears."""
+    before = s.state
+    change = None
+    if before == "firing":
+        s.state, s.resolved_at, s.reason = "resolved", now, reason
+        change = Transition("resolved", s, before)
+    elif before in ("pending", "resolved"):
+        s.state, s.pending_since = "inactive", None
+    else:
+        return None
+    s.updated_at = now
+    _save(store, s)
+    return change
 
 
 # ------------------------------------------------------------------ dispatch

@@ -271,7 +271,8 @@ def load_report(paths: Sequence[str | Path], env: Mapping[str, str] | None = Non
                 f.data, file=display(f.path), root=model_root, base=engine.defaults, locator=locator
             )
         )
-    return LoadReport(Config(engine, tuple(models), tuple(names)), [], names)
+    complete = all(Path(p).is_dir() or Path(p).name in ENGINE_NAMES for p in paths)
+    return LoadReport(Config(engine, tuple(models), tuple(names), complete), [], names)
 
 
 def load(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> Config:

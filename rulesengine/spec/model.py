@@ -349,3 +349,6 @@ class Config:
     engine: EngineSpec
     models: tuple[ModelSpec, ...]
     files: tuple[str, ...] = ()
+    # every model of the config is here (a directory or engine.yaml was given, not
+    # single model files): a model missing from it has left the config
+    complete: bool = False

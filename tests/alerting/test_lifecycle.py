@@ -395,6 +395,72 @@ def test_a_removed_monitor_does_not_keep_firing_after_a_reload(alerting):
     assert not any("[FIRING] fraud / volume" in s.body for s in h.notifier.sent[1:])
 
 
+OTHER_MODEL = """\
+version: 1
+model: other
+sources:
+  requests: {path: logs/*.parquet, timestamp: ts}
+checks:
+  - {name: volume, source: requests, type: row_count, critical: {below: 10}}
+"""
+
+
+def _other_results(h, when):
+    """A clean result of the other model's only check, as of ``when``."""
+    from datetime import timedelta
+
+    from rulesengine.results import ModelResults, Result
+
+    result = Result(
+        monitor="volume",
+        kind="check",
+        type="row_count",
+        source="requests",
+        status="ok",
+        value=500.0,
+        rows=500,
+        threshold={"critical": {"below": 10}},
+        window_start=when - timedelta(hours=1),
+        window_end=when,
+    )
+    return ModelResults("other", when, (result,))
+
+
+@pytest.mark.parametrize("given", ["directory", "engine_file", "model_file"])
+def test_alerts_of_a_model_that_left_the_config(alerting, given):
+    """A run over the whole config (a directory or engine.yaml) resolves the alerts
+    of a model whose file was removed; a run given single model files cannot know
+    that the others are gone, and leaves their alerts alone."""
+    from rulesengine.alerting.delivery import deliver
+    from rulesengine.alerting.tracker import process
+    from rulesengine.spec.loader import load
+
+    h = alerting(nulls())
+    assert h.step(0, h.result("nulls", V)).summary == "FIRING>slack"
+    (h.root / "models" / "fraud.yaml").unlink()
+    (h.root / "models" / "other.yaml").write_text(OTHER_MODEL, encoding="utf-8")
+    path = {
+        "directory": h.root,
+        "engine_file": h.root / "engine.yaml",
+        "model_file": h.root / "models" / "other.yaml",
+    }[given]
+    config = load([path], env={})
+    assert [m.model for m in config.models] == ["other"]
+    assert config.complete is (given != "model_file")
+    h.now = at(15)
+    process(h.store, config, [_other_results(h, h.now)], h.now, flush=True)
+    deliver(h.store, config.engine, h.notifier, clock=lambda: h.now)
+    fraud = h.alert("nulls")
+    if given == "model_file":
+        assert fraud.state == "firing"
+        assert len(h.notifier.sent) == 1
+    else:
+        assert fraud.state == "resolved"
+        assert fraud.reason == "the model left the config"
+        (resolved,) = h.notifier.sent[1:]
+        assert resolved.kind == "RESOLVED" and "fraud" in resolved.body
+
+
 # ---------------------------------------------------------------- grouping and dedup
 
 
