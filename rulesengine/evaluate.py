@@ -123,7 +123,8 @@ def _cells_overall(df: pl.DataFrame, b: Binding) -> dict[Segment, dict]:
     }
     if "weights" in b.names:
         weights = df.get_column(b.names["weights"]).to_numpy()
-        row["sums"] = np.bincount(index, weights=weights, minlength=slots)
+        shifted = weights - b.origin if b.origin else weights
+        row["sums"] = np.bincount(index, weights=shifted, minlength=slots)
         if b.outer:
             edge = (index == 0) | (index == b.cells - 1)
             row["outer"] = np.sort(weights[edge].astype(float))
@@ -349,16 +350,14 @@ def _prepare(plan: Plan) -> None:
                 seg_values = _role_values(b, seg_row, b.segmented_names)
                 seg_values[ROWS] = int(seg_row[ROWS])
                 prepared.setdefault(SEGMENTS, {}).setdefault(key, {})[b.role] = seg_values
-        if mp.error:
-            continue
-        if mp.type is not None:
+        if not mp.error and mp.type is not None:
             try:
                 prepared = mp.type.prepared(mp.monitor, prepared, plan.ctx)
             except Exception as exc:  # a reference that cannot be profiled
                 mp.error = f"reference: {first_line(exc)}"
-                continue
-        plan.ctx.prepared[mp.monitor.name] = prepared
-        mp.bindings = []
+        if not mp.error:
+            plan.ctx.prepared[mp.monitor.name] = prepared
+        mp.bindings = []  # they point into the reference queries, not the window's
 
 
 def evaluate_model(model: ModelSpec, at: datetime, cache_dir: Path | None = None) -> ModelResults:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
 SAMPLE_CAP = 1_000_000
 SKETCH_POINTS = 100_001
 GRID_CELLS = 2048  # equal-width fine cells between the GRID_TAIL quantiles
@@ -62,7 +62,7 @@ class ColumnProfile:
     bin_counts: np.ndarray = field(default_factory=lambda: np.empty(0))
     fine_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
     fine_counts: np.ndarray = field(default_factory=lambda: np.empty(0))
-    fine_sums: np.ndarray = field(default_factory=lambda: np.empty(0))
+    fine_sums: np.ndarray = field(default_factory=lambda: np.empty(0))  # of x − grid_lo
     tail_low: np.ndarray = field(default_factory=lambda: np.empty(0))  # in the outer
     tail_high: np.ndarray = field(default_factory=lambda: np.empty(0))  # fine cells
     grid_lo: float = 0.0  # the fine grid: cell of x is ⌊(x − grid_lo)·grid_scale⌋ + 1
@@ -111,7 +111,10 @@ def grid_of(values: np.ndarray) -> tuple[float, float]:
         lo, hi = values[0], values[-1]
     if not hi > lo:
         hi = lo + 1.0
-    return float(lo), GRID_CELLS / float(hi - lo)
+    span = float(hi) - float(lo)
+    if not np.isfinite(span):  # wider than float64 holds: the widest finite span
+        span = float(np.finfo(float).max)
+    return float(lo), GRID_CELLS / span
 
 
 def grid_edges(lo: float, scale: float) -> np.ndarray:
@@ -175,7 +178,7 @@ def numeric_profile(
         bin_counts=_bin_counts(values, edges),
         fine_edges=grid_edges(lo, scale),
         fine_counts=fine_counts,
-        fine_sums=np.bincount(cell, weights=values, minlength=k),
+        fine_sums=np.bincount(cell, weights=values - lo, minlength=k),
         tail_low=values[:low],
         tail_high=values[n - high :],
         grid_lo=lo,

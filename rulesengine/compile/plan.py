@@ -122,6 +122,7 @@ class Binding:
     by: bool = False  # values arrive per bucket: {bucket: value}
     cells: int | None = None  # a Cells need with this many cells
     outer: bool = False  # … that also keeps the values of its outer cells
+    origin: float = 0.0  # … whose sums are of the weights minus this
 
 
 @dataclass
@@ -269,11 +270,11 @@ def _bind_cells(
         binding.segmented = index[key]
         if cells.weights is not None:
             w = cells.weights.cast(pl.Float64)
-            binding.segmented_names = {"sums": q.add(w.sum())}
+            binding.segmented_names = {"sums": q.add((w - cells.origin).sum())}
             if cells.outer:
                 edge = idx.is_in([0, cells.n - 1])
                 binding.segmented_names["outer"] = q.add(w.filter(edge))
-    binding.outer = cells.outer
+    binding.outer, binding.origin = cells.outer, cells.origin
     return binding
 
 

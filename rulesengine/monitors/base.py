@@ -45,13 +45,16 @@ class Cells:
     each row's cell in [0, n), null for a missing value. The role's values are then
     ``{"counts": array, "sums": array | None}`` of n + 1 slots, the last one for
     rows whose index is null; ``sums`` adds up ``weights`` per cell (the null
-    slot's sum is meaningless). With ``outer``, ``"outer"`` holds the weights of
-    the rows in the first and the last cell, sorted."""
+    slot's sum is meaningless). The sums are of ``weights − origin``: values far
+    from 0 next to their spread keep their precision. With ``outer``, ``"outer"``
+    holds the weights (not shifted) of the rows in the first and the last cell,
+    sorted."""
 
     index: pl.Expr
     n: int
     weights: pl.Expr | None = None
     outer: bool = False
+    origin: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from rulesengine.profiles import (
     cache_key,
     categorical_profile,
     fingerprint,
+    grid_edges,
     grid_expr,
     numeric_profile,
 )
@@ -72,11 +73,23 @@ def _array(values: Any) -> np.ndarray:
     return np.empty(0) if values is None else np.asarray(values, dtype=float)
 
 
+def _text(dtype: pl.DataType | None) -> bool:
+    """A window column that may hold numbers as text (a CSV column read as strings),
+    or only nulls (a Parquet column of type Null)."""
+    return dtype in (pl.String, pl.Null)
+
+
+def _float(name: str, dtype: pl.DataType | None) -> pl.Expr:
+    """The column as Float64; text that is not a number gives null (counted apart:
+    see the ``u:`` need), anything else must cast."""
+    return pl.col(name).cast(pl.Float64, strict=not _text(dtype))
+
+
 def _numbers(name: str, dtype: pl.DataType | None = None) -> pl.Expr:
     """A numeric column as Float64 with NaN and ±inf as missing (as Evidently drops
     them), so both sides and every method see the same values. Integers cannot be
     NaN or infinite: they are only cast."""
-    x = pl.col(name).cast(pl.Float64)
+    x = _float(name, dtype)
     if dtype is not None and dtype.is_integer():
         return x
     return pl.when(x.is_finite()).then(x).otherwise(None)
@@ -233,12 +246,14 @@ class Drift(MonitorType):
         return needs
 
     def prepared(self, m, values, ctx) -> Profile:
-        profile = _profile(m, values)
+        with np.errstate(all="ignore"):  # overflowing values give non-finite results
+            profile = _profile(m, values)
         frame = reference_frame(m, ctx)
         if _split_baseline(m, frame, ctx.schemas[frame.source]):
             profile.segmented = True
             for key, seg_values in values.get(SEGMENTS, {}).items():
-                profile.segments[key] = _profile(m, seg_values, like=profile)
+                with np.errstate(all="ignore"):
+                    profile.segments[key] = _profile(m, seg_values, like=profile)
         path = self._cache_path(m, ctx, drift_columns(m, ctx), reference_frame(m, ctx))
         if path is not None and profile.rows > 0:
             save_profile(profile, path)
@@ -262,6 +277,9 @@ class Drift(MonitorType):
             if name not in schema or _changed_type(col, name, schema):
                 continue  # reported when scoring
             c = _numbers(name, schema[name])
+            if col.kind == "numeric" and schema[name] == pl.String:
+                not_numbers = pl.col(name).is_not_null() & _float(name, pl.String).is_null()
+                needs.append(Need(frame, {"bad": not_numbers.sum()}, role=f"u:{name}"))
             if col.kind == "categorical":
                 needs.append(Need(frame, {}, role=f"c:{name}", by=_labels(name, schema[name])))
             elif method in SAMPLE_METHODS:
@@ -331,13 +349,19 @@ class Drift(MonitorType):
                 continue
             col, method, threshold = plan.columns[name]
             changed = _changed_type(col, name, schema)
+            bad = int(values.get(f"u:{name}", {}).get("bad") or 0)
+            if bad:
+                changed = _changed_type(col, name, schema, bad)
             if changed:
                 results.append(Scored(None, {"error": changed}, "error", column=name))
                 continue
             if own:
-                seg_col = _segment_column(col, profile.segments.get(segment), name)
+                seg_profile = profile.segments.get(segment)
+                seg_col = _segment_column(col, seg_profile, name)
                 if seg_col is None:
-                    results.append(self._no_baseline(name, col, method, values))
+                    own_col = seg_profile.columns.get(name) if seg_profile else None
+                    ref_nulls = own_col.nulls if own_col is not None else 0
+                    results.append(self._no_baseline(name, col, method, values, ref_nulls))
                     continue
                 col = seg_col
             try:
@@ -354,7 +378,12 @@ class Drift(MonitorType):
         return [*results, self._share(m, results, rows)]
 
     def _no_baseline(
-        self, name: str, col: ColumnProfile, method: str, values: Mapping[str, Any]
+        self,
+        name: str,
+        col: ColumnProfile,
+        method: str,
+        values: Mapping[str, Any],
+        ref_nulls: int,
     ) -> Scored:
         _, n_cur, nulls_cur = self._current(name, col, method, values)
         details: dict[str, Any] = {
@@ -363,7 +392,7 @@ class Drift(MonitorType):
             "reference_rows": 0,
             "current_rows": n_cur,
         }
-        details.update(_null_share(0, 0, n_cur, nulls_cur))
+        details.update(_null_share(0, ref_nulls, n_cur, nulls_cur))
         return Scored(None, details, "insufficient_data", rows=n_cur, column=name)
 
     def _current(
@@ -383,7 +412,9 @@ class Drift(MonitorType):
         cells, nulls = counts[:-1], counts[-1]  # the last slot: nulls
         outer = v.get("outer")
         if outer is not None and sums is not None:
-            cells, sums, outer, nulls = _move_infinities(cells, sums[:-1], outer, nulls)
+            cells, sums, outer, nulls = _move_infinities(
+                cells, sums[:-1], outer, nulls, col.grid_lo
+            )
         current = (cells, sums, outer)
         return current, int(cells.sum()), int(nulls)
 
@@ -417,7 +448,21 @@ class Drift(MonitorType):
             return Scored(
                 None, details, "insufficient_data", rows=n_cur, column=name, threshold=sev
             )
-        outcome = _outcome(col, method, current)
+        with np.errstate(all="ignore"):
+            outcome = _outcome(col, method, current)
+        if not np.isfinite(outcome.value) and METHODS[method][0] == "p":
+            details["reason"] = (
+                f"the {method} test is undefined for these values (e.g. both samples constant)"
+            )
+            return Scored(
+                None, details, "insufficient_data", rows=n_cur, column=name, threshold=sev
+            )
+        if not np.isfinite(outcome.value):
+            details["error"] = (
+                f"the {method} statistic is not a finite number: the values are too "
+                "large for float64 arithmetic"
+            )
+            return Scored(None, details, "error", rows=n_cur, column=name, threshold=sev)
         details["statistic"] = outcome.statistic
         if outcome.p_value is not None:
             details["p_value"] = outcome.p_value
@@ -497,14 +542,18 @@ def _segment_column(
     return col
 
 
-def _changed_type(col: ColumnProfile, name: str, schema: Mapping[str, pl.DataType]) -> str | None:
+def _changed_type(
+    col: ColumnProfile, name: str, schema: Mapping[str, pl.DataType], not_numbers: int = 0
+) -> str | None:
     """Why a column compared as numeric cannot be read as numbers in the window
-    (its type changed since the reference), so that only this column fails."""
+    (its type changed since the reference), so that only this column fails. Text
+    columns are read as numbers unless ``not_numbers`` of their values are not."""
     dtype = schema[name]
-    if col.kind != "numeric" or _numeric_dtype(dtype):
+    if col.kind != "numeric" or _numeric_dtype(dtype) or (_text(dtype) and not not_numbers):
         return None
+    what = f"holds {not_numbers} values that are not numbers" if not_numbers else f"is {dtype}"
     return (
-        f"column '{name}' is {dtype} in the window but numeric in the reference: "
+        f"column '{name}' {what} in the window but is numeric in the reference: "
         f"its type changed; fix the data, or compare it as categories with "
         f"overrides: {{{name}: {{type: categorical}}}}"
     )
@@ -515,14 +564,14 @@ def _fine_cells(col: ColumnProfile, name: str, schema: Mapping[str, pl.DataType]
     The weights are the raw column: null and NaN rows land in the null slot, whose
     sum is not used, and ±inf in the outer cells (see :func:`_move_infinities`)."""
     dtype = schema[name]
-    x = pl.col(name).cast(pl.Float64)
+    x = _float(name, dtype)
     index = grid_expr(x, col.grid_lo, col.grid_scale)
     weights = pl.col(name) if dtype == pl.Float64 or dtype.is_integer() else x
-    return Cells(index, GRID_CELLS + 2, weights, outer=True)
+    return Cells(index, GRID_CELLS + 2, weights, outer=True, origin=col.grid_lo)
 
 
 def _move_infinities(
-    cells: np.ndarray, sums: np.ndarray, outer: np.ndarray, nulls: float
+    cells: np.ndarray, sums: np.ndarray, outer: np.ndarray, nulls: float, origin: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """±inf values are missing values (as Evidently drops them). The fine grid
     puts them in its outer cells, whose sorted values show them at either end:
@@ -537,7 +586,7 @@ def _move_infinities(
     cells[-1] -= outer.size - stop
     outer = outer[start:stop]
     low = int(cells[0])
-    sums[0], sums[-1] = outer[:low].sum(), outer[low:].sum()
+    sums[0], sums[-1] = (outer[:low] - origin).sum(), (outer[low:] - origin).sum()
     return cells, sums, outer, nulls + infinite
 
 
@@ -569,11 +618,13 @@ def _outcome(col: ColumnProfile, method: str, current: Any) -> Outcome:
         return sample_method(method, col.sample, current)
     counts, sums, outer = current
     if method == "wasserstein":
-        # the outer cells are integrated exactly from their values: the cells
-        # below the first and above the last edge come sorted, low ones first
-        edges = col.fine_edges
+        # in coordinates relative to the grid's origin, as the sums are (precision
+        # for values far from 0); the outer cells are integrated exactly from their
+        # values: the cells below the first and above the last edge, sorted
+        origin = col.grid_lo
+        edges = grid_edges(0.0, col.grid_scale)
         low = int(counts[0])
-        tails = (col.tail_low, col.tail_high, outer[:low], outer[low:])
+        tails = tuple(t - origin for t in (col.tail_low, col.tail_high, outer[:low], outer[low:]))
         lo, hi = float(edges[0]), float(edges[-1])  # the outer widths are not used
         return wasserstein_cells(
             edges, col.fine_counts, col.fine_sums, counts, sums, lo, hi, col.std, tails

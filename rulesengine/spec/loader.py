@@ -271,7 +271,11 @@ def load_report(paths: Sequence[str | Path], env: Mapping[str, str] | None = Non
                 f.data, file=display(f.path), root=model_root, base=engine.defaults, locator=locator
             )
         )
-    complete = all(Path(p).is_dir() or Path(p).name in ENGINE_NAMES for p in paths)
+    # every model the engine's globs match: an engine file was found, and no path was
+    # a single model file
+    complete = bool(engine_paths) and all(
+        Path(p).is_dir() or Path(p).name in ENGINE_NAMES for p in paths
+    )
     return LoadReport(Config(engine, tuple(models), tuple(names), complete), [], names)
 
 

@@ -78,7 +78,7 @@ def cache_dir() -> Path:
 
 
 def _digest(data: Any, kind: str) -> str:
-    doc = json.dumps(data, sort_keys=True, ensure_ascii=False, default=repr)
+    doc = json.dumps(data, sort_keys=True, ensure_ascii=True, default=repr)
     text = f"{kind}\0{schema_text(kind)}\0{doc}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -91,9 +91,9 @@ def remembered_valid(data: Any, kind: str) -> bool:
     """Whether this exact document was found valid against this schema before."""
     try:
         known = _valid_file().read_text(encoding="ascii").split()
-    except (OSError, UnicodeDecodeError):
+        return _digest(data, kind) in known
+    except (OSError, ValueError, TypeError):  # unreadable cache or undigestible data
         return False
-    return _digest(data, kind) in known
 
 
 def remember_valid(data: Any, kind: str) -> None:
@@ -110,7 +110,7 @@ def remember_valid(data: Any, kind: str) -> None:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text("\n".join(known) + "\n", encoding="ascii")
         os.replace(tmp, path)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError, TypeError):
         return
 
 

@@ -426,7 +426,7 @@ def _other_results(h, when):
     return ModelResults("other", when, (result,))
 
 
-@pytest.mark.parametrize("given", ["directory", "engine_file", "model_file"])
+@pytest.mark.parametrize("given", ["directory", "engine_file", "model_file", "models_dir"])
 def test_alerts_of_a_model_that_left_the_config(alerting, given):
     """A run over the whole config (a directory or engine.yaml) resolves the alerts
     of a model whose file was removed; a run given single model files cannot know
@@ -443,15 +443,17 @@ def test_alerts_of_a_model_that_left_the_config(alerting, given):
         "directory": h.root,
         "engine_file": h.root / "engine.yaml",
         "model_file": h.root / "models" / "other.yaml",
+        "models_dir": h.root / "models",  # no engine.yaml in it: not the whole config
     }[given]
     config = load([path], env={})
     assert [m.model for m in config.models] == ["other"]
-    assert config.complete is (given != "model_file")
+    complete = given in ("directory", "engine_file")
+    assert config.complete is complete
     h.now = at(15)
     process(h.store, config, [_other_results(h, h.now)], h.now, flush=True)
     deliver(h.store, config.engine, h.notifier, clock=lambda: h.now)
     fraud = h.alert("nulls")
-    if given == "model_file":
+    if not complete:
         assert fraud.state == "firing"
         assert len(h.notifier.sent) == 1
     else:

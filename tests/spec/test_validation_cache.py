@@ -108,6 +108,17 @@ def test_the_cache_keeps_a_bounded_number_of_digests(tmp_path, monkeypatch):
     assert not schema.remembered_valid({"n": 0}, "model")
 
 
+def test_a_document_with_a_lone_surrogate_escape_loads(tmp_path, monkeypatch):
+    # "\ud800" is valid YAML but cannot be encoded as UTF-8: the digest must not fail
+    monkeypatch.setenv("RULESENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    model = tmp_path / "model.yaml"
+    model.write_text(MODEL.replace("model: cached", 'model: cached\nlabels: {team: "a\\ud800b"}'))
+    for _ in range(2):
+        report = load_report([model])
+        assert report.problems == [] and report.config is not None
+    assert len(digests(tmp_path / "cache")) == 1
+
+
 @pytest.mark.parametrize("broken", ["file_in_the_way", "garbage"])
 def test_an_unusable_cache_is_no_error(tmp_path, monkeypatch, broken):
     cache = tmp_path / "cache"

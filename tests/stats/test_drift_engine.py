@@ -594,6 +594,26 @@ def test_wasserstein_within_its_bound_on_awkward_columns(env, case):
         assert bound < 0.01, bound
 
 
+@pytest.mark.parametrize("offset", [1e9, 1e14, 1e15])
+@pytest.mark.parametrize("segmented", [False, True])
+def test_wasserstein_keeps_its_precision_far_from_zero(env, offset, segmented):
+    # values like epoch nanoseconds or large ids: the cells' sums are taken relative
+    # to the grid's origin, so the result stays within its bound of scipy's
+    rng = np.random.default_rng(416)
+    ref = offset + rng.normal(0, 1, 3000)
+    cur = offset + rng.normal(0.02, 1.1, 2000)
+    env.reference({"a": ref})
+    env.current({"a": cur, "seg": ["s"] * 2000})
+    extra = {"segment_by": ["seg"]} if segmented else {}
+    results = env.run({"method": "wasserstein", "columns": ["a"], **extra})
+    r = col(results, "a", segment={"seg": "s"} if segmented else None)
+    expected = o_wasserstein(ref, cur)
+    assert abs(r.value - expected) <= r.details["approximation_bound"] + 1e-6, (
+        r.value,
+        expected,
+    )
+
+
 def test_infinite_values_are_left_out_of_wasserstein(env):
     rng = np.random.default_rng(407)
     ref = rng.normal(0, 1, 3000)
@@ -645,12 +665,74 @@ def test_a_column_whose_type_changed_fails_alone(env, method):
     a = col(results, "a")
     assert a.status == "error"
     assert a.details["error"] == (
-        "column 'a' is String in the window but numeric in the reference: its type "
+        "column 'a' holds 200 values that are not numbers in the window but is numeric "
+        "in the reference: its type changed; fix the data, or compare it as categories "
+        "with overrides: {a: {type: categorical}}"
+    )
+    assert col(results, "b").status in ("ok", "warn", "critical")
+    assert share(results).details["columns"] == 1
+
+
+def test_a_boolean_window_column_against_a_numeric_reference_fails_alone(env):
+    rng = np.random.default_rng(414)
+    env.reference({"a": rng.normal(size=500), "b": rng.normal(size=500)})
+    env.current({"a": [True, False] * 100, "b": rng.normal(size=200)})
+    results = env.run({"method": "wasserstein"})
+    assert col(results, "a").details["error"] == (
+        "column 'a' is Boolean in the window but is numeric in the reference: its type "
         "changed; fix the data, or compare it as categories with "
         "overrides: {a: {type: categorical}}"
     )
     assert col(results, "b").status in ("ok", "warn", "critical")
-    assert share(results).details["columns"] == 1
+
+
+@pytest.mark.parametrize("method", ["wasserstein", "psi", "ks"])
+def test_numbers_as_text_and_all_null_window_columns(env, method):
+    """A window column holding numbers as text (as CSV can) is compared as numbers;
+    one that is entirely null (a Parquet column of type Null) is insufficient_data
+    with its null share, as for any column without values."""
+    rng = np.random.default_rng(415)
+    ref = rng.normal(size=800)
+    env.reference({"text": ref, "empty": ref})
+    cur = rng.normal(0.3, 1, 300)
+    text = [repr(float(v)) for v in cur[:-1]] + [None]
+    frame = pl.DataFrame({"text": text, "empty": pl.Series([None] * 300, dtype=pl.Null)})
+    env.current(frame)
+    results = env.run({"method": method})
+    empty = col(results, "empty")
+    assert empty.status == "insufficient_data", empty.details
+    assert empty.details["null_share_current"] == 1.0
+    r = col(results, "text")
+    assert r.details["current_rows"] == 299
+    values = cur[:-1]
+    if method == "ks":
+        statistic, p = o_sample("ks", ref, values)
+        assert_column(r, "ks", p, statistic=statistic, p_value=p)
+    elif method == "psi":
+        assert close(r.value, o_hist("psi", *o_bins(ref, values, 10)))
+    else:
+        assert abs(r.value - o_wasserstein(ref, values)) <= r.details["approximation_bound"] + 1e-12
+
+
+def test_statistics_that_are_not_finite(env):
+    # t_test on two constant samples is undefined (scipy gives NaN); a wasserstein over
+    # values spanning more than float64 holds cannot be computed: neither is "ok"
+    rng = np.random.default_rng(413)
+    env.reference({"c": np.ones(200), "huge": rng.uniform(-1, 1, 200) * 1.5e308})
+    env.current({"c": np.ones(150), "huge": rng.uniform(-1, 1, 150) * 1.5e308})
+    results = env.run(
+        {"name": "t", "method": "t_test", "columns": ["c"]},
+        {"name": "w", "method": "wasserstein", "columns": ["huge"]},
+    )
+    t = col(results, "c", "t")
+    assert np.isnan(stats.ttest_ind(np.ones(200), np.ones(150)).pvalue)
+    assert t.status == "insufficient_data" and t.value is None
+    assert t.details["reason"] == (
+        "the t_test test is undefined for these values (e.g. both samples constant)"
+    )
+    w = col(results, "huge", "w")
+    assert w.status == "error" and w.value is None
+    assert "not a finite number" in w.details["error"]
 
 
 def test_wasserstein_on_a_window_without_values(env):
