@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-PROFILE_VERSION = 3
+PROFILE_VERSION = 4
 SAMPLE_CAP = 1_000_000
 SKETCH_POINTS = 100_001
 GRID_CELLS = 2048  # equal-width fine cells between the GRID_TAIL quantiles
@@ -62,11 +62,15 @@ class ColumnProfile:
     bin_counts: np.ndarray = field(default_factory=lambda: np.empty(0))
     fine_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
     fine_counts: np.ndarray = field(default_factory=lambda: np.empty(0))
-    fine_sums: np.ndarray = field(default_factory=lambda: np.empty(0))  # of x − grid_lo
+    fine_sums: np.ndarray = field(default_factory=lambda: np.empty(0))  # of x − sum_origin
     tail_low: np.ndarray = field(default_factory=lambda: np.empty(0))  # in the outer
     tail_high: np.ndarray = field(default_factory=lambda: np.empty(0))  # fine cells
     grid_lo: float = 0.0  # the fine grid: cell of x is ⌊(x − grid_lo)·grid_scale⌋ + 1
     grid_scale: float = 1.0
+    # sums are of x − sum_origin: grid_lo for values far from 0 next to their spread
+    # (epoch timestamps, large ids), where plain sums would lose the digits that
+    # matter; else 0, which spares the window's side a subtraction per row
+    sum_origin: float = 0.0
     minimum: float = 0.0
     maximum: float = 0.0
     std: float = 0.0  # population std, as Evidently norms wasserstein
@@ -123,6 +127,11 @@ def grid_edges(lo: float, scale: float) -> np.ndarray:
     return lo + np.arange(GRID_CELLS + 1) / scale
 
 
+def sum_origin_of(lo: float, scale: float) -> float:
+    """What the fine cells' sums are taken relative to (see ColumnProfile)."""
+    return lo if abs(lo) > GRID_CELLS / scale else 0.0
+
+
 def grid_index(values: np.ndarray, lo: float, scale: float) -> np.ndarray:
     """Each value's fine cell, 0..GRID_CELLS + 1 (what :func:`grid_expr` computes)."""
     u = np.clip((values - lo) * scale + 1.0, 0.0, GRID_CELLS + 1.0)
@@ -166,6 +175,7 @@ def numeric_profile(
     k = GRID_CELLS + 2
     fine_counts = np.bincount(cell, minlength=k).astype(float)
     low, high = int(fine_counts[0]), int(fine_counts[-1])
+    origin = sum_origin_of(lo, scale)
     return ColumnProfile(
         name,
         "numeric",
@@ -178,11 +188,12 @@ def numeric_profile(
         bin_counts=_bin_counts(values, edges),
         fine_edges=grid_edges(lo, scale),
         fine_counts=fine_counts,
-        fine_sums=np.bincount(cell, weights=values - lo, minlength=k),
+        fine_sums=np.bincount(cell, weights=values - origin, minlength=k),
         tail_low=values[:low],
         tail_high=values[n - high :],
         grid_lo=lo,
         grid_scale=scale,
+        sum_origin=origin,
         minimum=float(values[0]) if n else 0.0,
         maximum=float(values[-1]) if n else 0.0,
         std=float(values.std()) if n else 0.0,
@@ -278,6 +289,7 @@ def save(profile: Profile, path: Path) -> None:
             "std": c.std,
             "grid_lo": c.grid_lo,
             "grid_scale": c.grid_scale,
+            "sum_origin": c.sum_origin,
             "spans": {},
         }
         arrays[f"{i}_sample"] = np.asarray(c.sample, dtype=float)

@@ -413,7 +413,7 @@ class Drift(MonitorType):
         outer = v.get("outer")
         if outer is not None and sums is not None:
             cells, sums, outer, nulls = _move_infinities(
-                cells, sums[:-1], outer, nulls, col.grid_lo
+                cells, sums[:-1], outer, nulls, col.sum_origin
             )
         current = (cells, sums, outer)
         return current, int(cells.sum()), int(nulls)
@@ -567,7 +567,7 @@ def _fine_cells(col: ColumnProfile, name: str, schema: Mapping[str, pl.DataType]
     x = _float(name, dtype)
     index = grid_expr(x, col.grid_lo, col.grid_scale)
     weights = pl.col(name) if dtype == pl.Float64 or dtype.is_integer() else x
-    return Cells(index, GRID_CELLS + 2, weights, outer=True, origin=col.grid_lo)
+    return Cells(index, GRID_CELLS + 2, weights, outer=True, origin=col.sum_origin)
 
 
 def _move_infinities(
@@ -618,11 +618,11 @@ def _outcome(col: ColumnProfile, method: str, current: Any) -> Outcome:
         return sample_method(method, col.sample, current)
     counts, sums, outer = current
     if method == "wasserstein":
-        # in coordinates relative to the grid's origin, as the sums are (precision
-        # for values far from 0); the outer cells are integrated exactly from their
-        # values: the cells below the first and above the last edge, sorted
-        origin = col.grid_lo
-        edges = grid_edges(0.0, col.grid_scale)
+        # in coordinates relative to the sums' origin (precision for values far
+        # from 0); the outer cells are integrated exactly from their values: the
+        # cells below the first and above the last edge, sorted
+        origin = col.sum_origin
+        edges = grid_edges(col.grid_lo - origin, col.grid_scale)
         low = int(counts[0])
         tails = tuple(t - origin for t in (col.tail_low, col.tail_high, outer[:low], outer[low:]))
         lo, hi = float(edges[0]), float(edges[-1])  # the outer widths are not used
