@@ -11,12 +11,6 @@ import click
 
 from rulesengine import __version__
 
-# Polars allocates with jemalloc, which keeps 4 arenas per core by default. One per
-# core gave steadily 30-50 MiB (about 10%) lower peaks on the drift benchmark at the
-# same speed (benchmarks/README.md). Set for the command line only, before anything
-# imports Polars; a value already in the environment wins.
-os.environ.setdefault("_RJEM_MALLOC_CONF", f"narenas:{os.cpu_count() or 1}")
-
 PATHS = click.argument(
     "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=True, file_okay=True)
 )
