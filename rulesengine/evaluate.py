@@ -4,8 +4,8 @@
 aggregates first (a small plan), then every monitor's aggregates in one
 ``pl.collect_all`` (in-memory engine, so queries over the same files share the
 scan), with the queries grouped by a per-row key in one of their own before it
-(streaming, see :func:`execute`). A failing query is retried alone so one bad monitor never hides
-the others.
+(streaming, see :func:`execute`). A failing query is retried alone so one bad
+monitor never hides the others.
 """
 
 from __future__ import annotations

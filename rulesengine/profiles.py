@@ -95,6 +95,7 @@ class Profile:
     # a trailing baseline split like the window: each segment's own profile
     segmented: bool = False
     segments: dict[tuple[Any, ...], Profile] = field(default_factory=dict)
+    decided: Any = None  # the drift monitor's per-column choices, made once (drift._plan)
 
 
 def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

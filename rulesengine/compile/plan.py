@@ -231,20 +231,36 @@ def _cell_index(cells: Cells) -> pl.Expr:
     return cells.index.fill_null(cells.n).cast(dtype)
 
 
-def _check_cells(lf: pl.LazyFrame, cells: Cells) -> str | None:
-    exprs = [_cell_index(cells).alias("i")]
-    if cells.weights is not None:
-        exprs.append(cells.weights.alias("w"))
+def _schema_problem(lf: pl.LazyFrame) -> str | None:
+    """A message if the query cannot run on its frame (e.g. a missing column)."""
     try:
-        lf.select(exprs).collect_schema()
+        lf.collect_schema()
     except Exception as exc:
         return first_line(exc)
     return None
 
 
+def _check_cells(lf: pl.LazyFrame, cells: Cells) -> str | None:
+    exprs = [_cell_index(cells).alias("i")]
+    if cells.weights is not None:
+        exprs.append(cells.weights.alias("w"))
+    return _schema_problem(lf.select(exprs))
+
+
+QueryIndex = dict[tuple[FrameKey, tuple[str, ...], str], int]
+
+
+def _query(plan_queries: list[Query], index: QueryIndex, key: tuple, make: Query) -> int:
+    """The position of the query for ``key``, adding ``make`` if there is none yet."""
+    if key not in index:
+        index[key] = len(plan_queries)
+        plan_queries.append(make)
+    return index[key]
+
+
 def _bind_cells(
     plan_queries: list[Query],
-    index: dict[tuple[FrameKey, tuple[str, ...], str], int],
+    index: QueryIndex,
     need: Need,
     cells: Cells,
     segment_by: tuple[str, ...],
@@ -252,22 +268,16 @@ def _bind_cells(
     """Overall: index (and weights) columns in the frame's one select query.
     Per segment: a group_by on segment and cell, with the weights' sum."""
     idx = _cell_index(cells)
-    key = (need.frame, (), "select")
-    if key not in index:
-        index[key] = len(plan_queries)
-        plan_queries.append(Query(need.frame, (), select=True))
-    q = plan_queries[index[key]]
+    at = _query(plan_queries, index, (need.frame, (), "select"), Query(need.frame, (), select=True))
+    q = plan_queries[at]
     names = {"index": q.add(idx)}
     if cells.weights is not None:
         names["weights"] = q.add(cells.weights)
-    binding = Binding(need.role, index[key], None, names, cells=cells.n)
+    binding = Binding(need.role, at, None, names, cells=cells.n)
     if need.segmented and segment_by:
         key = (need.frame, segment_by, expr_key(idx))
-        if key not in index:
-            index[key] = len(plan_queries)
-            plan_queries.append(Query(need.frame, segment_by, idx))
-        q = plan_queries[index[key]]
-        binding.segmented = index[key]
+        binding.segmented = _query(plan_queries, index, key, Query(need.frame, segment_by, idx))
+        q = plan_queries[binding.segmented]
         if cells.weights is not None:
             w = cells.weights.cast(pl.Float64)
             binding.segmented_names = {"sums": q.add((w - cells.origin).sum())}
@@ -281,16 +291,12 @@ def _bind_cells(
 def _check_expr(lf: pl.LazyFrame, expr: pl.Expr, by: pl.Expr | None = None) -> str | None:
     """A message if the aggregate cannot run on this frame (e.g. a missing column)."""
     keys = [pl.lit(1).alias(ALL)] + ([by.alias(BUCKET)] if by is not None else [])
-    try:
-        lf.group_by(keys).agg(expr.alias("x")).collect_schema()
-    except Exception as exc:
-        return first_line(exc)
-    return None
+    return _schema_problem(lf.group_by(keys).agg(expr.alias("x")))
 
 
 def _bind(
     plan_queries: list[Query],
-    index: dict[tuple[FrameKey, tuple[str, ...], str], int],
+    index: QueryIndex,
     frames: _Frames,
     need: Need,
     segment_by: tuple[str, ...],
@@ -316,13 +322,12 @@ def _bind(
     names: list[dict[str, str]] = []
     by_text = expr_key(need.by) if need.by is not None else ""
     for seg in slots:
-        key = (need.frame, seg, by_text)
-        if key not in index:
-            index[key] = len(plan_queries)
-            plan_queries.append(Query(need.frame, seg, need.by))
-        q = plan_queries[index[key]]
+        at = _query(
+            plan_queries, index, (need.frame, seg, by_text), Query(need.frame, seg, need.by)
+        )
+        q = plan_queries[at]
         names.append({local: q.add(expr) for local, expr in need.aggs.items()})
-        positions.append(index[key])
+        positions.append(at)
     segmented = positions[1] if len(positions) > 1 else None
     seg_names = names[1] if segmented is not None else {}
     binding = Binding(need.role, positions[0], segmented, names[0], seg_names, need.by is not None)
@@ -363,7 +368,7 @@ def _plan_needs(
     model: ModelSpec, ctx: EvalContext, frames: _Frames, phase: str, monitors: list[MonitorPlan]
 ) -> list[Query]:
     queries: list[Query] = []
-    index: dict[tuple[FrameKey, tuple[str, ...], str], int] = {}
+    index: QueryIndex = {}
     for mp in monitors:
         if mp.error or mp.no_data or mp.type is None:
             continue

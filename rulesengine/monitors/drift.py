@@ -182,6 +182,14 @@ class _Plan:
             self.columns[name] = (col, method, float(threshold))
 
 
+def _plan(m: DriftSpec, profile: Profile) -> _Plan:
+    """The per-column choices, decided once per profile (``needs`` and every
+    segment's ``score_all`` read them; deciding converts samples to categories)."""
+    if profile.decided is None:
+        profile.decided = _Plan(m, profile)
+    return profile.decided
+
+
 @register
 class Drift(MonitorType):
     kind = "drift"
@@ -264,7 +272,7 @@ class Drift(MonitorType):
         start, end = ctx.window(m)
         frame = FrameKey(m.source, start, end, m.filter)
         profile: Profile = ctx.prepared[m.name]
-        plan = _Plan(m, profile)
+        plan = _plan(m, profile)
         needs = [Need(frame, {})]
         schema = ctx.schemas[m.source]
         for name in plan.empty:
@@ -308,7 +316,7 @@ class Drift(MonitorType):
 
     def score_all(self, m, values, rows, ctx, segment=()) -> list[Scored]:
         profile: Profile = ctx.prepared[m.name]
-        plan = _Plan(m, profile)  # kinds and methods: the whole reference's, every segment
+        plan = _plan(m, profile)  # kinds and methods: the whole reference's, every segment
         own = profile.segmented and segment != ()  # the segment's own baseline
         schema = ctx.schemas[m.source]
         results: list[Scored] = []
