@@ -32,7 +32,9 @@ class _Group(click.Group):
             raise
         except KeyboardInterrupt:
             sys.exit(130)
-        except Exception as exc:
+        except BaseException as exc:  # Polars' PanicException is a BaseException
+            if isinstance(exc, GeneratorExit):
+                raise
             if os.environ.get("RULESENGINE_DEBUG"):
                 raise
             click.echo(

@@ -86,6 +86,16 @@ class DataError(RulesEngineError):
     exit_code = 4
 
 
+class StoreError(RulesEngineError):
+    """The state file is corrupt, unreadable, or from a newer rulesengine.
+
+    The message names the file and says what to do (move it aside, or restore it
+    from a backup). ``run`` still prints its results before exiting with this code.
+    """
+
+    exit_code = 5
+
+
 class DeliveryError(RulesEngineError):
     """A notification could not be delivered."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -21,33 +20,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from rulesengine.masking import mask_url
 from rulesengine.spec.model import DeliverySpec, EngineSpec
 from rulesengine.store import Store, now_text, parse_ts
 
 log = logging.getLogger("rulesengine.delivery")
 
-_HEADER = re.compile(
-    r"([?&]\+?[^=&]*(?:auth|token|key|secret|pass|signature)[^=&]*=)[^&]*", re.IGNORECASE
-)
-
 
 def target_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
-
-
-def mask_url(url: str) -> str:
-    """The URL as Apprise prints it in privacy mode, with custom headers and
-    secret-looking query values redacted too (Apprise leaves ``+Header=`` clear)."""
-    try:
-        import apprise
-
-        plugin = apprise.Apprise.instantiate(url)
-        text = plugin.url(privacy=True) if plugin is not None else url.split("://")[0] + "://…"
-    except Exception:
-        text = url.split("://")[0] + "://…"
-    # every custom header (+Name=value, printed by Apprise as %2BName=value)
-    text = re.sub(r"([?&](?:\+|%2B)[^=&]+=)[^&]*", r"\1***", text, flags=re.IGNORECASE)
-    return _HEADER.sub(r"\1***", text)
 
 
 class Notifier(Protocol):
