@@ -25,6 +25,7 @@ from rulesengine.spec.model import (
     ModelSpec,
     MonitorSpec,
 )
+from rulesengine.spec.sql import SqlError, compile_sql
 
 NUMERIC_CHECKS = {"out_of_range", "outlier_rate"}
 NUMERIC_METRICS = {"mean", "std", "min", "max", "quantile"}
@@ -165,10 +166,15 @@ class _Checker:
             return
         path = (*monitor.path, key)
         try:
-            expr = pl.sql_expr(text)
+            # compile_sql allowlists the text first: nothing it names is ever opened, and
+            # the frame is empty, so this checks the schema without reading a row.
+            expr = compile_sql(text).expr
+        except SqlError:
+            return  # already reported, with its reason, by the spec's own validation
+        try:
             out = frame.lazy().filter(expr) if shape == "filter" else frame.lazy().select(expr)
             result = out.collect()
-        except Exception as exc:
+        except (Exception, pl.exceptions.PanicException) as exc:  # a panic is a BaseException
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if "unable to find column" in first:
                 missing = first.split('"')[1] if '"' in first else "?"

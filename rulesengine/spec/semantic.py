@@ -285,7 +285,7 @@ def check_regex(problems: ProblemList, text: Any, path: KeyPath) -> None:
         return
     try:
         pl.Series([""]).str.contains(text)
-    except Exception as exc:
+    except (Exception, pl.exceptions.PanicException) as exc:  # a panic is a BaseException
         first = str(exc).strip().splitlines()
         detail = next((ln.strip() for ln in first if ln.strip().startswith("error")), first[0])
         problems.add(path, f"invalid regular expression: {detail}")
