@@ -3,6 +3,7 @@ and render the problems as text, JSON or GitHub annotations."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,14 @@ def _escape_github(text: str, *, prop: bool = False) -> str:
 
 
 def render(report: LoadReport, fmt: str) -> str:
+    """Every message goes through mask_text, whatever the format: a URL quoted in a
+    problem (from ${ENV} or from Apprise) shows only its scheme, host and port."""
+    from rulesengine.masking import mask_text
+
+    report = dataclasses.replace(
+        report,
+        problems=[dataclasses.replace(p, message=mask_text(p.message)) for p in report.problems],
+    )
     errors = report.errors
     warnings = len(report.problems) - len(errors)
     if fmt == "json":

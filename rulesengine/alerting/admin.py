@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from rulesengine.alerting.routing import matcher_holds, parse_matcher
 from rulesengine.alerting.tracker import load_alerts, load_silences
+from rulesengine.masking import mask_text, mask_url
 from rulesengine.results import iso
 from rulesengine.store import Store, dumps, now_text
 
 
-def alert_listing(store: Store, now: datetime) -> dict[str, Any]:
-    """Current alert states (all but inactive) and the pending outbox."""
+def masked(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """``value`` with every string in it (keys too) passed through the masker: what the
+    store holds may predate strict masking, or quote a URL in an error."""
+    secrets = list(secrets)
+    if isinstance(value, str):
+        return mask_text(value, secrets)
+    if isinstance(value, dict):
+        return {masked(k, secrets): masked(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(v, secrets) for v in value]
+    return value
+
+
+def alert_listing(store: Store, now: datetime, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """Current alert states (all but inactive) and the pending outbox, masked."""
     silences = load_silences(store)
     alerts = []
     for s in sorted(load_alerts(store).values(), key=lambda s: (s.state, s.model, s.monitor)):
@@ -57,7 +72,8 @@ def alert_listing(store: Store, now: datetime) -> dict[str, Any]:
             {
                 "id": r["id"],
                 "receiver": r["receiver"],
-                "target": r["target_label"],
+                # a label is a masked URL already; mask_url again is strict either way
+                "target": mask_url(r["target_label"] or ""),
                 "kind": r["kind"],
                 "title": r["title"],
                 "attempts": r["attempts"],
@@ -66,7 +82,7 @@ def alert_listing(store: Store, now: datetime) -> dict[str, Any]:
                 "last_error": r["last_error"],
             }
         )
-    return {"alerts": alerts, "outbox": outbox}
+    return masked({"alerts": alerts, "outbox": outbox}, secrets)
 
 
 def listing_text(listing: dict[str, Any]) -> str:
@@ -118,7 +134,10 @@ def add_silence(
     return sid
 
 
-def silence_listing(store: Store, now: datetime) -> list[dict[str, Any]]:
+def silence_listing(
+    store: Store, now: datetime, secrets: Iterable[str] = ()
+) -> list[dict[str, Any]]:
+    """Silences, active first, masked."""
     out = []
     for s in load_silences(store):
         out.append(
@@ -132,7 +151,7 @@ def silence_listing(store: Store, now: datetime) -> list[dict[str, Any]]:
                 "created_by": s["created_by"],
             }
         )
-    return sorted(out, key=lambda s: (not s["active"], s["ends_at"]))
+    return masked(sorted(out, key=lambda s: (not s["active"], s["ends_at"])), secrets)
 
 
 def expire_silence(store: Store, sid: str, now: datetime) -> bool:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rulesengine.durations import parse_duration
 from rulesengine.errors import KeyPath, ProblemList, did_you_mean
+from rulesengine.masking import mask_text, mask_url
 from rulesengine.spec.semantic import _dict, _list, _str, check_ref, check_timezone
 
 WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]  # as AM
@@ -30,65 +32,83 @@ MONTHS = [
 ]
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+@contextmanager
+def _apprise_quiet() -> Iterator[None]:
+    """Apprise logs why a URL is invalid, quoting its tokens: nothing of that may
+    reach a handler while we validate (its messages are never shown, not even masked)."""
+    log = logging.getLogger("apprise")
+    was = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = was
 
 
 def apprise_problem(url: str, secrets: Iterable[str] = ()) -> str | None:
-    """Why Apprise cannot use ``url``, or None. Never echoes the URL or a secret."""
-    import apprise
-
-    log = logging.getLogger("apprise")
-    capture = _Capture()
-    log.addHandler(capture)
-    old_propagate, log.propagate = log.propagate, False
-    try:
-        plugin = apprise.Apprise.instantiate(url)
-    finally:
-        log.removeHandler(capture)
-        log.propagate = old_propagate
-    if plugin is not None:
-        return None
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    # Apprise's own messages may quote the whole URL: keep only those that do not
-    reasons = [
-        m
-        for m in capture.messages
-        if not m.startswith("Could not load")
-        and "Unparseable" not in m
-        and "Unsupported" not in m
-        and url not in m
-    ]
-    reason = reasons[0] if reasons else ""
-    for secret in secrets:
-        if secret:
-            reason = reason.replace(secret, "***")
-    if "://" not in url:
+    """Why Apprise cannot use ``url``, or None: in our own words, with the URL masked.
+    Apprise's own messages are never used, as they may quote a token."""
+    scheme = url.split("://", 1)[0].strip() if "://" in url else ""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9+.\-]{0,31}", scheme):  # no scheme to name
         return "not an Apprise URL: expected scheme://…, e.g. slack://…, mailto://…, json://…"
-    what = f"not a valid Apprise URL for scheme '{scheme}'"
-    if reason:
-        return f"{what}: {reason.strip()}"
+    if not _known_scheme(scheme) and scheme.lower() in _DISABLED:
+        return (
+            f"Apprise cannot send '{scheme}://' notifications on this machine "
+            "(the library or desktop service they need is missing)"
+        )
     if not _known_scheme(scheme):
         return f"unknown Apprise scheme '{scheme}://'{did_you_mean(scheme, _schemes())}"
-    return f"{what}: incomplete or malformed; see the Apprise wiki for the {scheme}:// format"
+    import apprise
+
+    with _apprise_quiet():
+        try:
+            plugin = apprise.Apprise.instantiate(url)
+        except Exception:  # a plugin bug is an invalid URL too; its text is not shown
+            plugin = None
+    if plugin is not None:
+        return None
+    hint = _template(scheme)
+    return (
+        f"not a valid Apprise URL for scheme '{scheme}': {mask_text(mask_url(url), secrets)} "
+        "has a missing or malformed token, host or target"
+        + (f"; expected a form like {hint}" if hint else "")
+    )
 
 
 _SCHEMES: list[str] = []
+_TEMPLATES: dict[str, str] = {}
+_DISABLED: set[str] = set()  # known to Apprise, but a library they need is missing
+
+
+def _details() -> None:
+    import apprise
+
+    with _apprise_quiet():
+        schemas = apprise.Apprise().details(show_disabled=True).get("schemas", [])
+    for plugin in schemas:
+        templates = plugin.get("details", {}).get("templates") or ()
+        for key in ("protocols", "secure_protocols"):
+            value = plugin.get(key) or []
+            for proto in [value] if isinstance(value, str) else value:
+                if proto and plugin.get("enabled", True) is False:
+                    _DISABLED.add(proto.lower())
+                elif proto:
+                    _SCHEMES.append(proto)
+                    if templates:
+                        _TEMPLATES.setdefault(proto.lower(), templates[0])
 
 
 def _schemes() -> list[str]:
     if not _SCHEMES:
-        import apprise
-
-        for plugin in apprise.Apprise().details().get("schemas", []):
-            for key in ("protocols", "secure_protocols"):
-                _SCHEMES.extend(p for p in plugin.get(key) or [] if p)
+        _details()
     return _SCHEMES
+
+
+def _template(scheme: str) -> str | None:
+    """Apprise's first URL template for ``scheme``: static text, never user data."""
+    _schemes()
+    template = _TEMPLATES.get(scheme.lower())
+    return template.replace("{schema}", scheme.lower()) if template else None
 
 
 def _known_scheme(scheme: str) -> bool:
@@ -114,9 +134,11 @@ def check_engine(data: Any, problems: ProblemList, root: Path, secrets: Iterable
                 if why:
                     problems.add((*upath, i), why)
         config = _str(receiver, "config")
-        if config is not None and "://" not in config and not (root / config).is_file():
+        if config is not None and "://" not in config and not _is_file(root / config):
             problems.add(
-                (*path, "config"), f"Apprise config file '{config}' not found (relative to {root})"
+                (*path, "config"),
+                f"Apprise config file '{mask_text(config, secrets)}' not found "
+                f"(relative to {root})",
             )
         if isinstance(receiver, dict):
             for key in ("title", "body"):
@@ -224,3 +246,11 @@ def _span(first: str, last: str) -> str:
 def _check_template(problems: ProblemList, text: Any, path: KeyPath) -> None:
     if isinstance(text, str) and not string.Template(text).is_valid():
         problems.add(path, "invalid template: write $name or ${name}, and $$ for a literal $")
+
+
+def _is_file(path: Path) -> bool:
+    """A name the OS refuses (too long, say) has its own schema message; not ours."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return True

@@ -76,3 +76,28 @@ def test_engine_templates_keep_their_fields(tmp_path):
     assert config.engine.templates.title == "${severity} $model"
     assert config.engine.receivers["r"].body == "${value}"
     assert [m.model for m in config.models] == ["m"]  # engine.yaml alone finds its models
+
+
+def test_no_part_of_a_substituted_url_shows_in_any_problem(tmp_path):
+    """The loader knows the whole URL from the environment as a secret; Apprise's
+    messages quote a part of it (a token), and ours must not."""
+    from rulesengine.spec.loader import load_report
+
+    token = "Fk3partOFurlSECRET"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.yaml").write_text(
+        "version: 1\nmodel: m\nsources: {s: {path: x.parquet}}\n"
+    )
+    (tmp_path / "engine.yaml").write_text(
+        'version: 1\nreceivers:\n  a: ["${FLOCK_URL}"]\n  b: ["${SLACK_URL}"]\n'
+        "routes:\n  - {receivers: [a, b]}\n"
+    )
+    env = {"FLOCK_URL": f"flock://{token}!!/", "SLACK_URL": f"slack://T0/{token}/#c"}
+    report = load_report([tmp_path], env)
+    rendered = [p.render() for p in report.problems]
+    flock, slack = rendered
+    assert "receivers.a[0]: not a valid Apprise URL for scheme 'flock': flock://***/ " in flock
+    assert (
+        "receivers.b[0]: not a valid Apprise URL for scheme 'slack': slack://***/***/#***" in slack
+    )
+    assert not [r for r in rendered if token[:6] in r or token[-6:] in r]
