@@ -5,10 +5,16 @@ backoff, so a cron-style run delivers what an earlier one could not), evaluate,
 track alert states and queue notifications in one transaction, then deliver,
 retrying failures for at most ``delivery.run_budget`` (10 s by default) and
 leaving the rest in the outbox for the next run or the daemon.
+
+A store that cannot be used (corrupt, unreadable, from a newer rulesengine) does
+not stop the evaluation: the results are returned with ``store_error`` set, and
+the command line prints them before reporting the error (exit code 5).
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +27,8 @@ from rulesengine.spec.model import Config
 if TYPE_CHECKING:  # alerting is imported only by runs that notify
     from rulesengine.alerting.delivery import DeliveryReport, Notifier
     from rulesengine.alerting.tracker import ProcessReport
+    from rulesengine.errors import StoreError
+    from rulesengine.store import Store
 
 
 @dataclass
@@ -29,6 +37,7 @@ class RunOutcome:
     retried: DeliveryReport | None = None
     process: ProcessReport | None = None
     delivery: DeliveryReport | None = None
+    store_error: StoreError | None = None  # alerting stopped here; results still hold
 
     def delivery_summary(self) -> str:
         reports = [r for r in (self.retried, self.delivery) if r is not None]
@@ -39,6 +48,9 @@ class RunOutcome:
         line = f"notifications: {queued} queued, {sent} sent"
         if pending:
             line += f", {pending} still pending (left in the outbox for the next run or the daemon)"
+        leased = self.delivery.leased if self.delivery else 0
+        if leased:
+            line += f", {leased} of them being sent by another process"
         if gave_up:
             line += f", {gave_up} given up (past their deadline)"
         return line
@@ -62,14 +74,39 @@ def run_once(
         return RunOutcome(evaluate(config, at))
     from rulesengine.alerting.delivery import AppriseNotifier, deliver
     from rulesengine.alerting.tracker import process
+    from rulesengine.errors import StoreError
     from rulesengine.store import Store
 
     notifier = notifier or AppriseNotifier()
     engine = config.engine
-    with Store(engine.state) as store:
-        retried = deliver(store, engine, notifier, clock=clock, retry_all=True)
-        models = evaluate(config, at)
-        report = process(store, config, models, at, flush=True, queued_at=clock())
-        seconds = engine.delivery.run_budget.total_seconds() if budget is None else budget
-        delivered = deliver(store, engine, notifier, clock=clock, budget=seconds)
-    return RunOutcome(models, retried, report, delivered)
+    outcome = RunOutcome([])
+    store: Store | None = None
+    try:
+        try:
+            store = Store(engine.state)
+            with store.guard():
+                outcome.retried = deliver(store, engine, notifier, clock=clock, retry_all=True)
+        except StoreError as exc:
+            outcome.store_error = exc
+        # the evaluation needs no store: its results are printed whatever the store's state
+        outcome.models = evaluate(config, at)
+        if store is None or outcome.store_error is not None:
+            return outcome
+        try:
+            with store.guard():
+                outcome.process = process(
+                    store, config, outcome.models, at, flush=True, queued_at=clock()
+                )
+                seconds = engine.delivery.run_budget.total_seconds() if budget is None else budget
+                outcome.delivery = deliver(store, engine, notifier, clock=clock, budget=seconds)
+        except StoreError as exc:
+            outcome.store_error = exc
+        return outcome
+    finally:
+        if store is not None:
+            _close(store)
+
+
+def _close(store: Store) -> None:
+    with contextlib.suppress(sqlite3.Error):  # a broken file's error is already reported
+        store.close()

@@ -1,33 +1,113 @@
 """Delivery through Apprise, from a persistent outbox.
 
-Every notification is first an outbox row per target URL (its SHA-256, never the
-URL: secrets stay in the environment). Sending takes the URL from the current
-config, bounds each attempt with a timeout, retries with exponential backoff until
-the row's deadline, and records each target's outcome on its own row, so one
-failing receiver never holds up another. Delivery is at least once: a crash
-between sending and recording the success sends that notification again.
+Every notification is first an outbox row per target URL (a keyed fingerprint of
+it, never the URL: secrets stay in the environment). Sending takes the URL from
+the current config, bounds each attempt with a timeout, retries with exponential
+backoff until the row's deadline, and records each target's outcome on its own
+row, so one failing receiver never holds up another.
+
+Any number of processes may deliver from one store at once: a row is claimed
+with a lease (``lease_owner``, ``lease_until``) in one ``BEGIN IMMEDIATE``
+transaction before it is sent, and only its claimer sends it. The lease lasts
+the send timeout plus :data:`LEASE_MARGIN`, so a process killed mid-send holds
+its row only that long; then another process retries it. On the same host (and
+PID namespace) a lease whose owner process is gone is free at once. Delivery is at least
+once: a crash between sending and recording the success sends that
+notification again (once per crash, as a process holds one row at a time).
+
+Fingerprints are ``hmac-sha256:`` + HMAC-SHA256(store key, URL), with a random
+key made once per store (``meta`` table): a hash of a guessed URL matches
+nothing, and one URL fingerprints differently in every store. Rows queued
+before this scheme hold a bare SHA-256; the next delivery re-keys the pending
+ones it can match to a configured URL and fails the rest as "no longer in the
+config" (their migration already wiped the hash of finished rows).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from rulesengine.masking import mask_url
 from rulesengine.spec.model import DeliverySpec, EngineSpec
 from rulesengine.store import Store, now_text, parse_ts
 
+__all__ = ["AppriseNotifier", "DeliveryReport", "Notifier", "deliver", "enqueue", "mask_url"]
+
 log = logging.getLogger("rulesengine.delivery")
 
+FINGERPRINT = "hmac-sha256:"
+LEASE_MARGIN = timedelta(seconds=5)  # recording an outcome after the send, with room
+GONE = "receiver or URL no longer in the config"
 
-def target_id(url: str) -> str:
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot), to tell it from a later
+    process with the same id: None if there is no such process (or only its
+    zombie), "" if this system cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return None
+        try:  # no /proc: ask the kernel whether the id is in use
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 onwards
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _lease_owner() -> str:
+    """Who holds a lease: host, PID namespace, pid, its start time, and a nonce."""
+    pid = os.getpid()
+    tag = [socket.gethostname(), _pid_namespace(), str(pid), _start_time(pid) or ""]
+    return "|".join([*tag, uuid.uuid4().hex[:12]])
+
+
+def _owner_gone(owner: str | None) -> bool:
+    """True only when ``owner`` surely died: a process of this host and PID
+    namespace that no longer runs. Anything else waits for the lease to end."""
+    parts = (owner or "").split("|")
+    if len(parts) != 5 or parts[0] != socket.gethostname() or parts[1] != _pid_namespace():
+        return False
+    if not parts[2].isdigit():
+        return False
+    now = _start_time(int(parts[2]))
+    return now is None or bool(parts[3] and now and now != parts[3])
+
+
+def target_id(url: str, key: bytes) -> str:
+    """The outbox fingerprint of ``url`` under a store's key."""
+    return FINGERPRINT + hmac.new(key, url.encode(), hashlib.sha256).hexdigest()
+
+
+def _legacy_target_id(url: str) -> str:
+    # what rows queued before schema 3 hold; only used to re-key them
     return hashlib.sha256(url.encode()).hexdigest()
 
 
@@ -71,7 +151,8 @@ class DeliveryReport:
     sent: int = 0
     failed_attempts: int = 0
     gave_up: int = 0
-    pending: int = 0
+    pending: int = 0  # rows still pending at the end, including ``leased``
+    leased: int = 0  # of those, rows another process is sending right now
     errors: list[str] = field(default_factory=list)
 
 
@@ -91,6 +172,7 @@ def enqueue(
     if spec is None:
         return 0
     deadline = now + engine.delivery.deadline
+    key = store.outbox_key
     n = 0
     for url in receiver_urls(engine, receiver):
         store.db.execute(
@@ -99,7 +181,7 @@ def enqueue(
             (
                 group_key,
                 receiver,
-                target_id(url),
+                target_id(url, key),
                 mask_url(url),
                 kind,
                 title,
@@ -147,31 +229,28 @@ def deliver(
 ) -> DeliveryReport:
     """Send what is due in the outbox. ``retry_all`` first tries every pending row
     whatever its backoff. With a ``budget`` (seconds), keep retrying failures until
-    it is spent; otherwise make one pass."""
+    it is spent; otherwise make one pass. Rows another process holds are left to it."""
     report = DeliveryReport()
+    owner = _lease_owner()
+    lease = engine.delivery.timeout + LEASE_MARGIN
+    # lets the claim's SQL free the leases of processes that died mid-send
+    store.db.create_function("owner_gone", 1, _owner_gone)
+    _rekey_legacy(store, engine, report)
     started = clock()
     first = True
     while True:
-        now = clock()
-        if first and retry_all:
-            due = store.rows("SELECT * FROM outbox WHERE state='pending' ORDER BY id")
-        else:
-            due = store.rows(
-                "SELECT * FROM outbox WHERE state='pending' AND next_attempt_at <= ? ORDER BY id",
-                now_text(now),
-            )
+        # one pass walks the rows in id order, each claimed just before its send
+        last_id = 0
+        while (
+            row := _claim(store, owner, clock(), lease, last_id, first and retry_all)
+        ) is not None:
+            last_id = row["id"]
+            _attempt(store, engine, notifier, row, clock(), report, owner)
         first = False
-        for row in due:
-            _attempt(store, engine, notifier, row, clock(), report)
-        pending = store.rows("SELECT next_attempt_at FROM outbox WHERE state='pending'")
-        report.pending = len(pending)
-        if not pending or budget is None:
+        wait = _until_due(store, clock(), report)
+        if wait is None or budget is None:
             break
         left = budget - (clock() - started).total_seconds()
-        wait = min(
-            (parse_ts(r["next_attempt_at"]) - clock()).total_seconds()  # type: ignore[operator]
-            for r in pending
-        )
         if left <= 0 or wait > left:
             break
         if wait > 0:
@@ -179,14 +258,95 @@ def deliver(
     return report
 
 
-def _give_up(
-    store: Store, row: sqlite3.Row, attempts: int, error: str, report: DeliveryReport
-) -> None:
+def _claim(
+    store: Store, owner: str, now: datetime, lease: timedelta, after: int, any_time: bool
+) -> sqlite3.Row | None:
+    """Lease the next due row after ``after`` to ``owner``, in one transaction, so
+    that no other process can send it; None when there is none."""
     with store.transaction():
-        store.db.execute(
-            "UPDATE outbox SET state='failed', attempts=?, last_error=? WHERE id=?",
-            (attempts, error, row["id"]),
+        claimed = store.db.execute(
+            "UPDATE outbox SET lease_owner=?, lease_until=? WHERE id = ("
+            " SELECT id FROM outbox WHERE state='pending' AND id > ?"
+            " AND (? OR next_attempt_at <= ?)"
+            " AND (lease_until IS NULL OR lease_until <= ? OR owner_gone(lease_owner))"
+            " ORDER BY id LIMIT 1) RETURNING *",
+            (owner, now_text(now + lease), after, any_time, now_text(now), now_text(now)),
+        ).fetchall()  # every row read before COMMIT
+    return claimed[0] if claimed else None
+
+
+def _until_due(store: Store, now: datetime, report: DeliveryReport) -> float | None:
+    """Seconds until the next pending row may be tried (a row leased by another
+    process counts from its lease's end); None if nothing is pending."""
+    pending = store.rows(
+        "SELECT next_attempt_at, lease_until, lease_owner FROM outbox WHERE state='pending'"
+    )
+    report.pending = len(pending)
+    report.leased = 0
+    if not pending:
+        return None
+    stamp = now_text(now)
+    times = []
+    for r in pending:
+        due = r["next_attempt_at"]
+        lease = r["lease_until"]
+        if lease is not None and lease > stamp and not _owner_gone(r["lease_owner"]):
+            report.leased += 1
+            due = max(due, lease)
+        times.append((parse_ts(due) - now).total_seconds())  # type: ignore[operator]
+    return min(times)
+
+
+def _rekey_legacy(store: Store, engine: EngineSpec, report: DeliveryReport) -> None:
+    """Give pending rows from before keyed fingerprints (a bare SHA-256) the keyed
+    one of the configured URL they match; fail those that match none."""
+    legacy_sql = (
+        "SELECT id, receiver, target FROM outbox WHERE state='pending' AND target != ''"
+        " AND target NOT LIKE 'hmac-sha256:%'"
+    )
+    if not store.rows(legacy_sql):
+        return
+    key = store.outbox_key
+    with store.transaction():
+        # read again under the write lock: another process may have re-keyed them
+        for r in store.db.execute(legacy_sql).fetchall():
+            known = r["receiver"] in engine.receivers
+            urls = receiver_urls(engine, r["receiver"]) if known else []
+            url = next((u for u in urls if _legacy_target_id(u) == r["target"]), None)
+            if url is not None:
+                store.db.execute(
+                    "UPDATE outbox SET target=? WHERE id=?", (target_id(url, key), r["id"])
+                )
+                continue
+            store.db.execute(
+                "UPDATE outbox SET state='failed', target='', last_error=? WHERE id=?",
+                (GONE, r["id"]),
+            )
+            report.gave_up += 1
+            log.warning("dropped notification %s: its receiver or URL left the config", r["id"])
+
+
+def _finish(store: Store, row: sqlite3.Row, owner: str, sql: str, *args: object) -> None:
+    """Record a claimed row's outcome and release its lease. ``sql`` sets columns."""
+    with store.transaction():
+        cur = store.db.execute(
+            f"UPDATE outbox SET {sql}, lease_owner=NULL, lease_until=NULL"
+            " WHERE id=? AND lease_owner=?",
+            (*args, row["id"], owner),
         )
+    if cur.rowcount == 0:  # held past its lease: another process may send it again
+        log.warning("notification %s outlived its lease; it may be sent twice", row["id"])
+
+
+def _give_up(
+    store: Store,
+    row: sqlite3.Row,
+    owner: str,
+    attempts: int,
+    error: str,
+    report: DeliveryReport,
+) -> None:
+    _finish(store, row, owner, "state='failed', attempts=?, last_error=?", attempts, error)
     report.gave_up += 1
     log.error(
         "giving up on notification %s to %s (%s) after %d attempt(s): %s",
@@ -198,6 +358,14 @@ def _give_up(
     )
 
 
+def _url_of(store: Store, engine: EngineSpec, row: sqlite3.Row) -> str | None:
+    if row["receiver"] not in engine.receivers:
+        return None
+    key = store.outbox_key
+    urls = receiver_urls(engine, row["receiver"])
+    return next((u for u in urls if hmac.compare_digest(target_id(u, key), row["target"])), None)
+
+
 def _attempt(
     store: Store,
     engine: EngineSpec,
@@ -205,24 +373,16 @@ def _attempt(
     row: sqlite3.Row,
     now: datetime,
     report: DeliveryReport,
+    owner: str,
 ) -> None:
     attempts = row["attempts"]
     deadline = parse_ts(row["deadline"])
     if deadline is not None and now > deadline:
-        _give_up(store, row, attempts, row["last_error"] or "past its deadline", report)
+        _give_up(store, row, owner, attempts, row["last_error"] or "past its deadline", report)
         return
-    url = None
-    if row["receiver"] in engine.receivers:
-        url = next(
-            (u for u in receiver_urls(engine, row["receiver"]) if target_id(u) == row["target"]),
-            None,
-        )
+    url = _url_of(store, engine, row)
     if url is None:
-        with store.transaction():
-            store.db.execute(
-                "UPDATE outbox SET state='failed', last_error=? WHERE id=?",
-                ("receiver or URL no longer in the config", row["id"]),
-            )
+        _finish(store, row, owner, "state='failed', last_error=?", GONE)
         report.gave_up += 1
         log.warning(
             "dropped notification %s for %s: its receiver or URL left the config",
@@ -237,11 +397,8 @@ def _attempt(
         error = f"{type(exc).__name__}"
     attempts += 1
     if error is None:
-        with store.transaction():
-            store.db.execute(
-                "UPDATE outbox SET state='sent', attempts=?, sent_at=?, last_error=NULL WHERE id=?",
-                (attempts, now_text(now), row["id"]),
-            )
+        sql = "state='sent', attempts=?, sent_at=?, last_error=NULL"
+        _finish(store, row, owner, sql, attempts, now_text(now))
         report.sent += 1
         return
     report.failed_attempts += 1
@@ -249,13 +406,10 @@ def _attempt(
     report.errors.append(f"{row['receiver']}: {label}: {error}")
     nxt = now + _backoff(engine.delivery, attempts)
     if deadline is not None and nxt > deadline:
-        _give_up(store, row, attempts, error, report)
+        _give_up(store, row, owner, attempts, error, report)
         return
-    with store.transaction():
-        store.db.execute(
-            "UPDATE outbox SET attempts=?, next_attempt_at=?, last_error=? WHERE id=?",
-            (attempts, now_text(nxt), error, row["id"]),
-        )
+    sql = "attempts=?, next_attempt_at=?, last_error=?"
+    _finish(store, row, owner, sql, attempts, now_text(nxt), error)
     log.warning(
         "notification %s to %s (%s) failed (attempt %d), retrying at %s: %s",
         row["id"],

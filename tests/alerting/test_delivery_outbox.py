@@ -6,13 +6,17 @@ network."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import sqlite3
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alerting_harness import T0, RecordingNotifier, alerting_factory
 
 from rulesengine.alerting.delivery import deliver, enqueue, mask_url, target_id
+from rulesengine.store import MIGRATIONS, Store
 
 
 @pytest.fixture
@@ -115,8 +119,10 @@ def test_process_queues_one_row_per_target_and_never_stores_urls(h):
         ("ops", "firing", "sent"),
         ("ops", "firing", "sent"),
     ]
+    key = h.store.outbox_key
     assert [r["target"] for r in outbox] == [
-        hashlib.sha256(u.encode()).hexdigest() for u in (SLACK, OPS_PASSWORD, OPS_HEADER)
+        "hmac-sha256:" + hmac.new(key, u.encode(), hashlib.sha256).hexdigest()
+        for u in (SLACK, OPS_PASSWORD, OPS_HEADER)
     ]
     assert outbox[0]["title"] == "[FIRING] fraud / nulls (critical)"
     assert seconds(outbox[0], "deadline") == 180
@@ -126,7 +132,7 @@ def test_process_queues_one_row_per_target_and_never_stores_urls(h):
     dump = "\n".join(h.store.db.iterdump())
     for secret in SECRETS:
         assert secret not in dump
-    assert "ops:****@localhost/ops" in outbox[1]["target_label"]
+    assert "@localhost/" in outbox[1]["target_label"]
     assert "Authorization=***" in outbox[2]["target_label"]
 
 
@@ -271,7 +277,7 @@ def test_errors_and_logs_show_masked_urls_only(h, notifier, clock, caplog):
     for line in errors + [r.getMessage() for r in caplog.records]:
         for secret in SECRETS:
             assert secret not in line
-    assert any("ops:****@localhost" in e and e.endswith("refused") for e in errors)
+    assert any("@localhost/" in e and e.endswith("refused") for e in errors)
     assert any("Authorization=***" in e and "timed out" in e for e in errors)
     assert any(r.levelno == logging.ERROR and "giving up" in r.getMessage() for r in caplog.records)
 
@@ -279,7 +285,7 @@ def test_errors_and_logs_show_masked_urls_only(h, notifier, clock, caplog):
 @pytest.mark.parametrize(
     ("url", "hidden", "shown"),
     [
-        (OPS_PASSWORD, "hunter2", "ops:****@localhost/ops"),
+        (OPS_PASSWORD, "hunter2", "@localhost/"),
         (OPS_HEADER, "s3cr3t", "Authorization=***"),
         ("json://localhost/x?+X-Api-Key=abcd1234", "abcd1234", "X-Api-Key=***"),
         ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#ml", "TIiajkdnlazkcOXrIdevi7FQ", "slack://"),
@@ -291,5 +297,100 @@ def test_mask_url(url, hidden, shown):
     assert hidden not in masked and shown in masked
 
 
-def test_target_id_is_the_sha256_of_the_url():
-    assert target_id(SLACK) == hashlib.sha256(SLACK.encode()).hexdigest()
+def test_target_id_is_keyed_never_a_bare_hash_of_the_url():
+    key = bytes(range(32))
+    expected = hmac.new(key, SLACK.encode(), hashlib.sha256).hexdigest()
+    assert target_id(SLACK, key) == "hmac-sha256:" + expected
+    assert target_id(SLACK, bytes(32)) != target_id(SLACK, key)
+    assert hashlib.sha256(SLACK.encode()).hexdigest() not in target_id(SLACK, key)
+
+
+# ---------------------------------------------------------------- fingerprints
+
+GUESSES = ("password", "123456", "letmein", "hunter2", "admin")
+
+
+def _store_bytes(h) -> bytes:
+    """Every byte SQLite keeps for this store: the file, its WAL and shared memory."""
+    path = Path(h.config.engine.state)
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*") if p.is_file())
+
+
+def _bare_hashes(url: str) -> list[str]:
+    data = url.encode()
+    return [hashlib.new(a, data).hexdigest() for a in ("sha256", "sha1", "md5", "sha512")]
+
+
+def test_a_dictionary_of_hashed_guesses_matches_nothing_in_the_store(h, notifier, clock):
+    h.step(0, h.result("nulls", 0.02))  # three rows, sent
+    notifier.failing["hunter2"] = "down"
+    queue(h, "ops")  # two more, one left pending
+    run(h, notifier, clock)
+    candidates = [f"json://ops:{w}@localhost/ops" for w in GUESSES] + [SLACK, OPS_HEADER]
+    dump = "\n".join(h.store.db.iterdump())
+    targets = [r["target"] for r in rows(h)]
+    assert all(t.startswith("hmac-sha256:") for t in targets)
+    h.store.close()
+    raw = _store_bytes(h)
+    for url in candidates:
+        for digest in _bare_hashes(url):
+            assert digest not in dump and digest.encode() not in raw
+            assert not any(digest in t for t in targets)
+    h.store = Store(h.config.engine.state)
+
+
+def _legacy_store(path: Path, rows_: list[tuple[str, str, str]]) -> None:
+    """A store as rulesengine wrote it before keyed fingerprints (schema 2), with
+    outbox rows ``(receiver, url, state)`` holding the URL's bare SHA-256."""
+    for p in path.parent.glob(path.name + "*"):
+        p.unlink()
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    for script in MIGRATIONS[:2]:
+        con.executescript(script)
+    con.execute("PRAGMA user_version=2")
+    for receiver, url, state in rows_:
+        con.execute(
+            "INSERT INTO outbox (group_key, receiver, target, target_label, kind, title, body,"
+            " created_at, deadline, next_attempt_at, state) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            ("g", receiver, hashlib.sha256(url.encode()).hexdigest(), "label", "firing",
+             f"old {receiver}", "body", T0.isoformat(), (T0 + timedelta(hours=1)).isoformat(),
+             T0.isoformat(), state),
+        )  # fmt: skip
+    con.commit()
+    con.close()
+
+
+def test_rows_from_before_keyed_fingerprints_are_rekeyed_or_dropped(h, notifier, clock):
+    path = Path(h.config.engine.state)
+    gone = "json://ops:oldpassword@localhost/ops"  # rotated since it was queued
+    h.store.close()
+    _legacy_store(
+        path, [("slack", SLACK, "pending"), ("ops", OPS_PASSWORD, "sent"), ("ops", gone, "pending")]
+    )
+    h.restart()  # migrates to the current schema
+    assert [r["target"] == "" for r in rows(h)] == [False, True, False]  # finished: wiped
+    report = run(h, notifier, clock)
+    assert [s.url for s in notifier.sent] == [SLACK]
+    assert (report.sent, report.gave_up) == (1, 1)
+    after = rows(h)
+    assert [(r["state"], r["last_error"]) for r in after] == [
+        ("sent", None),
+        ("sent", None),
+        ("failed", "receiver or URL no longer in the config"),
+    ]
+    assert after[0]["target"] == target_id(SLACK, h.store.outbox_key)
+    assert [r["target"] for r in after[1:]] == ["", ""]
+    h.store.close()
+    raw = _store_bytes(h)
+    for url in (SLACK, OPS_PASSWORD, gone):
+        assert hashlib.sha256(url.encode()).hexdigest().encode() not in raw
+    h.store = Store(h.config.engine.state)
+
+
+def test_two_stores_fingerprint_one_url_differently(h, tmp_path):
+    other = Store(tmp_path / "other.db")
+    try:
+        assert target_id(SLACK, other.outbox_key) != target_id(SLACK, h.store.outbox_key)
+    finally:
+        other.close()
