@@ -30,29 +30,52 @@ from rulesengine.compile.plan import (
     compile_model,
     first_line,
     plan_phase,
+    root_names,
 )
-from rulesengine.errors import DataError
 from rulesengine.monitors.base import ROWS_BY, SEGMENTS, Scored, Undefined
 from rulesengine.results import ModelResults, Result
-from rulesengine.sources import file_schema, local_files
+from rulesengine.sources import POLARS_ERRORS, bad_file
 from rulesengine.spec.model import Config, ModelSpec, Thresholds
+from rulesengine.spec.sql import compile_sql
 
 Segment = tuple[Any, ...]
 
 
-def _culprit(model: ModelSpec, q: Query, message: str) -> str:
-    """Name the unreadable file behind a failed query when Polars did not."""
-    names = [q.frame.source] + ([q.frame.join.source] if q.frame.join else [])
-    for name in names:
-        source = model.sources[name]
-        for path in local_files(source) or []:
-            if path in message:
-                return f"source '{name}': cannot read {path}: {message}"
-            try:
-                file_schema(source, path)
-            except DataError as exc:
-                return str(exc)
-    return message
+def _columns(model: ModelSpec, q: Query, exprs: list[pl.Expr]) -> list[str]:
+    """The columns a query (or some of its aggregates) reads from its sources."""
+    frame = q.frame
+    keys = [*q.group_keys, *([q.by] if q.by is not None else [])]
+    names = set(root_names([*exprs, *keys]))
+    if frame.filter:
+        names.update(root_names([compile_sql(frame.filter).expr]))
+    for name in [frame.source] + ([frame.join.source] if frame.join else []):
+        ts = model.sources[name].timestamp
+        names.update([ts] if ts else [])
+    names.update(frame.join.on if frame.join else ())
+    return sorted(names)
+
+
+class _Culprits:
+    """Names the file behind a failed query or aggregate: each file of the query's
+    sources is read alone (see :func:`bad_file`); remembered per source and columns,
+    so a second failing aggregate over the same columns reads nothing."""
+
+    def __init__(self, model: ModelSpec | None) -> None:
+        self.model = model
+        self.found: dict[tuple[str, tuple[str, ...]], str | None] = {}
+
+    def __call__(self, q: Query, message: str, exprs: list[pl.Expr]) -> str:
+        if self.model is None:
+            return message
+        columns = tuple(_columns(self.model, q, exprs))
+        names = [q.frame.source] + ([q.frame.join.source] if q.frame.join else [])
+        for name in names:
+            key = (name, columns)
+            if key not in self.found:
+                self.found[key] = bad_file(self.model.sources[name], columns)
+            if self.found[key]:
+                return self.found[key]  # type: ignore[return-value]
+        return message
 
 
 def execute(queries: list[Query], model: ModelSpec | None = None) -> list[pl.DataFrame | str]:
@@ -62,31 +85,35 @@ def execute(queries: list[Query], model: ModelSpec | None = None) -> list[pl.Dat
     segment) run together on the streaming engine, first, while nothing else is
     held; all others then together on the in-memory engine, whose shared scan they
     reuse. Kept in the in-memory batch, a key of strings made that scan hold whole
-    string columns."""
+    string columns. A failure (a Polars panic too) is retried query by query, then
+    aggregate by aggregate, and its message names the file that fails alone."""
     if not queries:
         return []
     batches = ([q for q in queries if q.by is not None], [q for q in queries if q.by is None])
     done: dict[int, pl.DataFrame | str] = {}
+    culprit = _Culprits(model)
     for batch, engine in zip(batches, ("streaming", "in-memory"), strict=True):
         if not batch:
             continue
         try:
             frames = pl.collect_all([q.lazy for q in batch], engine=engine)  # type: ignore[misc]
-        except Exception:
-            frames = [_alone(q, model) for q in batch]
+        except POLARS_ERRORS:
+            frames = [_alone(q, culprit) for q in batch]
         done.update((id(q), f) for q, f in zip(batch, frames, strict=True))
     return [done[id(q)] for q in queries]
 
 
-def _alone(q: Query, model: ModelSpec | None) -> pl.DataFrame | str:
+def _alone(q: Query, culprit: _Culprits) -> pl.DataFrame | str:
     """One query collected on its own, then aggregate by aggregate (``Query.split``)."""
     try:
         return q.lazy.collect(engine="in-memory")  # type: ignore[union-attr]
-    except Exception:
+    except POLARS_ERRORS:
         pass
     split = q.split()
-    if isinstance(split, str) and model is not None:
-        split = _culprit(model, q, split)
+    if isinstance(split, str):
+        return culprit(q, split, [])
+    for name, message in q.failed.items():
+        q.failed[name] = culprit(q, message, [q.aggs[name]])
     return split
 
 
@@ -216,6 +243,16 @@ def status_for(value: float | None, thresholds: Thresholds) -> str:
     return "ok"
 
 
+def _failed(queries: list[Query], b: Binding) -> str | None:
+    """Why one of a binding's aggregates failed (``Query.failed``), if one did."""
+    for i, names in ((b.overall, b.names), (b.segmented, b.segmented_names)):
+        q = queries[i] if i is not None else None
+        bad = [q.failed[n] for n in names.values() if q and n in q.failed]
+        if bad:
+            return bad[0]
+    return None
+
+
 class _Scorer:
     def __init__(self, plan: Plan, queries: list[Query], frames: list[pl.DataFrame | str]):
         self.plan = plan
@@ -258,12 +295,7 @@ class _Scorer:
             for i in (b.overall, b.segmented)
             if i is not None and isinstance(self.frame(i), str)
         ]
-        for b in mp.bindings:
-            for i, names in ((b.overall, b.names), (b.segmented, b.segmented_names)):
-                q = self.queries[i] if i is not None else None
-                bad = [q.failed[n] for n in names.values() if q and n in q.failed]
-                if bad:
-                    failed.append(bad[0])
+        failed.extend(f for f in (_failed(self.queries, b) for b in mp.bindings) if f)
         if failed:
             return [Result(**base, **window, status="error", details={"error": failed[0]})]
         per_role: dict[str, tuple[dict[Segment, dict], dict[Segment, dict] | None]] = {}
@@ -325,7 +357,7 @@ class _Scorer:
             scored_all = mp.type.score_all(m, values, rows, self.plan.ctx, segment)
         except Undefined as exc:
             scored_all = [Scored(None, {"reason": str(exc)}, "insufficient_data")]
-        except Exception as exc:  # a scoring bug must not hide the other results
+        except POLARS_ERRORS as exc:  # a scoring bug must not hide the other results
             scored_all = [Scored(None, {"error": first_line(exc)}, "error")]
         out = []
         for scored in scored_all:
@@ -359,6 +391,10 @@ def _prepare(plan: Plan) -> None:
             if isinstance(df, str) or isinstance(seg_df, str):
                 mp.error = df if isinstance(df, str) else seg_df
                 break
+            lost = _failed(queries, b)
+            if lost:  # a reference aggregate failed alone: never score without it
+                mp.error = lost
+                break
             row = _binding_rows(df, b).get(())
             values = _role_values(b, row, b.names)
             values[ROWS] = int(row[ROWS]) if row else 0
@@ -373,7 +409,7 @@ def _prepare(plan: Plan) -> None:
         if not mp.error and mp.type is not None:
             try:
                 prepared = mp.type.prepared(mp.monitor, prepared, plan.ctx)
-            except Exception as exc:  # a reference that cannot be profiled
+            except POLARS_ERRORS as exc:  # a reference that cannot be profiled
                 mp.error = f"reference: {first_line(exc)}"
         if not mp.error:
             plan.ctx.prepared[mp.monitor.name] = prepared

@@ -29,7 +29,15 @@ from rulesengine.monitors.base import (
     MonitorType,
     Need,
 )
-from rulesengine.sources import NoFiles, scan, with_timestamp
+from rulesengine.sources import (
+    POLARS_ERRORS,
+    NoFiles,
+    bad_file,
+    dtype_conflicts,
+    reason,
+    scan,
+    with_timestamp,
+)
 from rulesengine.spec.model import ModelSpec, MonitorSpec, SourceSpec
 from rulesengine.spec.sql import compile_sql
 
@@ -37,9 +45,8 @@ ALL = "__all"
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line[:300]
+    """One line for a result's error (see :func:`rulesengine.sources.reason`)."""
+    return reason(exc)
 
 
 def expr_key(expr: pl.Expr) -> str:
@@ -47,8 +54,21 @@ def expr_key(expr: pl.Expr) -> str:
     arguments (bin edges, long value lists), its serialisation does not."""
     try:
         return expr.meta.serialize().hex()
-    except Exception:  # an expression Polars cannot serialise: fall back to its text
+    except POLARS_ERRORS:  # an expression Polars cannot serialise: fall back to its text
         return str(expr)
+
+
+def root_names(exprs: list[pl.Expr]) -> list[str]:
+    """The columns some expressions read (a label column also by its own name)."""
+    names: set[str] = set()
+    for e in exprs:
+        try:
+            found = e.meta.root_names()
+        except POLARS_ERRORS:
+            continue
+        names.update(found)
+        names.update(n.removesuffix("_label") for n in found)
+    return sorted(names)
 
 
 @dataclass
@@ -75,13 +95,13 @@ class Query:
             return self._split_select()
         try:
             out = self.base.group_by(self.group_keys).agg(pl.len().alias(ROWS)).collect()
-        except Exception as exc:  # the frame itself cannot be read
+        except POLARS_ERRORS as exc:  # the frame itself cannot be read
             return first_line(exc)
         on = [c for c in out.columns if c != ROWS]
         for name, expr in self.aggs.items():
             try:
                 part = self.base.group_by(self.group_keys).agg(expr.alias(name)).collect()
-            except Exception as exc:
+            except POLARS_ERRORS as exc:
                 self.failed[name] = first_line(exc)
                 continue
             out = out.join(part, on=on, how="left", nulls_equal=True)
@@ -91,13 +111,13 @@ class Query:
         assert self.base is not None
         try:
             out = self.base.select(pl.len()).collect()
-        except Exception as exc:  # the frame itself cannot be read
+        except POLARS_ERRORS as exc:  # the frame itself cannot be read
             return first_line(exc)
         columns = []
         for name, expr in self.aggs.items():
             try:
                 columns.append(self.base.select(expr.alias(name)).collect().to_series())
-            except Exception as exc:
+            except POLARS_ERRORS as exc:
                 self.failed[name] = first_line(exc)
         return pl.DataFrame(columns) if columns else out.clear()
 
@@ -169,15 +189,17 @@ class _Frames:
             self.errors[name] = str(exc)
         except FileNotFoundError:
             self.missing[name] = f"no files match {source.path}"
-        except Exception as exc:
+        except POLARS_ERRORS as exc:
             text = first_line(exc)
             missing = "expanded paths were empty" in text or (
                 source.is_remote and "not found" in text.lower()
             )
             if missing:
                 self.missing[name] = f"no files match {source.path}"
-            else:
-                self.errors[name] = f"source '{name}': cannot read {source.path}: {text}"
+            else:  # name the file, not the glob, when one file alone fails
+                self.errors[name] = (
+                    bad_file(source) or f"source '{name}': cannot read {source.path}: {text}"
+                )
 
     def problem(self, name: str) -> tuple[str, str] | None:
         """('error'|'no_data', message) if the source cannot give rows."""
@@ -235,7 +257,7 @@ def _schema_problem(lf: pl.LazyFrame) -> str | None:
     """A message if the query cannot run on its frame (e.g. a missing column)."""
     try:
         lf.collect_schema()
-    except Exception as exc:
+    except POLARS_ERRORS as exc:
         return first_line(exc)
     return None
 
@@ -305,7 +327,9 @@ def _bind(
     for expr in [*need.aggs.values(), *([pl.len()] if need.by is not None else [])]:
         problem = _check_expr(lf, expr, need.by)
         if problem:
-            return None, problem
+            source = frames.model.sources[need.frame.source]
+            note = dtype_conflicts(source, root_names([expr]))
+            return None, f"{note}: {problem}" if note else problem
     if need.cells is not None:
         problem = _check_cells(lf, need.cells)
         if problem:
@@ -382,7 +406,7 @@ def _plan_needs(
             continue
         try:
             needs = mp.type.prepare(m, ctx) if phase == "prepare" else mp.type.needs(m, ctx)
-        except Exception as exc:
+        except POLARS_ERRORS as exc:
             mp.error = first_line(exc)
             continue
         bindings = []
@@ -395,7 +419,10 @@ def _plan_needs(
                 else:
                     mp.no_data = trouble[1]
                 break
-            binding, problem = _bind(queries, index, frames, need, m.segment_by)
+            try:
+                binding, problem = _bind(queries, index, frames, need, m.segment_by)
+            except POLARS_ERRORS as exc:  # a frame or check that Polars refuses: this monitor's
+                binding, problem = None, first_line(exc)
             if problem:
                 mp.error = problem
                 break

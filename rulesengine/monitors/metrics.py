@@ -55,7 +55,7 @@ def frame_schema(m: MetricSpec, ctx: EvalContext) -> dict[str, pl.DataType]:
 def expr_dtype(text: str, schema: dict[str, pl.DataType]) -> pl.DataType | None:
     try:
         return pl.LazyFrame(schema=schema).select(sql(text).alias("x")).collect_schema()["x"]
-    except Exception:
+    except (Exception, pl.exceptions.PanicException):  # a panic is no dtype either
         return None
 
 

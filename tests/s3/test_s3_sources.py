@@ -728,17 +728,15 @@ def test_corrupt_s3_object_is_an_error_and_others_still_evaluate(
         assert_same(got[name], full[name], name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LIMITATION: the error of a corrupt S3 object does not name the object "
-    "(evaluate._culprit only tries local_files(), which is None for object storage; "
-    "at load, plan._Frames.load names the glob)",
-)
-def test_corrupt_s3_object_error_names_it(corrupt_case: dict[str, Any]) -> None:
+def test_corrupt_s3_object_error_names_it(
+    corrupt_case: dict[str, Any], s3_server: S3Server
+) -> None:
+    # Polars' own listing finds the objects; each is then read alone until one fails
+    url = s3_server.url(corrupt_case["key"])
     got = _results(corrupt_case["doc"])
     for name in _monitors_on(corrupt_case["source"]):
         error = got[name][0]["details"]["error"]
-        assert corrupt_case["key"] in error, f"{name}: {error}"
+        assert error.startswith(f"source '{corrupt_case['source']}': cannot read {url}: "), error
 
 
 # ------------------------------------------------------- 4. the run command
