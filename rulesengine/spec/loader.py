@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from rulesengine.spec.yamlsrc import load_yaml
 
 ENGINE_NAMES = ("engine.yaml", "engine.yml")
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_FILE_BYTES = 4 * 1024 * 1024  # a spec file; real ones are a few KiB (docs/spec.md, Limits)
 
 
 def display(path: Path) -> str:
@@ -70,13 +72,8 @@ def read_file(
 ) -> LoadedFile:
     problems = ProblemList(display(path))
     loaded = LoadedFile(path, kind, None, problems)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        problems.add((), f"not UTF-8 text (byte {exc.start}): save the file as UTF-8")
-        return loaded
-    except OSError as exc:
-        problems.add((), f"cannot read the file: {exc.strerror or exc}")
+    text = _read_text(path, problems)
+    if text is None:
         return loaded
     parsed = load_yaml(text, problems.file)
     problems.positions.update(parsed.problems.positions)
@@ -102,10 +99,13 @@ def read_file(
     )
     loaded.secrets = {str(v) for k, v in env.items() if f"${{{k}" in text and v}
     before = len(problems.problems)
-    validate_structure(data, kind, problems, secret_paths)
-    if kind == "model":
+    oversize: list[tuple[Any, ...]] = []
+    validate_structure(data, kind, problems, secret_paths, oversize)
+    # a list or map beyond its bound is reported as such; its meaning (references,
+    # did-you-mean hints: a cost of its size squared) is checked once it fits
+    if not oversize and kind == "model":
         check_model(data, problems)
-    else:
+    elif not oversize:
         check_engine(data, problems, root or path.parent, loaded.secrets)
     # a missing variable or a refused value was reported already: its stand-in (the
     # raw ${VAR} text, null) is no value to complain about
@@ -114,7 +114,7 @@ def read_file(
     del problems.problems[before:]
     seen: set[tuple[int, int, tuple[Any, ...], str]] = set()
     for p in later:
-        if any(p.path[: len(u)] == u for u in quiet):
+        if _under(p.path, quiet):
             continue
         key = (p.line, p.col, p.path, p.message)
         if key in seen:  # one message once
@@ -124,6 +124,38 @@ def read_file(
         problems.problems.append(_redact(p, loaded.secrets, own))
     loaded.data = data
     return loaded
+
+
+def _read_text(path: Path, problems: ProblemList) -> str | None:
+    """The file's text, or None with a problem: not UTF-8, unreadable, or larger than
+    :data:`MAX_FILE_BYTES` (read no further than that, whatever the file is)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device would block or never end
+            problems.add((), "not a regular file: a spec is a YAML file")
+            return None
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        problems.add((), f"cannot read the file: {exc.strerror or exc}")
+        return None
+    if len(raw) > MAX_FILE_BYTES:
+        problems.add(
+            (),
+            f"the file is too large (more than {MAX_FILE_BYTES // (1024 * 1024)} MiB): "
+            "a spec is a few KiB; split it, or move data out of it",
+        )
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.add((), f"not UTF-8 text (byte {exc.start}): save the file as UTF-8")
+        return None
+
+
+def _under(path: tuple[Any, ...], quiet: set[tuple[Any, ...]]) -> bool:
+    """Whether ``path`` or one of its prefixes is in ``quiet``: one set lookup per
+    prefix, so the cost is the path's length, not the size of ``quiet``."""
+    return any(path[:i] in quiet for i in range(len(path) + 1))
 
 
 def _env_value(data: Any, path: tuple[Any, ...], secret_paths: set[tuple[Any, ...]]) -> str | None:
@@ -172,10 +204,8 @@ def _engine_near(path: Path) -> Path | None:
 def _model_globs(engine: Path) -> list[str]:
     """engine.yaml's model globs, read without validating the file (that happens
     once, in :func:`load_report`)."""
-    try:
-        data = load_yaml(engine.read_text(encoding="utf-8"), str(engine)).data
-    except (OSError, UnicodeDecodeError):
-        data = None
+    text = _read_text(engine, ProblemList(str(engine)))  # its problems are reported later
+    data = load_yaml(text, str(engine)).data if text is not None else None
     globs = data.get("models") if isinstance(data, dict) else None
     if isinstance(globs, list) and all(isinstance(g, str) for g in globs):
         return globs

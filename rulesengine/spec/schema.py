@@ -57,11 +57,69 @@ def load_schema(kind: str) -> dict[str, Any]:
     return json.loads(schema_text(kind))
 
 
+# A duration's bound is a keyword of our own next to its pattern: JSON Schema cannot
+# sum "1d12h", and editors skip unknown keywords. Its value is the longest duration
+# allowed; rulesengine.durations holds the same bound (a test keeps them equal).
+MAX_DURATION_KEYWORD = "x-max-duration"
+
+
+def _max_duration(validator: Any, bound: Any, instance: Any, schema: dict[str, Any]) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    from rulesengine.durations import bound_problem
+
+    why = bound_problem(instance) if isinstance(instance, str) else None
+    if why:  # (a text that is no duration at all is the pattern's to report)
+        yield ValidationError(why)
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable stand-in equal for values JSON Schema calls equal (1 == 1.0, but
+    true != 1; maps by content). Depth is bounded by the YAML loader's MAX_DEPTH."""
+    if isinstance(value, bool) or value is None:
+        return ("const", value)
+    if isinstance(value, dict):
+        return ("map", frozenset((k, _canonical(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("list", tuple(_canonical(v) for v in value))
+    return ("scalar", value)
+
+
+def first_repeat(items: list[Any]) -> Any:
+    """The first item that equals an earlier one (or None), in linear time."""
+    seen: set[Any] = set()
+    for item in items:
+        key = _canonical(item)
+        if key in seen:
+            return item
+        seen.add(key)
+    return None
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: dict[str, Any]) -> Any:
+    """uniqueItems in linear time: jsonschema's own compares every pair when the
+    items do not sort (maps, or numbers mixed with strings)."""
+    from jsonschema.exceptions import ValidationError
+
+    if unique and isinstance(instance, list) and len(instance) > 1:
+        seen: set[Any] = set()
+        for item in instance:
+            key = _canonical(item)
+            if key in seen:
+                yield ValidationError("has non-unique elements")
+                return
+            seen.add(key)
+
+
 @cache
 def _validator(kind: str) -> jsonschema.Draft202012Validator:
     import jsonschema
 
-    return jsonschema.Draft202012Validator(load_schema(kind))
+    cls = jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        {MAX_DURATION_KEYWORD: _max_duration, "uniqueItems": _unique_items},
+    )
+    return cls(load_schema(kind))
 
 
 CACHE_ENV = "RULESENGINE_CACHE_DIR"  # where valid documents are remembered
@@ -92,7 +150,7 @@ def remembered_valid(data: Any, kind: str) -> bool:
     try:
         known = _valid_file().read_text(encoding="ascii").split()
         return _digest(data, kind) in known
-    except (OSError, ValueError, TypeError):  # unreadable cache or undigestible data
+    except (OSError, ValueError, TypeError, RecursionError):  # unreadable cache, odd data
         return False
 
 
@@ -110,7 +168,7 @@ def remember_valid(data: Any, kind: str) -> None:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text("\n".join(known) + "\n", encoding="ascii")
         os.replace(tmp, path)
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, RecursionError):
         return
 
 
@@ -134,6 +192,7 @@ class _Renderer:
         self.problems = problems
         self.secret = secret
         self.reported: set[tuple[KeyPath, str]] = set()
+        self.oversize: list[KeyPath] = []  # lists and maps beyond their maxItems/maxProperties
 
     def show(self, value: Any, path: KeyPath) -> str:
         if any(path[: i + 1] in self.secret for i in range(len(path))) or path in self.secret:
@@ -238,6 +297,15 @@ class _Renderer:
             name = err.instance  # a key that is not a valid name: point at the key
             hint = schema.get("x-hint") or "a valid name"
             add((*path, name), f"'{name}' is not {hint}", key=True)
+        elif v == "maxLength" and "propertyNames" in err.schema_path:
+            name = err.instance  # a key that is too long a name: point at the key
+            shown = f"{name[:40]}…" if len(name) > 40 else name
+            limit = err.validator_value
+            add(
+                (*path, name),
+                f"'{shown}' is too long a name ({len(name)} characters; at most {limit})",
+                key=True,
+            )
         elif v == "pattern":
             hint = schema.get("x-hint") or f"matching {err.validator_value}"
             add(path, f"{self.show(err.instance, path)} is not {hint}")
@@ -257,7 +325,8 @@ class _Renderer:
         elif v == "minProperties":
             add(path, "must not be empty")
         elif v == "maxProperties":
-            add(path, f"has too many keys (at most {err.validator_value})")
+            self.oversize.append(path)
+            add(path, f"has too many keys ({len(err.instance)}; at most {err.validator_value})")
         elif v in ("minItems", "maxItems"):
             lo, hi = schema.get("minItems"), schema.get("maxItems")
             n = len(err.instance)
@@ -266,6 +335,7 @@ class _Renderer:
             elif v == "minItems":
                 add(path, "must not be empty" if lo == 1 else f"needs at least {lo} items")
             else:
+                self.oversize.append(path)
                 add(path, f"has {n} items; at most {hi} allowed")
         elif v == "minLength":
             add(path, "must not be empty")
@@ -274,9 +344,7 @@ class _Renderer:
                 path, f"is too long ({len(err.instance)} characters; at most {err.validator_value})"
             )
         elif v == "uniqueItems":
-            seen: list[Any] = []
-            dups = [x for x in err.instance if x in seen or seen.append(x)]
-            add(path, f"lists {self.show(dups[0], path)} more than once")
+            add(path, f"lists {self.show(first_repeat(err.instance), path)} more than once")
         elif (
             v == "anyOf"
             and schema.get("x-hint")
@@ -285,7 +353,7 @@ class _Renderer:
             add(path, schema["x-hint"])
         elif v in ("oneOf", "anyOf"):
             self.union(err, path)
-        else:  # a keyword we have no wording for: still positioned, still clean
+        else:  # x-max-duration (worded already), or a keyword we have no wording for
             add(path, err.message)
 
     def _number_only(self, path: KeyPath) -> bool:
@@ -370,8 +438,15 @@ def _forbidden_keys(path: KeyPath, item: Any) -> list[str]:
     return []
 
 
-def validate_structure(data: Any, kind: str, problems: ProblemList, secret: set[KeyPath]) -> bool:
+def validate_structure(
+    data: Any,
+    kind: str,
+    problems: ProblemList,
+    secret: set[KeyPath],
+    oversize: list[KeyPath] | None = None,
+) -> bool:
     """Validate ``data`` against the ``kind`` schema, adding problems. True if valid.
+    The paths of lists and maps larger than their bound are added to ``oversize``.
 
     A document without environment values that was valid before is not validated
     again (see the module's docstring)."""
@@ -379,8 +454,15 @@ def validate_structure(data: Any, kind: str, problems: ProblemList, secret: set[
         return True
     renderer = _Renderer(data, problems, secret)
     before = len(problems.problems)
-    for err in _validator(kind).iter_errors(data):
-        renderer.walk(err)
+    try:
+        for err in _validator(kind).iter_errors(data):
+            renderer.walk(err)
+    except RecursionError:
+        # a last resort: the YAML loader bounds nesting (MAX_DEPTH) before this runs,
+        # but data may come from Python callers too
+        problems.add((), "the document nests too deeply for validation")
+    if oversize is not None:
+        oversize.extend(renderer.oversize)
     valid = len(problems.problems) == before
     if valid and not secret:
         remember_valid(data, kind)

@@ -21,7 +21,13 @@ import yaml
 
 from rulesengine.errors import KeyPath, Pos, ProblemList
 
-MAX_NODES = 200_000  # guards against alias bombs ("billion laughs")
+# Bounds on what a spec may be, checked while reading it, before any recursive step
+# (substitution, JSON Schema, semantic checks) sees the data. See docs/spec.md, Limits.
+MAX_NODES = 200_000  # values after expanding aliases: guards against "billion laughs"
+MAX_DEPTH = 64  # levels of lists and maps, also through aliases (real specs use < 10)
+MAX_KEY = 256  # characters in a mapping key (names have their own bound, 128, in the schema)
+MAX_TEXT_CHARS = 4 * 1024 * 1024  # characters in a document (the loader bounds bytes)
+TOO_DEEP = f"the document nests too deeply: more than {MAX_DEPTH} levels of lists or maps"
 
 # YAML 1.2 core schema: no yes/no/on/off booleans, no sexagesimal 12:30 numbers,
 # no 1_000 separators, and 1e-3 is a float.
@@ -39,8 +45,34 @@ _REPLACED = (
 )
 
 
+class _TooDeep(yaml.composer.ComposerError):
+    """Raised by the composer at the first collection nested beyond MAX_DEPTH."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with the YAML 1.2 core schema for scalars and no timestamps."""
+    """SafeLoader with the YAML 1.2 core schema for scalars and no timestamps, and a
+    nesting bound checked while composing (the composer recurses once per level)."""
+
+    _depth = 0
+
+    def _enter(self) -> None:
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _TooDeep(None, None, TOO_DEEP, self.peek_event().start_mark)
+
+    def compose_sequence_node(self, anchor: str | None) -> yaml.SequenceNode:
+        self._enter()
+        try:
+            return super().compose_sequence_node(anchor)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        self._enter()
+        try:
+            return super().compose_mapping_node(anchor)
+        finally:
+            self._depth -= 1
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:  # type: ignore[override]
         text = str(self.construct_scalar(node))
@@ -113,10 +145,19 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
     positioned problems; the data is ``None`` when nothing usable was parsed."""
     problems = ProblemList(file)
     out = LoadedYaml(None, problems)
+    if len(text) > MAX_TEXT_CHARS:
+        problems.add(
+            (), f"the file is too large ({len(text)} characters; at most {MAX_TEXT_CHARS})"
+        )
+        return out
     loader = None
     try:
         loader = _Loader(text)
         node = loader.get_single_node()
+    except _TooDeep as exc:
+        problems.positions[()] = _pos(exc.problem_mark)
+        problems.add((), TOO_DEEP)
+        return out
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = _pos(mark) if mark else Pos(1, 1)
@@ -144,8 +185,8 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
     except yaml.YAMLError as exc:  # e.g. a second document
         problems.add((), f"invalid YAML: {exc}")
         return out
-    except RecursionError:
-        problems.add((), "the document nests too deeply (hundreds of levels of lists or maps)")
+    except RecursionError:  # a last resort: MAX_DEPTH stops the composer long before
+        problems.add((), TOO_DEEP)
         return out
     finally:
         if loader is not None:
@@ -157,8 +198,8 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
     builder.refused = out.refused
     try:
         out.data = builder.build(node, ())
-    except RecursionError:
-        problems.add((), "the document nests too deeply (hundreds of levels of lists or maps)")
+    except RecursionError:  # a last resort: the builder's own depth bound comes first
+        problems.add((), TOO_DEEP)
         out.data = None
     return out
 
@@ -170,6 +211,7 @@ class _Builder:
         self.plain = plain
         self.count = 0
         self.exploded = False
+        self.too_deep = False
         self.refused: set[KeyPath] = set()
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
@@ -182,6 +224,14 @@ class _Builder:
                     path,
                     f"the document expands to more than {MAX_NODES} values (too many aliases?)",
                 )
+            self.refused.add(path)
+            return None
+        if len(path) >= MAX_DEPTH and isinstance(node, yaml.CollectionNode):
+            # deeper than the composer saw: aliases nest one part inside another (or
+            # inside itself); refused like an alias bomb, and reported once
+            if not self.too_deep:
+                self.too_deep = True
+                self.problems.add(path, TOO_DEEP + " (through aliases)")
             self.refused.add(path)
             return None
         if isinstance(node, yaml.MappingNode):
@@ -215,13 +265,13 @@ class _Builder:
         if node.tag != MAP_TAG:
             return self._bad_tag(node, path)
         explicit = {id(k) for k, _ in node.value}  # the keys written here, not merged in
+        written = {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
         try:
             self.loader.flatten_mapping(node)  # resolves `<<` merge keys
         except yaml.constructor.ConstructorError as exc:
             self.problems.add(path, f"invalid merge key: {exc.problem}")
             return {}
         result: dict[str, Any] = {}
-        merged: set[str] = set()
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
                 self.problems.positions.setdefault(path, _pos(node.start_mark))
@@ -231,15 +281,21 @@ class _Builder:
                 continue
             key = key_node.value  # keys are names: always their text
             child = (*path, key)
-            if id(key_node) not in explicit:  # from a merge: earlier merges win
-                if key in result:
+            if len(key) > MAX_KEY:
+                self.problems.problems.append(
+                    _at(
+                        self.problems.file,
+                        key_node,
+                        path,
+                        f"key '{key[:40]}…' is too long ({len(key)} characters; at most {MAX_KEY})",
+                    )
+                )
+                continue
+            if id(key_node) not in explicit:
+                # from a merge: earlier merges win, and a key written here wins over
+                # all of them (skipped now rather than built and removed later)
+                if key in result or key in written:
                     continue
-                merged.add(key)
-            elif key in merged:  # a key written here overrides a merged one
-                merged.discard(key)
-                del result[key]
-                for stale in [p for p in self.problems.positions if p[: len(child)] == child]:
-                    del self.problems.positions[stale]
             elif key in result:
                 first = self.problems.key_positions[child]
                 self.problems.problems.append(

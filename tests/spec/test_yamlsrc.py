@@ -96,3 +96,18 @@ def test_yaml_12_numbers():
         "f": 31,
         "g": float("inf"),
     }
+
+
+def test_a_written_key_wins_over_merged_ones_and_keeps_its_own_position():
+    text = "base: &b {window: 1h, min_rows: {a: 1}}\nx:\n  <<: *b\n  min_rows: 9\n"
+    loaded = load_yaml(text, "f")
+    assert loaded.data["x"] == {"window": "1h", "min_rows": 9}
+    pos = loaded.problems.positions
+    assert (pos[("x", "min_rows")].line, pos[("x", "min_rows")].col) == (4, 13)
+    assert ("x", "min_rows", "a") not in pos  # the merged value was never built
+    assert (pos[("x", "window")].line, pos[("x", "window")].col) == (1, 19)
+
+
+def test_a_written_key_still_counts_as_a_duplicate():
+    got = messages("base: &b {a: 1}\nx:\n  <<: *b\n  a: 2\n  a: 3\n")
+    assert got == ["f.yaml:5:3: x.a: duplicate key 'a' (first defined at line 4)"]
