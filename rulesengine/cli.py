@@ -37,8 +37,10 @@ class _Group(click.Group):
                 raise
             if os.environ.get("RULESENGINE_DEBUG"):
                 raise
+            from rulesengine.masking import mask_text
+
             click.echo(
-                f"internal error: {type(exc).__name__}: {exc}\n"
+                f"internal error: {type(exc).__name__}: {mask_text(str(exc))}\n"
                 "This is a bug in rulesengine; please report it "
                 "(RULESENGINE_DEBUG=1 shows the traceback).",
                 err=True,
@@ -50,6 +52,10 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="rulesengine")
 def main() -> None:
     """Declarative monitoring rules for ML models in production."""
+    # A Polars panic is reported as one line of ours; Rust's backtrace would only
+    # add noise (RULESENGINE_DEBUG=1 keeps whatever the environment asked for).
+    if not os.environ.get("RULESENGINE_DEBUG"):
+        os.environ["RUST_BACKTRACE"] = "0"
 
 
 @main.command()
@@ -84,9 +90,12 @@ def validate(paths: tuple[str, ...], fmt: str, check_sources: bool) -> None:
 def _logging() -> None:
     import logging
 
+    from rulesengine.masking import install_secret_filter
+
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="rulesengine: %(levelname)s: %(message)s"
     )
+    install_secret_filter()
 
 
 def _parse_at(value: str | None) -> datetime:
@@ -98,7 +107,13 @@ def _parse_at(value: str | None) -> datetime:
         raise click.BadParameter(
             f"'{value}' is not an ISO-8601 time, e.g. 2026-11-27T15:00:00Z", param_hint="--at"
         ) from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    if not 1970 <= ts.year <= 9999 - 1:  # windows reach back up to 10 years from --at
+        raise click.BadParameter(
+            f"'{value}' is outside the years 1970 to 9998 that the engine evaluates",
+            param_hint="--at",
+        )
+    return ts
 
 
 AT = click.option(
@@ -140,7 +155,10 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
     notifications (retrying what earlier runs left in the outbox first).
 
     Exit codes: 0 nothing at or above --fail-on, 1 violations, 3 invalid config,
-    4 a data or evaluation error (a result with status error).
+    4 a data or evaluation error (a result with status error), 5 the state
+    database is corrupt, unreadable or from a newer rulesengine (with --notify;
+    the results are still printed, then the error, which names the file and
+    what to do).
     """
     from rulesengine.results import to_json, to_text
     from rulesengine.runner import run_once
@@ -151,7 +169,7 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
     config = load(paths)
     outcome = run_once(config, when, notify=notify)
     models = outcome.models
-    if notify:
+    if notify and outcome.store_error is None:
         click.echo(outcome.delivery_summary(), err=True)
     for m in models:
         for w in m.warnings:
@@ -163,6 +181,10 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
     statuses = {r.status for m in models for r in m.results}
     failing = {"warn": {"warn", "critical"}, "critical": {"critical"}, "never": set()}[fail_on]
     code = 4 if "error" in statuses else 1 if statuses & failing else 0
+    if outcome.store_error is not None:
+        # after the results, so that scripts reading stdout still get them
+        click.echo(f"error: {outcome.store_error}", err=True)
+        code = outcome.store_error.exit_code
     if notify:
         # A send cut off by its timeout may still sit in Apprise's worker threads,
         # which the interpreter would wait for at exit; the outbox already holds
@@ -209,7 +231,11 @@ CONFIG = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 def alerts(config_path: str, fmt: str) -> None:
-    """List current alert states and the notifications still in the outbox."""
+    """List current alert states and the notifications still in the outbox.
+
+    Exit code 5 if the state database is corrupt, unreadable or from a newer
+    rulesengine (the message names the file and what to do).
+    """
     import json
 
     from rulesengine.alerting.admin import alert_listing, listing_text
@@ -222,7 +248,10 @@ def alerts(config_path: str, fmt: str) -> None:
 
 @main.group()
 def silence() -> None:
-    """Mute alerts whose labels match, for a while."""
+    """Mute alerts whose labels match, for a while.
+
+    Exit code 5 if the state database cannot be used (as for ``alerts``).
+    """
 
 
 @silence.command("add")
