@@ -33,7 +33,7 @@ from rulesengine.compile.plan import (
     root_names,
 )
 from rulesengine.monitors.base import ROWS_BY, SEGMENTS, Scored, Undefined
-from rulesengine.results import ModelResults, Result
+from rulesengine.results import ModelResults, Result, reported
 from rulesengine.sources import POLARS_ERRORS, bad_file
 from rulesengine.spec.model import Config, ModelSpec, Thresholds
 from rulesengine.spec.sql import compile_sql
@@ -364,7 +364,10 @@ class _Scorer:
             value = scored.value
             if value is not None and isinstance(value, float) and not math.isfinite(value):
                 value = None
-            status = scored.status or status_for(value, m.thresholds)
+            # decided on the value as reported (12 significant digits), so that the
+            # last bits of a parallel sum never flip a status at its threshold
+            shown = reported(value) if isinstance(value, float) else value
+            status = scored.status or status_for(shown, m.thresholds)
             fields = dict(common)
             if scored.rows is not None:
                 fields["rows"] = scored.rows

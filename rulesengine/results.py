@@ -27,10 +27,21 @@ def iso(ts: datetime | None) -> str | None:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+SIGNIFICANT_DIGITS = 12
+
+
+def reported(value: float) -> float:
+    """``value`` to 12 significant digits. Polars adds up floats in parallel, in an
+    order that changes from run to run, so the last bits of a mean vary; rounded,
+    one input gives one Results document, byte for byte, every time."""
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(value) else value
+
+
 def _clean(value: Any) -> Any:
-    """JSON-safe values: NaN/inf become None, numpy scalars become Python ones."""
+    """JSON-safe values: NaN/inf become None, numpy scalars become Python ones, and
+    floats are :func:`reported` to 12 significant digits."""
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return reported(value) if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

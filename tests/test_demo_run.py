@@ -70,3 +70,23 @@ def test_plan_shows_one_scan_per_source_and_window(demo: Path):
 def test_check_sources_passes_on_the_demo(demo: Path):
     result = run_cli("validate", str(demo), "--check-sources", cwd=demo, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+SNAPSHOT = Path(__file__).parent / "fixtures" / "snapshots" / "run-configs.json"
+
+
+def test_the_readme_command_prints_the_snapshot_byte_for_byte(demo: Path):
+    """The README's first command, `rulesengine run configs/ --at … --format json
+    --fail-on never`, run from the folder that holds `configs/`, prints exactly the
+    kept document. A refactor must not change a byte of it; a deliberate change of
+    the results updates the snapshot in the same commit (see the file's history).
+    Twice: cold (profiles built) and warm (profiles read from the cache)."""
+    args = ("run", "configs/", "--at", AT, "--format", "json", "--fail-on", "never")
+    for _ in range(2):
+        result = run_cli(*args, cwd=demo.parent, timeout=240)
+        assert result.returncode == 0, result.stderr
+        if result.stdout != SNAPSHOT.read_text(encoding="utf-8"):
+            got = json.loads(result.stdout)
+            want = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+            assert got == want  # pytest shows where the documents differ
+            pytest.fail("same document, different bytes (key order or formatting)")

@@ -233,8 +233,15 @@ class _Frames:
                 labels = labels.sort(ts, nulls_last=False)
             labels = labels.unique(subset=list(key.join.on), keep="last", maintain_order=False)
             labels = labels.with_columns(pl.lit(True).alias("__labelled"))
+            # the left rows' order, so sums over joined rows add up in one order and
+            # a run's numbers are the same to the last bit every time
             lf = lf.join(
-                labels, on=list(key.join.on), how=key.how, suffix="_label", nulls_equal=False
+                labels,
+                on=list(key.join.on),
+                how=key.how,
+                suffix="_label",
+                nulls_equal=False,
+                maintain_order="left",
             )
         self.frames[key] = lf
         return lf

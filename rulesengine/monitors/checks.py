@@ -20,7 +20,7 @@ from rulesengine.monitors.base import (
     ratio,
     register,
 )
-from rulesengine.sources import FILE_COLUMN, file_schema, timestamp_expr
+from rulesengine.sources import FILE_COLUMN, display_path, file_schema, timestamp_expr
 from rulesengine.spec.model import CheckSpec, MonitorSpec
 from rulesengine.spec.sql import compile_sql
 
@@ -142,7 +142,9 @@ class Schema(_Check):
         for text, in_files in sorted(problems.items()):
             named = [f for f in in_files if f]
             if named:
-                text += f" in {len(named)} of {len(schemas)} file(s): " + ", ".join(named[:3])
+                text += f" in {len(named)} of {len(schemas)} file(s): " + ", ".join(
+                    display_path(f) for f in named[:3]
+                )
                 text += " …" if len(named) > 3 else ""
             listing.append(text)
         return Scored(float(len(problems)), {"problems": listing, "files": len(files)})

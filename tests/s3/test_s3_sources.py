@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -443,6 +444,8 @@ def _normalise(doc: Any, *paths: str) -> Any:
     text = doc if isinstance(doc, str) else json.dumps(doc)
     for p in paths:
         text = text.replace(json.dumps(p)[1:-1], "<DATA>")
+        if "://" not in p:  # a local file inside the working directory shows relative
+            text = re.sub(rf'(?<=[\s"]){re.escape(Path(p).name)}/', "<DATA>/", text)
     return text if isinstance(doc, str) else json.loads(text)
 
 
@@ -481,8 +484,8 @@ def test_dataset_sanity(local_doc: dict[str, Any], dataset: Path) -> None:
     assert schema["details"]["files"] == 2
     assert schema["details"]["problems"] == [
         "column 'score' is Float64, expected Float32 in 2 of 2 file(s): "
-        f"{dataset}/requests/dt=2026-11-26/part.parquet, "
-        f"{dataset}/requests/dt=2026-11-27/part.parquet"
+        f"{dataset.name}/requests/dt=2026-11-26/part.parquet, "  # relative to the cwd
+        f"{dataset.name}/requests/dt=2026-11-27/part.parquet"
     ]
 
 
