@@ -38,8 +38,8 @@ import polars as pl  # noqa: E402  (timed import)
 
 T_IMPORT = time.perf_counter()
 
-GRID_CELLS = 2048  # rulesengine.profiles.GRID_CELLS
-GRID_TAIL = 0.001  # rulesengine.profiles.GRID_TAIL
+GRID_CELLS = 2048  # rulesengine.monitors.drift.profiles.GRID_CELLS
+GRID_TAIL = 0.001  # rulesengine.monitors.drift.profiles.GRID_TAIL
 
 
 def prepare(data: str) -> None:

@@ -216,7 +216,7 @@ def compile_rulesengine() -> None:
 
 def check_grids(data: Path) -> None:
     """The floor must bin by exactly the grid rulesengine's cached profile holds."""
-    from rulesengine.profiles import load
+    from rulesengine.monitors.drift.profiles import load
 
     floor = json.loads((data / "floor-grid.json").read_text())["grids"]
     for path in (data / ".rulesengine" / "profiles").glob("*.npz"):

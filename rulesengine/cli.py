@@ -79,8 +79,8 @@ def validate(paths: tuple[str, ...], fmt: str, check_sources: bool) -> None:
 
     Exit code 0 if valid, 1 if not.
     """
-    from rulesengine.validate import render
-    from rulesengine.validate import validate as run
+    from rulesengine.spec.validate import render
+    from rulesengine.spec.validate import validate as run
 
     report = run(paths, check_sources=check_sources)
     click.echo(render(report, fmt))
@@ -160,7 +160,7 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
     the results are still printed, then the error, which names the file and
     what to do).
     """
-    from rulesengine.results import to_json, to_text
+    from rulesengine.engine.results import to_json, to_text
     from rulesengine.runner import run_once
     from rulesengine.spec.loader import load
 
@@ -200,15 +200,15 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
 @AT
 def plan(paths: tuple[str, ...], at: str | None) -> None:
     """Show the compiled plan: monitors -> aggregates -> Polars plan."""
-    from rulesengine.explain import explain
+    from rulesengine.engine.explain import explain
     from rulesengine.spec.loader import load
 
     click.echo(explain(load(paths), _parse_at(at)))
 
 
 def _store_of(config_path: str):  # -> (Store, Config)
+    from rulesengine.alerting.store import Store
     from rulesengine.spec.loader import load
-    from rulesengine.store import Store
 
     config = load([config_path])
     return Store(config.engine.state), config

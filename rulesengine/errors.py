@@ -158,3 +158,10 @@ def one_of(candidates: Iterable[str], limit: int = 12) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when empty): the
+    one place that cuts a library's multi-line error down for a message of ours."""
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__

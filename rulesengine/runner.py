@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rulesengine.evaluate import evaluate
-from rulesengine.results import ModelResults
+from rulesengine.engine.evaluate import evaluate
+from rulesengine.engine.results import ModelResults
 from rulesengine.spec.model import Config
 
 if TYPE_CHECKING:  # alerting is imported only by runs that notify
     from rulesengine.alerting.delivery import DeliveryReport, Notifier
+    from rulesengine.alerting.store import Store
     from rulesengine.alerting.tracker import ProcessReport
     from rulesengine.errors import StoreError
-    from rulesengine.store import Store
 
 
 @dataclass
@@ -73,9 +73,9 @@ def run_once(
     if not notify:
         return RunOutcome(evaluate(config, at))
     from rulesengine.alerting.delivery import AppriseNotifier, deliver
+    from rulesengine.alerting.store import Store
     from rulesengine.alerting.tracker import process
     from rulesengine.errors import StoreError
-    from rulesengine.store import Store
 
     notifier = notifier or AppriseNotifier()
     engine = config.engine

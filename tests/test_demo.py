@@ -22,7 +22,7 @@ import yaml
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import norm, wasserstein_distance
 
-from rulesengine.demo import DEMO_AT, generate, main
+from examples.demo import DEMO_AT, generate, main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 AT = DEMO_AT

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rulesengine.demo import DEMO_AT, generate
+from examples.demo import DEMO_AT, generate
 from tests.conftest import CONFIGS, run_cli
 
 AT = DEMO_AT.strftime("%Y-%m-%dT%H:%M:%SZ")

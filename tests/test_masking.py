@@ -395,7 +395,7 @@ def test_apprise_warnings_at_send_time_never_show_a_token(tmp_path):
 def test_validate_masks_urls_quoted_in_any_problem(tmp_path):
     """A URL written into the file by mistake (a string for a list, a URL for a
     receiver name) is quoted by schema messages; it must show masked."""
-    from rulesengine.validate import render, validate
+    from rulesengine.spec.validate import render, validate
 
     literal = "json://Lt5literalSECRET@hooks.example.com/x"
     (tmp_path / "models").mkdir()

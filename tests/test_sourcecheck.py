@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from rulesengine.validate import validate
+from rulesengine.spec.validate import validate
 
 FRAME = pl.DataFrame(
     {

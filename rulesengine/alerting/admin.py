@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rulesengine.alerting.routing import matcher_holds, parse_matcher
+from rulesengine.alerting.store import Store, dumps, now_text
 from rulesengine.alerting.tracker import load_alerts, load_silences
+from rulesengine.engine.results import iso
 from rulesengine.masking import mask_text, mask_url
-from rulesengine.results import iso
-from rulesengine.store import Store, dumps, now_text
 
 
 def masked(value: Any, secrets: Iterable[str] = ()) -> Any:

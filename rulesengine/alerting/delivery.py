@@ -40,9 +40,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from rulesengine.alerting.store import Store, now_text, parse_ts
 from rulesengine.masking import mask_url
 from rulesengine.spec.model import DeliverySpec, EngineSpec
-from rulesengine.store import Store, now_text, parse_ts
 
 __all__ = ["AppriseNotifier", "DeliveryReport", "Notifier", "deliver", "enqueue", "mask_url"]
 

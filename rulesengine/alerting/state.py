@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from rulesengine.results import Result
+from rulesengine.engine.results import Result
 from rulesengine.spec.model import MonitorSpec
 
 HISTORY = 1000  # evaluations remembered per alert (fire_after's of_last is at most this)

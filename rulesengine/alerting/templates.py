@@ -18,7 +18,7 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rulesengine.results import iso
+from rulesengine.engine.results import iso
 
 DEFAULT_TITLE = "[$state] $model / $monitor ($severity)$more"
 DEFAULT_RESOLVED_TITLE = "[RESOLVED] $model / $monitor$more"

@@ -19,10 +19,10 @@ from typing import Any
 from rulesengine.alerting.delivery import enqueue
 from rulesengine.alerting.routing import inhibited, muted_by_interval, route, silenced
 from rulesengine.alerting.state import AlertState, Transition, fingerprint, step
+from rulesengine.alerting.store import Store, dumps, now_text, parse_ts
 from rulesengine.alerting.templates import notification_text
-from rulesengine.results import ModelResults, Result
+from rulesengine.engine.results import ModelResults, Result
 from rulesengine.spec.model import Config, EngineSpec, ModelSpec, MonitorSpec
-from rulesengine.store import Store, dumps, now_text, parse_ts
 
 log = logging.getLogger("rulesengine.alerting")
 

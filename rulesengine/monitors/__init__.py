@@ -1,6 +1,2 @@
-"""Monitor families. Importing this package registers every built-in type."""
-
-from rulesengine.monitors import checks, drift, kpis, metrics  # noqa: F401
-from rulesengine.monitors.base import MONITOR_TYPES, MonitorType, lookup
-
-__all__ = ["MONITOR_TYPES", "MonitorType", "lookup"]
+"""Monitor families: base (the MonitorType interface and its registry), checks,
+metrics, kpis, and drift (a subpackage). ``base.lookup`` loads the built-in types."""

@@ -191,8 +191,18 @@ def register(cls: type[MonitorType]) -> type[MonitorType]:
     return cls
 
 
+def builtin_types() -> dict[tuple[str, str], MonitorType]:
+    """Every registered type, the built-in families imported (they register
+    themselves) on first use: importing ``rulesengine.monitors`` stays light, so the
+    spec stage can read the drift vocabulary without loading the engine."""
+    from rulesengine.monitors import checks, kpis, metrics  # noqa: F401
+    from rulesengine.monitors.drift import monitor  # noqa: F401
+
+    return MONITOR_TYPES
+
+
 def lookup(m: MonitorSpec) -> MonitorType:
-    return MONITOR_TYPES[(m.kind, m.type)]
+    return builtin_types()[(m.kind, m.type)]
 
 
 def as_list(values: Any) -> list[Any]:

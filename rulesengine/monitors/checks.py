@@ -9,6 +9,7 @@ from typing import Any
 
 import polars as pl
 
+from rulesengine.engine.sources import FILE_COLUMN, display_path, file_schema, timestamp_expr
 from rulesengine.monitors.base import (
     EvalContext,
     FrameKey,
@@ -20,7 +21,6 @@ from rulesengine.monitors.base import (
     ratio,
     register,
 )
-from rulesengine.sources import FILE_COLUMN, display_path, file_schema, timestamp_expr
 from rulesengine.spec.model import CheckSpec, MonitorSpec
 from rulesengine.spec.sql import compile_sql
 

@@ -20,6 +20,7 @@ import polars as pl
 from rulesengine.durations import PATTERN as DURATION_PATTERN
 from rulesengine.durations import parse_duration
 from rulesengine.errors import KeyPath, ProblemList, did_you_mean
+from rulesengine.monitors.drift.vocabulary import CATEGORICAL_ONLY, NUMERIC_ONLY, PVALUE_METHODS
 from rulesengine.spec.model import DIRECTIONS, THRESHOLD_OPS
 from rulesengine.spec.sql import SqlError, check_shape, compile_sql
 
@@ -36,28 +37,6 @@ FORMATS_BY_SUFFIX = {
     ".arrow": "ipc",
     ".ipc": "ipc",
     ".feather": "ipc",
-}
-
-NUMERIC_ONLY_METHODS = {
-    "ks",
-    "anderson",
-    "cramer_von_mises",
-    "mannw",
-    "t_test",
-    "wasserstein",
-    "energy",
-}
-CATEGORICAL_ONLY_METHODS = {"chisquare", "z", "g_test", "fisher_exact"}
-PVALUE_METHODS = {
-    "ks",
-    "chisquare",
-    "z",
-    "g_test",
-    "fisher_exact",
-    "anderson",
-    "cramer_von_mises",
-    "mannw",
-    "t_test",
 }
 
 CLASSIFICATION = {"accuracy", "precision", "recall", "f1", "fpr", "fnr"}
@@ -502,12 +481,12 @@ def _check_drift(
             continue
         m = override.get("method") if isinstance(override.get("method"), str) else method
         t = override.get("type")
-        if m in NUMERIC_ONLY_METHODS and t == "categorical":
+        if m in NUMERIC_ONLY and t == "categorical":
             problems.add(
                 (*opath, "method"),
                 f"method '{m}' needs a numeric column, but '{col}' is declared categorical",
             )
-        if m in CATEGORICAL_ONLY_METHODS and t == "numeric":
+        if m in CATEGORICAL_ONLY and t == "numeric":
             problems.add(
                 (*opath, "method"),
                 f"method '{m}' needs a categorical column, but '{col}' is declared numeric",

@@ -16,11 +16,11 @@ from typing import Any
 
 from rulesengine.alerting.delivery import DeliveryReport, deliver
 from rulesengine.alerting.state import AlertState, fingerprint
+from rulesengine.alerting.store import Store
 from rulesengine.alerting.tracker import ProcessReport, load_alerts, process
-from rulesengine.results import ModelResults, Result
+from rulesengine.engine.results import ModelResults, Result
 from rulesengine.spec.loader import load
 from rulesengine.spec.model import Config, MonitorSpec
-from rulesengine.store import Store
 
 T0 = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # a Friday
 

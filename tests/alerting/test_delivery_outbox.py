@@ -16,7 +16,7 @@ import pytest
 from alerting_harness import T0, RecordingNotifier, alerting_factory
 
 from rulesengine.alerting.delivery import deliver, enqueue, mask_url, target_id
-from rulesengine.store import MIGRATIONS, Store
+from rulesengine.alerting.store import MIGRATIONS, Store
 
 
 @pytest.fixture

@@ -409,7 +409,7 @@ def _other_results(h, when):
     """A clean result of the other model's only check, as of ``when``."""
     from datetime import timedelta
 
-    from rulesengine.results import ModelResults, Result
+    from rulesengine.engine.results import ModelResults, Result
 
     result = Result(
         monitor="volume",

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from rulesengine.alerting.store import MIGRATIONS, Store
 from rulesengine.errors import StoreError
-from rulesengine.store import MIGRATIONS, Store
 from tests.delivery.conftest import HttpReceiver, Scenario, free_port, iso
 
 ADVICE = "Move it aside to start with a fresh store (alerts will be sent again)"
@@ -253,7 +253,7 @@ def test_damage_found_only_while_running_still_returns_the_results(
 
     db = scenario.state_dir / "state.db"
     _overwrite_root_page(db, "alerts")
-    monkeypatch.setattr("rulesengine.store.QUICK_CHECK_MAX_BYTES", 0)
+    monkeypatch.setattr("rulesengine.alerting.store.QUICK_CHECK_MAX_BYTES", 0)
     config = load([scenario.root])
     outcome = run_once(config, scenario.at1, notify=True, notifier=RecordingNotifier())
     assert outcome.store_error is not None

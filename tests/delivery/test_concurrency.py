@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from rulesengine.alerting.delivery import enqueue
+from rulesengine.alerting.store import MIGRATIONS, Store
 from rulesengine.spec.loader import load
-from rulesengine.store import MIGRATIONS, Store
 from tests.delivery.conftest import HOST, Scenario, free_port, iso
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,7 +178,7 @@ def test_four_runs_share_a_prefilled_outbox_without_a_duplicate(
 
 OPEN_AT = """
 import sys, time
-from rulesengine.store import Store
+from rulesengine.alerting.store import Store
 start = float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
 Store(sys.argv[1]).close()

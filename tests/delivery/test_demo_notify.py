@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rulesengine.demo import DEMO_AT, generate
+from examples.demo import DEMO_AT, generate
 from tests.conftest import CONFIGS, run_cli
 from tests.delivery.conftest import free_port
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rulesengine.store import now_text
+from rulesengine.alerting.store import now_text
 from tests.delivery.conftest import Scenario, iso
 from tests.delivery.test_concurrency import RECEIVERS, SlowReceiver, prefill
 

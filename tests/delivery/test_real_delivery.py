@@ -391,8 +391,8 @@ def test_a_secret_in_any_custom_header_is_masked(scenario, caplog):
     `alerts` use (a CLI run shows the same in its stderr and state file)."""
     from rulesengine.alerting.admin import alert_listing, listing_text
     from rulesengine.alerting.delivery import AppriseNotifier, deliver, enqueue
+    from rulesengine.alerting.store import Store
     from rulesengine.spec.loader import load
-    from rulesengine.store import Store
 
     secret = "sess-77a1c9e0d4-s3cret"
     port = free_port()  # down, so the failure is logged with the target

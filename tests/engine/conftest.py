@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 import yaml
 
-from rulesengine.evaluate import evaluate
-from rulesengine.results import ModelResults, Result
+from rulesengine.engine.evaluate import evaluate
+from rulesengine.engine.results import ModelResults, Result
 from rulesengine.spec.loader import load
 
 AT = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Bad log data: symlink loops, duplicate files, ragged CSV, truncated or corrupt
 parquet, dtypes that change between files, and Polars panics.
 
-Each case runs the real engine (``rulesengine.evaluate`` on a loaded spec, or the
+Each case runs the real engine (``rulesengine.engine.evaluate`` on a loaded spec, or the
 ``rulesengine run`` command in a subprocess) over files written into ``tmp_path``.
 Expected counts come from the rows the test wrote; expected line numbers from
 where the test put the bad row, cross-checked with Python's ``csv`` module.
@@ -22,11 +22,11 @@ import polars as pl
 import pytest
 from conftest import AT, one, src, stamps, write_frame
 
-from rulesengine.compile.plan import Query
-from rulesengine.evaluate import execute
+from rulesengine.engine.evaluate import execute
+from rulesengine.engine.plan import Query
+from rulesengine.engine.sources import ragged_row
 from rulesengine.monitors import kpis
 from rulesengine.monitors.base import FrameKey
-from rulesengine.sources import ragged_row
 
 AT_TEXT = "2026-11-27T15:00:00Z"
 
@@ -200,7 +200,7 @@ def test_quoted_separators_and_newlines_are_not_ragged(h):
 def test_ragged_row_finder_agrees_with_python_csv_across_block_edges(tmp_path, monkeypatch):
     import random
 
-    from rulesengine import sources
+    from rulesengine.engine import sources
 
     rng = random.Random(7)
     cells = ["1", "ab", '"x,y"', '"multi\nline"', '"q""q"', ""]

@@ -21,9 +21,9 @@ import polars as pl
 import pytest
 import yaml
 
-from rulesengine.evaluate import evaluate
+from rulesengine.engine.evaluate import evaluate
 from rulesengine.spec.loader import load
-from rulesengine.validate import validate
+from rulesengine.spec.validate import validate
 from tests.conftest import run_cli
 from tests.s3.conftest import S3Server
 

@@ -6,7 +6,7 @@ mappings of known and unknown keys, wrong types, deep nesting, huge numbers and
 durations, odd strings and unicode, anchors, aliases and merge keys (defined, undefined,
 self-referencing), duplicated keys, tabs, control characters, random bytes and invalid
 UTF-8. Each becomes a model file or the engine file of a config directory, goes through
-:func:`rulesengine.validate.validate` and :func:`rulesengine.spec.loader.load`, and the
+:func:`rulesengine.spec.validate.validate` and :func:`rulesengine.spec.loader.load`, and the
 only outcomes allowed are a valid config or positioned problems (a ``SpecError`` carrying
 them) - never any other exception.
 
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from rulesengine.errors import SpecError
 from rulesengine.spec.loader import LoadReport, load
-from rulesengine.validate import validate
+from rulesengine.spec.validate import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fixtures" / "fuzz_corpus"

@@ -386,8 +386,8 @@ def test_check_sources_reports_a_panic_as_the_monitors_error(
 ):
     """--check-sources runs the compiled expression on an empty frame with the
     source's schema; a Polars panic there becomes a problem of that key, not a crash."""
-    import rulesengine.sourcecheck as sourcecheck
-    from rulesengine.validate import validate
+    import rulesengine.spec.sourcecheck as sourcecheck
+    from rulesengine.spec.validate import validate
 
     def boom(series: pl.Series) -> pl.Series:
         raise pl.exceptions.PanicException("boom")

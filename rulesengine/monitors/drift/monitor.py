@@ -1,7 +1,8 @@
 """Drift monitors: each column of the window against a reference profile.
 
-Phase 1 (``prepare``) reduces the reference to a :class:`~rulesengine.profiles.Profile`
-once, or loads it from the cache. Phase 2 adds the current side to the fused
+Phase 1 (``prepare``) reduces the reference to a
+:class:`~rulesengine.monitors.drift.profiles.Profile` once, or loads it from the
+cache. Phase 2 adds the current side to the fused
 plan: histogram counts over the reference's cells (a per-row cell index that
 NumPy counts, see :class:`~rulesengine.monitors.base.Cells`), category counts
 (``group_by`` on the label), or the window's values for exact tests. Scoring gives one result
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from rulesengine.engine.sources import FILE_COLUMN, local_files
 from rulesengine.monitors.base import (
     ROWS_BY,
     SEGMENTS,
@@ -28,23 +30,7 @@ from rulesengine.monitors.base import (
     Scored,
     register,
 )
-from rulesengine.profiles import (
-    GRID_CELLS,
-    ColumnProfile,
-    Profile,
-    as_categorical,
-    cache_key,
-    categorical_profile,
-    fingerprint,
-    grid_edges,
-    grid_expr,
-    numeric_profile,
-)
-from rulesengine.profiles import load as load_profile
-from rulesengine.profiles import save as save_profile
-from rulesengine.sources import FILE_COLUMN, local_files
-from rulesengine.spec.model import DriftSpec
-from rulesengine.stats.drift import (
+from rulesengine.monitors.drift.methods import (
     CATEGORICAL_ONLY,
     HISTOGRAM_METHODS,
     METHODS,
@@ -60,6 +46,21 @@ from rulesengine.stats.drift import (
     two_sided_normal_p,
     wasserstein_cells,
 )
+from rulesengine.monitors.drift.profiles import (
+    GRID_CELLS,
+    ColumnProfile,
+    Profile,
+    as_categorical,
+    cache_key,
+    categorical_profile,
+    fingerprint,
+    grid_edges,
+    grid_expr,
+    numeric_profile,
+)
+from rulesengine.monitors.drift.profiles import load as load_profile
+from rulesengine.monitors.drift.profiles import save as save_profile
+from rulesengine.spec.model import DriftSpec
 
 NULL_SHARE_ALPHA = 0.05
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import polars as pl
 
+from rulesengine.engine.sources import SourceSchema, read_schema
 from rulesengine.errors import DataError, KeyPath, Problem, did_you_mean
-from rulesengine.sources import SourceSchema, read_schema
 from rulesengine.spec.loader import display
 from rulesengine.spec.model import (
     CheckSpec,

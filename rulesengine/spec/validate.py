@@ -24,7 +24,7 @@ def validate(
     schema (no data) and check the columns the spec uses."""
     report = load_report(paths, env)
     if check_sources and report.config is not None:
-        from rulesengine.sourcecheck import check_sources as run_check
+        from rulesengine.spec.sourcecheck import check_sources as run_check
 
         problems = run_check(report.config)
         if any(p.severity == "error" for p in problems):

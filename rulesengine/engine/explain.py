@@ -7,9 +7,9 @@ from pathlib import Path
 
 import polars as pl
 
-from rulesengine.compile.plan import Plan, Query, compile_model, plan_phase
-from rulesengine.evaluate import _prepare
-from rulesengine.results import iso
+from rulesengine.engine.evaluate import _prepare
+from rulesengine.engine.plan import Plan, Query, compile_model, plan_phase
+from rulesengine.engine.results import iso
 from rulesengine.spec.model import Config
 
 

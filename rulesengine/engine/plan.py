@@ -19,7 +19,15 @@ from typing import Any
 
 import polars as pl
 
-import rulesengine.monitors  # noqa: F401  (registers the built-in types)
+from rulesengine.engine.sources import (
+    POLARS_ERRORS,
+    NoFiles,
+    bad_file,
+    dtype_conflicts,
+    reason,
+    scan,
+    with_timestamp,
+)
 from rulesengine.errors import DataError
 from rulesengine.monitors.base import (
     ROWS,
@@ -29,15 +37,6 @@ from rulesengine.monitors.base import (
     MonitorType,
     Need,
 )
-from rulesengine.sources import (
-    POLARS_ERRORS,
-    NoFiles,
-    bad_file,
-    dtype_conflicts,
-    reason,
-    scan,
-    with_timestamp,
-)
 from rulesengine.spec.model import ModelSpec, MonitorSpec, SourceSpec
 from rulesengine.spec.sql import compile_sql
 
@@ -45,7 +44,7 @@ ALL = "__all"
 
 
 def first_line(exc: BaseException) -> str:
-    """One line for a result's error (see :func:`rulesengine.sources.reason`)."""
+    """One line for a result's error (see :func:`rulesengine.engine.sources.reason`)."""
     return reason(exc)
 
 
@@ -218,7 +217,7 @@ class _Frames:
         source = self.model.sources[key.source]
         lf = self.base[key.source]
         if source.timestamp and (key.start is not None or key.end is not None):
-            from rulesengine.sources import in_window
+            from rulesengine.engine.sources import in_window
 
             lf = lf.filter(in_window(source, key.start, key.end, self.schemas[key.source]))
         if key.filter:

@@ -29,7 +29,8 @@ every window, however short, matches the reference distribution closely: with pl
 i.i.d. samples, Evidently-style default drift thresholds flag a few hundred rows of
 undrifted data quite often, which would blur the incidents.
 
-Run ``python -m rulesengine.demo configs/data [--at ISO] [--seed N] [--days N]``.
+Run ``python examples/demo.py configs/data [--at ISO] [--seed N] [--days N]`` from a
+checkout (the demo is not part of the installed package).
 """
 
 from __future__ import annotations
@@ -696,7 +697,7 @@ def _parse_at(text: str) -> datetime:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rulesengine.demo",
+        prog="python examples/demo.py",
         description="Write deterministic demo logs (with injected incidents) for configs/.",
     )
     parser.add_argument("out_dir", type=Path, help="output folder, e.g. configs/data")

@@ -1,4 +1,4 @@
-"""Unit tests of rulesengine.stats.drift against scipy on raw samples and
+"""Unit tests of rulesengine.monitors.drift.methods against scipy on raw samples and
 hand-computed tables.
 
 Exact methods must agree with scipy (called here on the raw, unsorted samples)
@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from rulesengine.stats.drift import (
+from rulesengine.monitors.drift.methods import (
     CATEGORICAL_ONLY,
     HISTOGRAM_METHODS,
     METHODS,

@@ -36,8 +36,8 @@ import yaml
 from scipy import stats
 from scipy.spatial import distance
 
-from rulesengine.evaluate import evaluate
-from rulesengine.results import Result
+from rulesengine.engine.evaluate import evaluate
+from rulesengine.engine.results import Result
 from rulesengine.spec.loader import load
 
 AT = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
@@ -1495,7 +1495,7 @@ def profiles(root: Path) -> list[Path]:
 
 
 def test_profile_is_cached_and_reused(env, monkeypatch):
-    import rulesengine.monitors.drift as drift_monitor
+    import rulesengine.monitors.drift.monitor as drift_monitor
 
     rng = np.random.default_rng(1101)
     ref = {"x": rng.normal(size=600), "c": rng.choice(["a", "b", "c"], 600).tolist()}
@@ -1526,7 +1526,7 @@ def test_profile_is_cached_and_reused(env, monkeypatch):
 
 
 def test_profile_is_reused_when_a_column_is_missing_from_the_reference(env, monkeypatch):
-    import rulesengine.monitors.drift as drift_monitor
+    import rulesengine.monitors.drift.monitor as drift_monitor
 
     rng = np.random.default_rng(1105)
     env.reference({"x": rng.normal(size=400)})

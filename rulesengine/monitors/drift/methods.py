@@ -26,6 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rulesengine.monitors.drift.vocabulary import (  # noqa: F401  (one vocabulary)
+    CATEGORICAL_ONLY,
+    HISTOGRAM_METHODS,
+    METHODS,
+    NUMERIC_ONLY,
+    SAMPLE_METHODS,
+)
+
 
 def _scipy_stats():
     from scipy import stats
@@ -48,32 +56,6 @@ def _rel_entr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     pos = x > 0
     out[pos] = x[pos] * np.log(x[pos] / y[pos])
     return out
-
-
-# method → (kind, default threshold, drift rule): "p" is a p-value (smaller is
-# drift), "d" a distance (larger is drift); "le"/"lt"/"ge" compare with threshold.
-METHODS: dict[str, tuple[str, float, str]] = {
-    "ks": ("p", 0.05, "le"),
-    "chisquare": ("p", 0.05, "lt"),
-    "z": ("p", 0.05, "lt"),
-    "g_test": ("p", 0.1, "lt"),
-    "fisher_exact": ("p", 0.1, "lt"),
-    "anderson": ("p", 0.1, "lt"),
-    "cramer_von_mises": ("p", 0.1, "le"),
-    "mannw": ("p", 0.05, "lt"),
-    "t_test": ("p", 0.05, "lt"),
-    "psi": ("d", 0.1, "ge"),
-    "kl_div": ("d", 0.1, "ge"),
-    "jensenshannon": ("d", 0.1, "ge"),
-    "hellinger": ("d", 0.1, "ge"),
-    "wasserstein": ("d", 0.1, "ge"),
-    "tvd": ("d", 0.1, "ge"),
-    "energy": ("d", 0.1, "ge"),
-}
-NUMERIC_ONLY = {"ks", "anderson", "cramer_von_mises", "mannw", "t_test", "wasserstein", "energy"}
-CATEGORICAL_ONLY = {"chisquare", "z", "g_test", "fisher_exact"}
-SAMPLE_METHODS = {"ks", "anderson", "cramer_von_mises", "mannw", "t_test", "energy"}
-HISTOGRAM_METHODS = {"psi", "kl_div", "jensenshannon", "hellinger", "tvd"}
 
 
 def drifted(method: str, value: float, threshold: float) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rulesengine.compile.plan import (
+from rulesengine.engine.plan import (
     ALL,
     BUCKET,
     ROWS,
@@ -32,9 +32,9 @@ from rulesengine.compile.plan import (
     plan_phase,
     root_names,
 )
+from rulesengine.engine.results import ModelResults, Result, reported
+from rulesengine.engine.sources import POLARS_ERRORS, bad_file
 from rulesengine.monitors.base import ROWS_BY, SEGMENTS, Scored, Undefined
-from rulesengine.results import ModelResults, Result, reported
-from rulesengine.sources import POLARS_ERRORS, bad_file
 from rulesengine.spec.model import Config, ModelSpec, Thresholds
 from rulesengine.spec.sql import compile_sql
 

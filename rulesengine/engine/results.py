@@ -151,8 +151,13 @@ def _fmt_threshold(threshold: Mapping[str, Any], status: str) -> str:
     return "; ".join(out)
 
 
+def segment_text(segment: Mapping[str, Any], empty: str = "(all)") -> str:
+    """``region=eu,tier=1``: a segment as tables, logs and alert keys write it."""
+    return ",".join(f"{k}={v}" for k, v in segment.items()) or empty
+
+
 def _fmt_segment(segment: Mapping[str, Any]) -> str:
-    return ",".join(f"{k}={v}" for k, v in segment.items()) or "(all)"
+    return segment_text(segment)
 
 
 def to_text(models: Sequence[ModelResults]) -> str:

@@ -1,1 +1,0 @@
-"""Drift statistics: pure functions over counts, histograms and samples."""
