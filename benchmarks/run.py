@@ -216,11 +216,11 @@ def compile_rulesengine() -> None:
 
 def check_grids(data: Path) -> None:
     """The floor must bin by exactly the grid rulesengine's cached profile holds."""
-    from rulesengine.monitors.drift.profiles import load
+    from rulesengine.monitors.drift.profile_cache import read
 
     floor = json.loads((data / "floor-grid.json").read_text())["grids"]
     for path in (data / ".rulesengine" / "profiles").glob("*.npz"):
-        profile = load(path)
+        profile = read(path)
         if profile is None:
             continue
         for name, (lo, scale) in floor.items():
@@ -567,10 +567,10 @@ PROFILE_PARTS = [
     ("config load and validation", "load", "rulesengine/spec/loader.py"),
     ("Polars collect_all (execution)", "collect_all", "~"),
     ("Polars collect_schema (planning checks)", "collect_schema", "~"),
-    ("profile load (.npz)", "load", "rulesengine/profiles.py"),
+    ("profile load (.npz)", "read", "rulesengine/monitors/drift/profile_cache.py"),
     ("folding result frames (_binding_rows)", "_binding_rows", "rulesengine/"),
-    ("drift scoring (score_all)", "score_all", "rulesengine/monitors/drift.py"),
-    ("JSON output (to_json)", "to_json", "rulesengine/results.py"),
+    ("drift scoring (score_all)", "score_all", "rulesengine/monitors/drift/"),
+    ("JSON output (to_json)", "to_json", "rulesengine/engine/results.py"),
 ]
 
 

@@ -26,13 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rulesengine.monitors.drift.vocabulary import (  # noqa: F401  (one vocabulary)
-    CATEGORICAL_ONLY,
-    HISTOGRAM_METHODS,
-    METHODS,
-    NUMERIC_ONLY,
-    SAMPLE_METHODS,
-)
+from rulesengine.monitors.drift.vocabulary import METHODS
 
 
 def _scipy_stats():

@@ -16,28 +16,20 @@ Binning rule: ``bins`` (default 10) cells between the reference quantiles at
 k/bins, right-closed, the outer cells open-ended; edges that coincide collapse.
 Categories: the reference's own plus one "unseen" bucket for anything else.
 
-Profiles are keyed by the reference files' fingerprint (path, size, mtime) plus
-everything that shapes the profile (columns, types, bins, filter), stored as
-``<key>.npz`` in the cache folder, and reused across runs and daemon ticks;
-profiles unused for 30 days are deleted. Trailing baselines (a moving window) and
-references on object storage (no cheap fingerprint) are profiled on every run.
+Profiles are plain data: :mod:`~rulesengine.monitors.drift.profile_cache` keeps
+them on disk, and what the monitor decides from one lives beside it
+(:mod:`~rulesengine.monitors.drift.choices`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-PROFILE_VERSION = 4
 SAMPLE_CAP = 1_000_000
 SKETCH_POINTS = 100_001
 GRID_CELLS = 2048  # equal-width fine cells between the GRID_TAIL quantiles
@@ -91,11 +83,9 @@ class ColumnProfile:
 class Profile:
     rows: int
     columns: dict[str, ColumnProfile]
-    cached: bool = False
     # a trailing baseline split like the window: each segment's own profile
     segmented: bool = False
     segments: dict[tuple[Any, ...], Profile] = field(default_factory=dict)
-    decided: Any = None  # the drift monitor's per-column choices, made once (drift._plan)
 
 
 def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -232,124 +222,3 @@ def as_categorical(p: ColumnProfile) -> ColumnProfile:
         categories=labels,
         counts=counts.astype(float),
     )
-
-
-# ------------------------------------------------------------------ cache
-
-
-def fingerprint(files: list[str] | None) -> list[Any] | None:
-    if files is None:
-        return None
-    out = []
-    for f in files:
-        st = os.stat(f)
-        out.append([f, st.st_size, st.st_mtime_ns])
-    return out
-
-
-def cache_key(parts: Mapping[str, Any]) -> str:
-    text = json.dumps(
-        {"v": PROFILE_VERSION, "cap": SAMPLE_CAP, "grid": [GRID_CELLS, GRID_TAIL], **parts},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-_ARRAYS = (
-    "sample",
-    "counts",
-    "edges",
-    "bin_counts",
-    "fine_edges",
-    "fine_counts",
-    "fine_sums",
-    "tail_low",
-    "tail_high",
-)
-_EAGER = tuple(a for a in _ARRAYS if a != "sample")  # read on load, all in one array
-
-
-def save(profile: Profile, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta: dict[str, Any] = {"rows": profile.rows, "columns": {}}
-    arrays: dict[str, np.ndarray] = {}
-    eager: list[np.ndarray] = []  # every small array, back to back: one read to load
-    at = 0
-    for i, (name, c) in enumerate(profile.columns.items()):
-        meta["columns"][name] = {
-            "i": i,
-            "kind": c.kind,
-            "n": c.n,
-            "nulls": c.nulls,
-            "unique": c.unique,
-            "exact": c.exact,
-            "categories": c.categories,
-            "minimum": c.minimum,
-            "maximum": c.maximum,
-            "std": c.std,
-            "grid_lo": c.grid_lo,
-            "grid_scale": c.grid_scale,
-            "sum_origin": c.sum_origin,
-            "spans": {},
-        }
-        arrays[f"{i}_sample"] = np.asarray(c.sample, dtype=float)
-        for a in _EAGER:
-            values = np.asarray(getattr(c, a), dtype=float)
-            meta["columns"][name]["spans"][a] = [at, at + values.size]
-            at += values.size
-            eager.append(values)
-    arrays["eager"] = np.concatenate(eager) if eager else np.empty(0)
-    arrays["meta"] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    prune(path.parent)
-
-
-KEEP_DAYS = 30  # profiles unused this long are deleted when a new one is saved
-
-
-def prune(folder: Path, now: float | None = None) -> int:
-    """Delete cached profiles not used for ``KEEP_DAYS`` days; returns how many."""
-    import time
-
-    limit = (now or time.time()) - KEEP_DAYS * 86400
-    gone = 0
-    for f in folder.glob("*.npz"):
-        try:
-            if f.stat().st_mtime < limit:
-                f.unlink()
-                gone += 1
-        except OSError:
-            continue
-    return gone
-
-
-def load(path: Path) -> Profile | None:
-    """The cached profile, or None if absent or unreadable (then it is rebuilt).
-    A hit refreshes the file's mtime, which is what :func:`prune` goes by."""
-    try:
-        os.utime(path)
-    except OSError:
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            eager = data["eager"]
-            columns = {}
-            for name, m in meta["columns"].items():
-                i = m.pop("i")
-                arrays = {a: eager[lo:hi] for a, (lo, hi) in m.pop("spans").items()}
-                columns[name] = ColumnProfile(
-                    name=name, **m, **arrays, sample_ref=(str(path), f"{i}_sample")
-                )
-            return Profile(meta["rows"], columns, cached=True)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

@@ -12,7 +12,7 @@ Oracles never call rulesengine:
   chisquare, g_test, z, fisher_exact): scipy (or the closed form) on the raw
   non-null samples, to 1e-9 relative;
 * histogram methods (psi, kl_div, jensenshannon, hellinger, tvd): the binning
-  rule of rulesengine/profiles.py re-implemented here — ``bins`` cells between
+  rule of rulesengine/monitors/drift/profiles.py re-implemented here — ``bins`` cells between
   the reference quantiles at k/bins (linear), right-closed, outer cells
   open-ended, coinciding edges collapsed; categories are the reference's plus one
   "unseen" bucket — then Evidently's zero smoothing and the textbook formulas;
@@ -1495,7 +1495,7 @@ def profiles(root: Path) -> list[Path]:
 
 
 def test_profile_is_cached_and_reused(env, monkeypatch):
-    import rulesengine.monitors.drift.monitor as drift_monitor
+    import rulesengine.monitors.drift.planning as drift_planning
 
     rng = np.random.default_rng(1101)
     ref = {"x": rng.normal(size=600), "c": rng.choice(["a", "b", "c"], 600).tolist()}
@@ -1511,8 +1511,8 @@ def test_profile_is_cached_and_reused(env, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the reference was profiled again")
 
-    monkeypatch.setattr(drift_monitor, "numeric_profile", boom)
-    monkeypatch.setattr(drift_monitor, "categorical_profile", boom)
+    monkeypatch.setattr(drift_planning, "numeric_profile", boom)
+    monkeypatch.setattr(drift_planning, "categorical_profile", boom)
     second = env.run(monitor)
     assert [(r.column, r.value, r.status) for r in second] == [
         (r.column, r.value, r.status) for r in first
@@ -1526,7 +1526,7 @@ def test_profile_is_cached_and_reused(env, monkeypatch):
 
 
 def test_profile_is_reused_when_a_column_is_missing_from_the_reference(env, monkeypatch):
-    import rulesengine.monitors.drift.monitor as drift_monitor
+    import rulesengine.monitors.drift.planning as drift_planning
 
     rng = np.random.default_rng(1105)
     env.reference({"x": rng.normal(size=400)})
@@ -1538,7 +1538,7 @@ def test_profile_is_reused_when_a_column_is_missing_from_the_reference(env, monk
     def boom(*a, **k):
         raise AssertionError("the reference was profiled again")
 
-    monkeypatch.setattr(drift_monitor, "numeric_profile", boom)
+    monkeypatch.setattr(drift_planning, "numeric_profile", boom)
     second = env.run({"method": "ks"})
     assert col(second, "x").value == col(first, "x").value
 

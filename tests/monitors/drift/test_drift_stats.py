@@ -19,11 +19,6 @@ from scipy import stats
 from scipy.spatial import distance
 
 from rulesengine.monitors.drift.methods import (
-    CATEGORICAL_ONLY,
-    HISTOGRAM_METHODS,
-    METHODS,
-    NUMERIC_ONLY,
-    SAMPLE_METHODS,
     auto_method,
     categorical_test,
     cell_integrals,
@@ -33,6 +28,13 @@ from rulesengine.monitors.drift.methods import (
     smooth,
     threshold_op,
     wasserstein_cells,
+)
+from rulesengine.monitors.drift.vocabulary import (
+    CATEGORICAL_ONLY,
+    HISTOGRAM_METHODS,
+    METHODS,
+    NUMERIC_ONLY,
+    SAMPLE_METHODS,
 )
 
 REL = 1e-9
