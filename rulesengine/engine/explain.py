@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import polars as pl
 
-from rulesengine.engine.evaluate import _prepare
-from rulesengine.engine.plan import Plan, Query, compile_model, plan_phase
+from rulesengine.engine.evaluate import plan_model, profile_cache
+from rulesengine.engine.plan import Plan, Query
 from rulesengine.engine.results import iso
 from rulesengine.spec.model import Config
 
@@ -31,7 +30,10 @@ def _frame_text(q: Query) -> str:
     return "; ".join(parts)
 
 
-def explain_plan(plan: Plan, queries: list[Query], *, polars_plan: bool = True) -> str:
+def explain_plan(plan: Plan, *, polars_plan: bool = True) -> str:
+    """The window's plan as text: each monitor's queries, each query's aggregates,
+    the scans they share, and Polars' own plan of them all."""
+    queries = plan.queries
     lines = [f"model {plan.model.model} at {iso(plan.at)}", "", "monitors:"]
     for mp in plan.monitors:
         m = mp.monitor
@@ -77,11 +79,7 @@ def explain_plan(plan: Plan, queries: list[Query], *, polars_plan: bool = True) 
 
 
 def explain(config: Config, at: datetime) -> str:
-    out = []
-    cache = Path(config.engine.state).parent / "profiles"
-    for model in config.models:
-        plan = compile_model(model, at, cache_dir=cache)
-        _prepare(plan)
-        queries = plan_phase(plan, "needs")
-        out.append(explain_plan(plan, queries))
-    return "\n\n".join(out)
+    """``rulesengine plan``: every model's plan as of ``at``, as text. The
+    references are prepared (their queries run), as the window's plan needs them."""
+    cache = profile_cache(config)
+    return "\n\n".join(explain_plan(plan_model(model, at, cache)) for model in config.models)

@@ -6,29 +6,26 @@ one LazyFrame object; needs on the same frame and segmentation merge into one
 over fixed cells (``Need.cells``) are different: overall, their per-row cell
 indices go into one ``select`` per frame and NumPy's ``bincount`` counts them,
 which is several times faster than grouping by the cell; per segment they group
-by segment and cell. Reference aggregates (``prepare``) run first, as their own
-small plan.
+by segment and cell.
+
+:func:`compile_model` gives a plan with its frames and monitors and no queries yet;
+:func:`reference_plan` and :func:`window_plan` each return a new plan holding the
+queries of one phase: the reference aggregates (``MonitorType.prepare``), run
+first as their own small plan, then the window's (``MonitorType.needs``).
+Nothing here runs a query: see :mod:`rulesengine.engine.execute`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
-from rulesengine.engine.sources import (
-    POLARS_ERRORS,
-    NoFiles,
-    bad_file,
-    dtype_conflicts,
-    reason,
-    scan,
-    with_timestamp,
-)
-from rulesengine.errors import DataError
+from rulesengine.engine.frames import Frames
+from rulesengine.engine.sources import POLARS_ERRORS, dtype_conflicts, reason
 from rulesengine.monitors.base import (
     ROWS,
     Cells,
@@ -36,16 +33,12 @@ from rulesengine.monitors.base import (
     FrameKey,
     MonitorType,
     Need,
+    lookup,
 )
-from rulesengine.spec.model import ModelSpec, MonitorSpec, SourceSpec
-from rulesengine.spec.sql import compile_sql
+from rulesengine.spec.model import ModelSpec, MonitorSpec
 
-ALL = "__all"
-
-
-def first_line(exc: BaseException) -> str:
-    """One line for a result's error (see :func:`rulesengine.engine.sources.reason`)."""
-    return reason(exc)
+ALL = "__all"  # the constant key an overall query groups by
+BUCKET = "__bucket"  # the per-row key of a histogram query
 
 
 def expr_key(expr: pl.Expr) -> str:
@@ -80,47 +73,12 @@ class Query:
     aggs: dict[str, pl.Expr] = field(default_factory=dict)  # global name → expression
     keys: dict[str, str] = field(default_factory=dict)  # expression text → global name
     lazy: pl.LazyFrame | None = None
-    error: str | None = None
     base: pl.LazyFrame | None = None  # the frame, before grouping
     group_keys: list[pl.Expr] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # aggregate → why it failed
     select: bool = False  # per-row columns (cell indices, weights), not aggregates
 
-    def split(self) -> pl.DataFrame | str:
-        """Collect aggregate by aggregate, after the whole query failed: only the
-        aggregates that fail are lost (recorded in ``failed``)."""
-        assert self.base is not None
-        if self.select:
-            return self._split_select()
-        try:
-            out = self.base.group_by(self.group_keys).agg(pl.len().alias(ROWS)).collect()
-        except POLARS_ERRORS as exc:  # the frame itself cannot be read
-            return first_line(exc)
-        on = [c for c in out.columns if c != ROWS]
-        for name, expr in self.aggs.items():
-            try:
-                part = self.base.group_by(self.group_keys).agg(expr.alias(name)).collect()
-            except POLARS_ERRORS as exc:
-                self.failed[name] = first_line(exc)
-                continue
-            out = out.join(part, on=on, how="left", nulls_equal=True)
-        return out
-
-    def _split_select(self) -> pl.DataFrame | str:
-        assert self.base is not None
-        try:
-            out = self.base.select(pl.len()).collect()
-        except POLARS_ERRORS as exc:  # the frame itself cannot be read
-            return first_line(exc)
-        columns = []
-        for name, expr in self.aggs.items():
-            try:
-                columns.append(self.base.select(expr.alias(name)).collect().to_series())
-            except POLARS_ERRORS as exc:
-                self.failed[name] = first_line(exc)
-        return pl.DataFrame(columns) if columns else out.clear()
-
     def add(self, expr: pl.Expr) -> str:
+        """The global name of ``expr`` in this query, added if it is new."""
         text = expr_key(expr)
         if text not in self.keys:
             name = f"a{len(self.aggs)}"
@@ -144,113 +102,37 @@ class Binding:
     origin: float = 0.0  # … whose sums are of the weights minus this
 
 
-@dataclass
+@dataclass(frozen=True)
 class MonitorPlan:
+    """One monitor in a plan: where its aggregates land, or why it has none."""
+
     monitor: MonitorSpec
     type: MonitorType | None
-    bindings: list[Binding] = field(default_factory=list)
+    bindings: tuple[Binding, ...] = ()
     error: str | None = None
     no_data: str | None = None  # why there is nothing to evaluate
 
+    @property
+    def ready(self) -> bool:
+        """Whether this monitor can still be planned (no error, data, a known type)."""
+        return not self.error and not self.no_data and self.type is not None
 
-@dataclass
+
+@dataclass(frozen=True)
 class Plan:
+    """A model compiled as of ``at``: its sources as frames, its monitors, and the
+    queries of one phase (none in the plan :func:`compile_model` returns)."""
+
     model: ModelSpec
     at: datetime
     ctx: EvalContext
-    monitors: list[MonitorPlan]
-    queries: list[Query]
-    warnings: list[str] = field(default_factory=list)
-
-
-class _Frames:
-    """LazyFrames per source and per frame key, built once and shared."""
-
-    def __init__(self, model: ModelSpec) -> None:
-        self.model = model
-        self.base: dict[str, pl.LazyFrame] = {}
-        self.schemas: dict[str, pl.Schema] = {}
-        self.missing: dict[str, str] = {}  # source → why it has no data
-        self.errors: dict[str, str] = {}  # source → why it cannot be read
-        self.frames: dict[FrameKey, pl.LazyFrame] = {}
-
-    def load(self, name: str) -> None:
-        source: SourceSpec = self.model.sources[name]
-        try:
-            frame = scan(source)
-            raw_schema = frame.collect_schema()
-            frame = with_timestamp(frame, source, raw_schema)
-            self.schemas[name] = frame.collect_schema()
-            self.base[name] = frame
-        except NoFiles as exc:
-            self.missing[name] = str(exc)
-        except DataError as exc:
-            self.errors[name] = str(exc)
-        except FileNotFoundError:
-            self.missing[name] = f"no files match {source.path}"
-        except POLARS_ERRORS as exc:
-            text = first_line(exc)
-            missing = "expanded paths were empty" in text or (
-                source.is_remote and "not found" in text.lower()
-            )
-            if missing:
-                self.missing[name] = f"no files match {source.path}"
-            else:  # name the file, not the glob, when one file alone fails
-                self.errors[name] = (
-                    bad_file(source) or f"source '{name}': cannot read {source.path}: {text}"
-                )
-
-    def problem(self, name: str) -> tuple[str, str] | None:
-        """('error'|'no_data', message) if the source cannot give rows."""
-        if name not in self.base and name not in self.missing and name not in self.errors:
-            self.load(name)
-        if name in self.errors:
-            return "error", self.errors[name]
-        if name in self.missing:
-            source = self.model.sources[name]
-            return ("error" if source.required else "no_data"), self.missing[name]
-        return None
-
-    def frame(self, key: FrameKey) -> pl.LazyFrame:
-        if key in self.frames:
-            return self.frames[key]
-        source = self.model.sources[key.source]
-        lf = self.base[key.source]
-        if source.timestamp and (key.start is not None or key.end is not None):
-            from rulesengine.engine.sources import in_window
-
-            lf = lf.filter(in_window(source, key.start, key.end, self.schemas[key.source]))
-        if key.filter:
-            lf = lf.filter(compile_sql(key.filter).expr.fill_null(False))
-        if key.join is not None:
-            labels_src = self.model.sources[key.join.source]
-            labels = self.base[key.join.source]
-            if labels_src.timestamp:
-                ts = pl.col(labels_src.timestamp)
-                if key.label_cutoff is not None:
-                    labels = labels.filter(ts <= key.label_cutoff)
-                labels = labels.sort(ts, nulls_last=False)
-            labels = labels.unique(subset=list(key.join.on), keep="last", maintain_order=False)
-            labels = labels.with_columns(pl.lit(True).alias("__labelled"))
-            # the left rows' order, so sums over joined rows add up in one order and
-            # a run's numbers are the same to the last bit every time
-            lf = lf.join(
-                labels,
-                on=list(key.join.on),
-                how=key.how,
-                suffix="_label",
-                nulls_equal=False,
-                maintain_order="left",
-            )
-        self.frames[key] = lf
-        return lf
+    frames: Frames
+    monitors: tuple[MonitorPlan, ...]
+    queries: tuple[Query, ...] = ()
 
 
 def _segment_keys(segment_by: tuple[str, ...]) -> list[pl.Expr]:
     return [pl.col(c) for c in segment_by] if segment_by else [pl.lit(1).alias(ALL)]
-
-
-BUCKET = "__bucket"
 
 
 def _cell_index(cells: Cells) -> pl.Expr:
@@ -264,7 +146,7 @@ def _schema_problem(lf: pl.LazyFrame) -> str | None:
     try:
         lf.collect_schema()
     except POLARS_ERRORS as exc:
-        return first_line(exc)
+        return reason(exc)
     return None
 
 
@@ -275,109 +157,105 @@ def _check_cells(lf: pl.LazyFrame, cells: Cells) -> str | None:
     return _schema_problem(lf.select(exprs))
 
 
-QueryIndex = dict[tuple[FrameKey, tuple[str, ...], str], int]
-
-
-def _query(plan_queries: list[Query], index: QueryIndex, key: tuple, make: Query) -> int:
-    """The position of the query for ``key``, adding ``make`` if there is none yet."""
-    if key not in index:
-        index[key] = len(plan_queries)
-        plan_queries.append(make)
-    return index[key]
-
-
-def _bind_cells(
-    plan_queries: list[Query],
-    index: QueryIndex,
-    need: Need,
-    cells: Cells,
-    segment_by: tuple[str, ...],
-) -> Binding:
-    """Overall: index (and weights) columns in the frame's one select query.
-    Per segment: a group_by on segment and cell, with the weights' sum."""
-    idx = _cell_index(cells)
-    at = _query(plan_queries, index, (need.frame, (), "select"), Query(need.frame, (), select=True))
-    q = plan_queries[at]
-    names = {"index": q.add(idx)}
-    if cells.weights is not None:
-        names["weights"] = q.add(cells.weights)
-    binding = Binding(need.role, at, None, names, cells=cells.n)
-    if need.segmented and segment_by:
-        key = (need.frame, segment_by, expr_key(idx))
-        binding.segmented = _query(plan_queries, index, key, Query(need.frame, segment_by, idx))
-        q = plan_queries[binding.segmented]
-        if cells.weights is not None:
-            w = cells.weights.cast(pl.Float64)
-            binding.segmented_names = {"sums": q.add((w - cells.origin).sum())}
-            if cells.outer:
-                edge = idx.is_in([0, cells.n - 1])
-                binding.segmented_names["outer"] = q.add(w.filter(edge))
-    binding.outer, binding.origin = cells.outer, cells.origin
-    return binding
-
-
 def _check_expr(lf: pl.LazyFrame, expr: pl.Expr, by: pl.Expr | None = None) -> str | None:
     """A message if the aggregate cannot run on this frame (e.g. a missing column)."""
     keys = [pl.lit(1).alias(ALL)] + ([by.alias(BUCKET)] if by is not None else [])
     return _schema_problem(lf.group_by(keys).agg(expr.alias("x")))
 
 
-def _bind(
-    plan_queries: list[Query],
-    index: QueryIndex,
-    frames: _Frames,
-    need: Need,
-    segment_by: tuple[str, ...],
-) -> tuple[Binding | None, str | None]:
-    lf = frames.frame(need.frame)
-    for expr in [*need.aggs.values(), *([pl.len()] if need.by is not None else [])]:
-        problem = _check_expr(lf, expr, need.by)
-        if problem:
-            source = frames.model.sources[need.frame.source]
-            note = dtype_conflicts(source, root_names([expr]))
-            return None, f"{note}: {problem}" if note else problem
-    if need.cells is not None:
-        problem = _check_cells(lf, need.cells)
-        if problem:
-            return None, problem
-    if need.segmented and segment_by:
-        schema = lf.collect_schema()
-        missing = [c for c in segment_by if c not in schema]
-        if missing:
-            return None, f"segment column '{missing[0]}' not found in source '{need.frame.source}'"
-    if need.cells is not None:
-        return _bind_cells(plan_queries, index, need, need.cells, segment_by), None
-    slots = [()] + ([segment_by] if need.segmented and segment_by else [])
-    positions = []
-    names: list[dict[str, str]] = []
-    by_text = expr_key(need.by) if need.by is not None else ""
-    for seg in slots:
-        at = _query(
-            plan_queries, index, (need.frame, seg, by_text), Query(need.frame, seg, need.by)
-        )
-        q = plan_queries[at]
-        names.append({local: q.add(expr) for local, expr in need.aggs.items()})
-        positions.append(at)
-    segmented = positions[1] if len(positions) > 1 else None
-    seg_names = names[1] if segmented is not None else {}
-    binding = Binding(need.role, positions[0], segmented, names[0], seg_names, need.by is not None)
-    return binding, None
+class _Queries:
+    """The queries of one phase as needs are bound to them: one per frame,
+    segmentation and per-row key."""
 
+    def __init__(self, frames: Frames) -> None:
+        self.frames = frames
+        self.queries: list[Query] = []
+        self.index: dict[tuple[FrameKey, tuple[str, ...], str], int] = {}
 
-def _finish(queries: list[Query], frames: _Frames) -> None:
-    for q in queries:
-        lf = frames.frame(q.frame)
-        if q.select:
-            q.base = lf
-            q.lazy = lf.select([e.alias(n) for n, e in q.aggs.items()])
-            continue
-        exprs = [pl.len().alias(ROWS), *(e.alias(n) for n, e in q.aggs.items())]
-        if q.by is not None:  # histogram queries need no constant key to group by
-            keys = [pl.col(c) for c in q.segment_by] + [q.by.alias(BUCKET)]
-        else:
-            keys = _segment_keys(q.segment_by)
-        q.base, q.group_keys = lf, keys
-        q.lazy = lf.group_by(keys).agg(exprs)
+    def _at(self, key: tuple[FrameKey, tuple[str, ...], str], make: Query) -> int:
+        """The position of the query for ``key``, adding ``make`` if there is none yet."""
+        if key not in self.index:
+            self.index[key] = len(self.queries)
+            self.queries.append(make)
+        return self.index[key]
+
+    def problem(self, need: Need, segment_by: tuple[str, ...]) -> str | None:
+        """Why ``need`` cannot run on its frame (a missing column, a dtype), if so."""
+        lf = self.frames.frame(need.frame)
+        for expr in [*need.aggs.values(), *([pl.len()] if need.by is not None else [])]:
+            problem = _check_expr(lf, expr, need.by)
+            if problem:
+                source = self.frames.model.sources[need.frame.source]
+                note = dtype_conflicts(source, root_names([expr]))
+                return f"{note}: {problem}" if note else problem
+        if need.cells is not None:
+            problem = _check_cells(lf, need.cells)
+            if problem:
+                return problem
+        if need.segmented and segment_by:
+            schema = lf.collect_schema()
+            missing = [c for c in segment_by if c not in schema]
+            if missing:
+                return f"segment column '{missing[0]}' not found in source '{need.frame.source}'"
+        return None
+
+    def bind(self, need: Need, segment_by: tuple[str, ...]) -> Binding:
+        """Add ``need``'s aggregates to the queries of its frame (overall, and per
+        segment unless the need is overall only)."""
+        if need.cells is not None:
+            return self._bind_cells(need, need.cells, segment_by)
+        slots = [()] + ([segment_by] if need.segmented and segment_by else [])
+        positions = []
+        names: list[dict[str, str]] = []
+        by_text = expr_key(need.by) if need.by is not None else ""
+        for seg in slots:
+            at = self._at((need.frame, seg, by_text), Query(need.frame, seg, need.by))
+            q = self.queries[at]
+            names.append({local: q.add(expr) for local, expr in need.aggs.items()})
+            positions.append(at)
+        segmented = positions[1] if len(positions) > 1 else None
+        seg_names = names[1] if segmented is not None else {}
+        return Binding(need.role, positions[0], segmented, names[0], seg_names, need.by is not None)
+
+    def _bind_cells(self, need: Need, cells: Cells, segment_by: tuple[str, ...]) -> Binding:
+        """Overall: index (and weights) columns in the frame's one select query.
+        Per segment: a group_by on segment and cell, with the weights' sum."""
+        idx = _cell_index(cells)
+        at = self._at((need.frame, (), "select"), Query(need.frame, (), select=True))
+        q = self.queries[at]
+        names = {"index": q.add(idx)}
+        if cells.weights is not None:
+            names["weights"] = q.add(cells.weights)
+        binding = Binding(need.role, at, None, names, cells=cells.n)
+        if need.segmented and segment_by:
+            key = (need.frame, segment_by, expr_key(idx))
+            binding.segmented = self._at(key, Query(need.frame, segment_by, idx))
+            q = self.queries[binding.segmented]
+            if cells.weights is not None:
+                w = cells.weights.cast(pl.Float64)
+                binding.segmented_names = {"sums": q.add((w - cells.origin).sum())}
+                if cells.outer:
+                    edge = idx.is_in([0, cells.n - 1])
+                    binding.segmented_names["outer"] = q.add(w.filter(edge))
+        binding.outer, binding.origin = cells.outer, cells.origin
+        return binding
+
+    def finish(self) -> tuple[Query, ...]:
+        """Every query with its lazy frame: a select, or a group_by on its keys."""
+        for q in self.queries:
+            lf = self.frames.frame(q.frame)
+            if q.select:
+                q.base = lf
+                q.lazy = lf.select([e.alias(n) for n, e in q.aggs.items()])
+                continue
+            exprs = [pl.len().alias(ROWS), *(e.alias(n) for n, e in q.aggs.items())]
+            if q.by is not None:  # histogram queries need no constant key to group by
+                keys = [pl.col(c) for c in q.segment_by] + [q.by.alias(BUCKET)]
+            else:
+                keys = _segment_keys(q.segment_by)
+            q.base, q.group_keys = lf, keys
+            q.lazy = lf.group_by(keys).agg(exprs)
+        return tuple(self.queries)
 
 
 def _sources_of(m: MonitorSpec) -> list[str]:
@@ -394,94 +272,87 @@ def _sources_of(m: MonitorSpec) -> list[str]:
     return names
 
 
-def _plan_needs(
-    model: ModelSpec, ctx: EvalContext, frames: _Frames, phase: str, monitors: list[MonitorPlan]
-) -> list[Query]:
-    queries: list[Query] = []
-    index: QueryIndex = {}
-    for mp in monitors:
-        if mp.error or mp.no_data or mp.type is None:
-            continue
-        m = mp.monitor
-        trouble = next((t for t in map(frames.problem, _sources_of(m)) if t), None)
-        if trouble:  # a source without rows or unreadable: nothing to plan
-            if trouble[0] == "error":
-                mp.error = trouble[1]
-            else:
-                mp.no_data = trouble[1]
-            continue
+def _without_rows(frames: Frames, mp: MonitorPlan, sources: list[str]) -> MonitorPlan | None:
+    """``mp`` with an error or no_data if one of ``sources`` cannot give rows."""
+    trouble = next((t for t in map(frames.problem, sources) if t), None)
+    if trouble is None:
+        return None
+    kind, message = trouble
+    if kind == "error":
+        return replace(mp, bindings=(), error=message)
+    return replace(mp, bindings=(), no_data=message)
+
+
+# what a monitor type asks for in one phase: its prepare or its needs
+NeedsOf = Callable[[MonitorType, MonitorSpec, EvalContext], list[Need]]
+
+
+def _plan_monitor(
+    queries: _Queries, mp: MonitorPlan, needs_of: NeedsOf, ctx: EvalContext
+) -> MonitorPlan:
+    """``mp`` with its needs bound into ``queries``, or with why they cannot be."""
+    assert mp.type is not None
+    m = mp.monitor
+    troubled = _without_rows(queries.frames, mp, _sources_of(m))
+    if troubled:  # a source without rows or unreadable: nothing to plan
+        return troubled
+    try:
+        needs = needs_of(mp.type, m, ctx)
+    except POLARS_ERRORS as exc:
+        return replace(mp, bindings=(), error=reason(exc))
+    bindings = []
+    for need in needs:
+        sources = [need.frame.source] + ([need.frame.join.source] if need.frame.join else [])
+        troubled = _without_rows(queries.frames, mp, sources)
+        if troubled:
+            return troubled
         try:
-            needs = mp.type.prepare(m, ctx) if phase == "prepare" else mp.type.needs(m, ctx)
-        except POLARS_ERRORS as exc:
-            mp.error = first_line(exc)
-            continue
-        bindings = []
-        for need in needs:
-            sources = [need.frame.source] + ([need.frame.join.source] if need.frame.join else [])
-            trouble = next((t for t in map(frames.problem, sources) if t), None)
-            if trouble:
-                if trouble[0] == "error":
-                    mp.error = trouble[1]
-                else:
-                    mp.no_data = trouble[1]
-                break
-            try:
-                binding, problem = _bind(queries, index, frames, need, m.segment_by)
-            except POLARS_ERRORS as exc:  # a frame or check that Polars refuses: this monitor's
-                binding, problem = None, first_line(exc)
-            if problem:
-                mp.error = problem
-                break
-            bindings.append(binding)
-        else:
-            if phase == "needs":
-                mp.bindings = bindings
-            else:
-                mp.bindings = bindings  # reused by the evaluator for the prepare phase
-    _finish(queries, frames)
-    return queries
+            problem = queries.problem(need, m.segment_by)
+            if problem is None:
+                bindings.append(queries.bind(need, m.segment_by))
+        except POLARS_ERRORS as exc:  # a frame or check that Polars refuses: this monitor's
+            problem = reason(exc)
+        if problem:
+            return replace(mp, bindings=(), error=problem)
+    return replace(mp, bindings=tuple(bindings))
 
 
-def compile_model(
-    model: ModelSpec,
-    at: datetime,
-    *,
-    prepared: dict[str, Any] | None = None,
-    cache_dir: Path | None = None,
-) -> Plan:
-    """Compile ``model`` as of ``at``; :func:`plan_phase` then builds the reference
-    (``prepare``) and main (``needs``) queries. Profiles are cached in ``cache_dir``."""
-    from rulesengine.monitors.base import lookup
-
-    frames = _Frames(model)
-    for name in model.sources:
-        frames.problem(name)
-    ctx = EvalContext(
-        model,
-        at,
-        frames.schemas,
-        prepared if prepared is not None else {},
-        cache_dir=cache_dir,
+def _plan_phase(plan: Plan, needs_of: NeedsOf) -> Plan:
+    queries = _Queries(plan.frames)
+    monitors = tuple(
+        _plan_monitor(queries, mp, needs_of, plan.ctx) if mp.ready else mp for mp in plan.monitors
     )
+    return replace(plan, monitors=monitors, queries=queries.finish())
+
+
+def reference_plan(plan: Plan) -> Plan:
+    """A new plan holding the reference aggregates (``MonitorType.prepare``) of the
+    monitors whose reference is not prepared already (kept from an earlier run); a
+    monitor whose reference cannot be read has its error in it."""
+    return _plan_phase(
+        plan, lambda mtype, m, ctx: [] if m.name in ctx.prepared else mtype.prepare(m, ctx)
+    )
+
+
+def window_plan(plan: Plan) -> Plan:
+    """A new plan holding the window's aggregates (``MonitorType.needs``), planned
+    once the references are prepared into ``plan.ctx``."""
+    return _plan_phase(plan, lambda mtype, m, ctx: mtype.needs(m, ctx))
+
+
+def compile_model(model: ModelSpec, at: datetime, *, cache_dir: Path | None = None) -> Plan:
+    """Compile ``model`` as of ``at``: its frames and monitors, no queries yet
+    (see :func:`reference_plan`, :func:`window_plan`). Profiles are cached in
+    ``cache_dir``."""
+    frames = Frames(model)
+    ctx = EvalContext(model, at, frames.schemas, {}, cache_dir=cache_dir)
     monitors = []
     for m in model.monitors():
         if not m.enabled:
             continue
         try:
-            mtype = lookup(m)
+            monitors.append(MonitorPlan(m, lookup(m)))
         except KeyError:
-            monitors.append(
-                MonitorPlan(m, None, error=f"{m.kind} type '{m.type}' is not supported yet")
-            )
-            continue
-        monitors.append(MonitorPlan(m, mtype))
-    plan = Plan(model, at, ctx, monitors, [])
-    plan.frames = frames  # type: ignore[attr-defined]
-    return plan
-
-
-def plan_phase(plan: Plan, phase: str) -> list[Query]:
-    """Build the queries of one phase (``prepare`` or ``needs``) into the plan."""
-    frames: _Frames = plan.frames  # type: ignore[attr-defined]
-    queries = _plan_needs(plan.model, plan.ctx, frames, phase, plan.monitors)
-    return queries
+            error = f"{m.kind} type '{m.type}' is not supported yet"
+            monitors.append(MonitorPlan(m, None, error=error))
+    return Plan(model, at, ctx, frames, tuple(monitors))

@@ -156,10 +156,6 @@ def segment_text(segment: Mapping[str, Any], empty: str = "(all)") -> str:
     return ",".join(f"{k}={v}" for k, v in segment.items()) or empty
 
 
-def _fmt_segment(segment: Mapping[str, Any]) -> str:
-    return segment_text(segment)
-
-
 def to_text(models: Sequence[ModelResults]) -> str:
     """A readable table per model, worst first, and a one-line summary."""
     header = ("STATUS", "MODEL", "MONITOR", "SEGMENT", "VALUE", "THRESHOLD", "ROWS")
@@ -178,7 +174,7 @@ def to_text(models: Sequence[ModelResults]) -> str:
                     r.status.upper(),
                     m.model,
                     name,
-                    _fmt_segment(r.segment),
+                    segment_text(r.segment),
                     value,
                     _fmt_threshold(r.threshold, r.status),
                     "-" if r.rows is None else str(r.rows),

@@ -1,51 +1,30 @@
 """Log sources → Polars LazyFrames (local files, globs, hive folders, object storage).
 
-A source becomes one LazyFrame whose timestamp column is normalised to
-``Datetime("us", "UTC")`` whatever the files hold (datetimes with or without a
-zone, epoch seconds/milliseconds/…, ISO strings). When a local source's files do
-not all share one schema (a column renamed one day), each file is scanned on its
-own and the scans are concatenated diagonally, so no column silently disappears;
-:func:`file_schemas` reports the difference to the ``schema`` check.
+A source becomes one LazyFrame over its files (listed by :mod:`.files`); its
+timestamp column is normalised afterwards (:mod:`.timestamps`). When a local
+source's files do not all share one schema (a column renamed one day), each file
+is scanned on its own and the scans are concatenated diagonally, so no column
+silently disappears; :func:`file_schemas` reports the difference to the
+``schema`` check. On the error path, :func:`bad_file` and :func:`dtype_conflicts`
+name the file behind a failure.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
-from rulesengine.errors import DataError
-from rulesengine.spec.loader import display
+from rulesengine.engine.csvrows import ragged_row
+from rulesengine.engine.files import display_path, local_files
+from rulesengine.errors import DataError, first_line
 from rulesengine.spec.model import SourceSpec
 
 INFER_ROWS = 1000  # rows read to infer CSV / NDJSON dtypes
-TS_DTYPE = pl.Datetime("us", "UTC")
-
-_ZONED_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S%.f%#z",
-    "%Y-%m-%d %H:%M:%S%.f%#z",
-    "%Y-%m-%dT%H:%M%#z",
-    "%Y-%m-%d %H:%M%#z",
-)
-_NAIVE_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M",
-    "%Y-%m-%d %H:%M",
-    "%Y-%m-%d",
-)
-
-
-def _has_glob(path: str) -> bool:
-    return any(c in path for c in "*?[")
 
 
 # Polars' Rust panics reach Python as PanicException, a BaseException: every place
@@ -53,116 +32,14 @@ def _has_glob(path: str) -> bool:
 POLARS_ERRORS: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
 
 
-def display_path(path: str) -> str:
-    """A file as the user would type it: relative to the working directory when
-    inside it (``logs/a.parquet``), an object-storage URL as it is."""
-    if "://" in path and not path.startswith("file://"):
-        return path
-    return display(Path(path.removeprefix("file://")))
-
-
 def reason(exc: BaseException) -> str:
     """Polars' message cut to its first line, with absolute paths shown relative,
     and a panic said to be one."""
-    text = str(exc).strip()
-    line = text.splitlines()[0].strip() if text else type(exc).__name__
-    line = re.sub(r"(?<![\w.])/[^\s'\"`,;:()]+", lambda m: display_path(m.group(0)), line)
+    path = r"(?<![\w.])/[^\s'\"`,;:()]+"
+    line = re.sub(path, lambda m: display_path(m.group(0)), first_line(exc))
     if isinstance(exc, pl.exceptions.PanicException):
         line = f"Polars panicked: {line}"
     return line[:300]
-
-
-def _dir_names(path: str) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:  # unreadable or vanished: glob skips it too
-        return []
-
-
-def _visible(name: str, segment: str) -> bool:
-    """Like glob: a wildcard matches a name starting with a dot only if it does too."""
-    return not name.startswith(".") or segment.startswith(".")
-
-
-def _walk(
-    folder: str, segments: list[str], parents: frozenset[tuple[int, int, int]], out: list[str]
-) -> None:
-    """Append the files below ``folder`` matching ``segments`` (``**`` = any depth).
-    Symlinks are followed, except into a folder that is already being walked with
-    the same rest of the pattern (a link back to a parent: a loop). A folder reached
-    twice otherwise is walked twice; :func:`_once` keeps each file once."""
-    try:
-        st = os.stat(folder)
-    except OSError:
-        return
-    key = (st.st_dev, st.st_ino, len(segments))
-    if key in parents:
-        return
-    parents = parents | {key}
-    segment, rest = segments[0], segments[1:]
-    if segment == "**":
-        _walk(folder, rest or ["*"], parents, out)
-        for name in _dir_names(folder):
-            sub = os.path.join(folder, name)
-            if _visible(name, "") and os.path.isdir(sub):
-                _walk(sub, segments, parents, out)
-        return
-    if _has_glob(segment):
-        names = [n for n in _dir_names(folder) if _visible(n, segment)]
-        names = [n for n in names if fnmatch.fnmatchcase(n, segment)]
-    else:
-        names = [segment]
-    for name in names:
-        path = os.path.join(folder, name)
-        if rest:
-            if os.path.isdir(path):
-                _walk(path, rest, parents, out)
-        elif os.path.isfile(path):  # follows a file symlink; a FIFO or device is skipped
-            out.append(path)
-
-
-def _once(paths: list[str]) -> list[str]:
-    """Each real file once (by device and inode), sorted. Of the paths to one file
-    the one without symlinks wins, then the shortest: its folders are the ones a
-    hive partition is read from."""
-    best: dict[tuple[int, int], tuple[bool, int, str]] = {}
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        rank = (os.path.realpath(path) != os.path.abspath(path), path.count(os.sep), path)
-        key = (st.st_dev, st.st_ino)
-        if key not in best or rank < best[key]:
-            best[key] = rank
-    return sorted(rank[2] for rank in best.values())
-
-
-def expand(pattern: str) -> list[str]:
-    """The local files a glob (or a directory: every file below it) matches,
-    each real file once, sorted. ``**`` matches any depth; hidden names match only
-    a pattern that starts with a dot, as in :mod:`glob`."""
-    if not _has_glob(pattern):
-        if os.path.isdir(pattern):
-            pattern = os.path.join(pattern, "**", "*")
-        else:
-            return [pattern] if os.path.isfile(pattern) else []
-    parts = pattern.split(os.sep)
-    fixed = 0
-    while fixed < len(parts) - 1 and not _has_glob(parts[fixed]):
-        fixed += 1
-    base = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else ".")
-    found: list[str] = []
-    _walk(base, parts[fixed:], frozenset(), found)
-    return _once(found)
-
-
-def local_files(source: SourceSpec) -> list[str] | None:
-    """The local files a source covers (see :func:`expand`); None for object
-    storage (Polars expands remote globs itself)."""
-    if source.is_remote:
-        return None
-    return expand(source.path.removeprefix("file://"))
 
 
 FILE_COLUMN = "__file"  # the file each row came from (projected only when used)
@@ -260,6 +137,13 @@ def file_schemas(source: SourceSpec, files: Sequence[str] | None = None) -> list
 
 class NoFiles(Exception):
     """A source with nothing to read: no file matches, or only empty files."""
+
+
+def matched_nothing(text: str, *also: str) -> bool:
+    """Whether Polars' error ``text`` means the path matched no file: its "expanded
+    paths were empty", or one of ``also`` (lower case) the caller takes for it too."""
+    lower = text.lower()
+    return "expanded paths were empty" in text or any(a in lower for a in also)
 
 
 def _union(schemas: Sequence[pl.Schema]) -> pl.Schema:
@@ -417,224 +301,7 @@ def read_schema(source: SourceSpec) -> SourceSchema:
         return SourceSchema(source.name, None, 0)
     except POLARS_ERRORS as exc:  # polars raises ComputeError, OSError, … for bad files
         text = reason(exc)
-        if "expanded paths were empty" in text or "no such file" in text.lower():
+        if matched_nothing(text, "no such file"):
             return SourceSchema(source.name, None, 0)
         raise DataError(f"source '{source.name}': cannot read {source.path}: {text}") from None
     return SourceSchema(source.name, schema, None if files is None else len(files))
-
-
-# ------------------------------------------------------------------ ragged CSV
-
-CSV_CHUNK = 1 << 20  # bytes per block: NumPy works a block at a time, in cache
-
-
-@dataclass
-class _Records:
-    """Where the field-count scan of a CSV file stands between blocks."""
-
-    quoted: bool = False  # inside a quoted field at the end of the last block
-    seps: int = 0  # separators in the record in progress
-    length: int = 0  # bytes in the record in progress
-    line: int = 1  # physical line where the record in progress starts
-    lines: int = 1  # physical line at the start of the next block
-    header: int | None = None  # the header's field count
-
-
-def _block(state: _Records, a: np.ndarray, sep: int) -> tuple[int, int, int] | None:
-    """Scan one block: (line, fields, length) of the first record whose field count
-    differs from the header's. Separators and newlines inside quotes do not count;
-    an escaped quote ("") toggles twice, so parity alone tells inside from outside."""
-    newline = a == ord("\n")
-    is_sep = a == sep
-    quotes = a == ord('"')
-    if quotes.any():
-        inside = np.logical_xor.accumulate(quotes) ^ state.quoted
-        state.quoted = bool(inside[-1])
-        is_sep &= ~inside
-        ends = np.flatnonzero(newline & ~inside)
-    elif state.quoted:  # the whole block lies inside one quoted field
-        is_sep[:] = False
-        ends = np.empty(0, np.intp)
-    else:
-        ends = np.flatnonzero(newline)
-    if not len(ends):
-        state.seps += int(np.count_nonzero(is_sep))
-        state.length += len(a)
-        state.lines += int(np.count_nonzero(newline))
-        return None
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    per = np.add.reduceat(is_sep[: ends[-1] + 1], starts, dtype=np.int64)
-    per[0] += state.seps
-    if state.header is None:
-        state.header = int(per[0]) + 1
-    bad = np.flatnonzero(per + 1 != state.header)
-    if len(bad):
-        k = int(bad[0])
-        line = state.line if k == 0 else state.lines + int(np.count_nonzero(newline[: starts[k]]))
-        length = int(ends[k] - starts[k]) + (state.length if k == 0 else 0)
-        return line, int(per[k]) + 1, length
-    rest = int(ends[-1]) + 1
-    state.seps = int(np.count_nonzero(is_sep[rest:]))
-    state.length = len(a) - rest
-    state.line = state.lines + int(np.count_nonzero(newline[:rest]))
-    state.lines += int(np.count_nonzero(newline))
-    return None
-
-
-def ragged_row(path: str, separator: str = ",") -> tuple[int, int, int] | None:
-    """(line, fields, header fields) of the first row of a CSV file whose number of
-    fields differs from the header's, or None. Lines are 1-based, the header is line 1.
-    A blank line counts as a row of one empty field (Polars reads it as a row of nulls)."""
-    state = _Records()
-    sep = ord(separator)
-    with open(path, "rb") as fh:
-        while block := fh.read(CSV_CHUNK):
-            found = _block(state, np.frombuffer(block, np.uint8), sep)
-            if found:
-                line, fields, length = found
-                return line, (0 if length == 0 else fields), state.header or fields
-    if state.length > 0 and state.header is not None and state.seps + 1 != state.header:
-        return state.line, state.seps + 1, state.header
-    return None
-
-
-# ----------------------------------------------------------------- timestamps
-
-
-def _epoch_to_us(col: pl.Expr, unit: str | None) -> pl.Expr:
-    """Epoch numbers → microseconds; without a unit, guessed per value from its size
-    (seconds until year 5138, then milliseconds, microseconds, nanoseconds)."""
-    value = col.cast(pl.Float64)
-    factor = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}
-    if unit:
-        return (value * factor[unit]).round(0).cast(pl.Int64)
-    mag = value.abs()
-    scaled = (
-        pl.when(mag < 1e11)
-        .then(value * 1e6)
-        .when(mag < 1e14)
-        .then(value * 1e3)
-        .when(mag < 1e17)
-        .then(value)
-        .otherwise(value / 1e3)
-    )
-    return scaled.round(0).cast(pl.Int64)
-
-
-def _formats_for(sample: list[str]) -> list[str]:
-    """The fewest ISO formats that parse the sampled values (parsing every row
-    with every format is slow). Values in a format the sample did not show parse
-    as null."""
-    values = pl.Series([v for v in sample if v is not None], dtype=pl.String)
-    left = values
-    chosen: list[str] = []
-    for f in (*_ZONED_FORMATS, *_NAIVE_FORMATS):
-        if left.is_empty():
-            break
-        ok = left.str.to_datetime(format=f, time_unit="us", strict=False).is_not_null()
-        if ok.any():
-            chosen.append(f)
-            left = left.filter(~ok)
-    return chosen or [*_ZONED_FORMATS, *_NAIVE_FORMATS]
-
-
-def timestamp_expr(
-    source: SourceSpec,
-    dtype: pl.DataType,
-    column: str | None = None,
-    sample: list[str] | None = None,
-) -> pl.Expr:
-    """An expression turning the source's timestamp column into UTC microseconds.
-    For ISO strings, ``sample`` (the first values) picks the formats to try."""
-    name = column or source.timestamp
-    assert name is not None
-    col = pl.col(name)
-    tz = source.timezone
-    if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            col = col.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-        return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-    if dtype == pl.Date:
-        return (
-            col.cast(pl.Datetime("us"))
-            .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-            .dt.convert_time_zone("UTC")
-        )
-    if dtype.is_numeric():
-        return pl.from_epoch(
-            _epoch_to_us(col, source.timestamp_unit), time_unit="us"
-        ).dt.replace_time_zone("UTC")
-    if dtype == pl.String:
-        formats = _formats_for(sample) if sample else [*_ZONED_FORMATS, *_NAIVE_FORMATS]
-        parsed = []
-        for f in formats:
-            expr = col.str.to_datetime(format=f, time_unit="us", strict=False)
-            if f not in _ZONED_FORMATS:
-                expr = expr.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-            parsed.append(expr.dt.convert_time_zone("UTC"))
-        return parsed[0] if len(parsed) == 1 else pl.coalesce(parsed)
-    raise DataError(
-        f"source '{source.name}': timestamp column '{name}' is {dtype}; use a "
-        "datetime, epoch numbers or ISO-8601 strings"
-    )
-
-
-def with_timestamp(frame: pl.LazyFrame, source: SourceSpec, schema: pl.Schema) -> pl.LazyFrame:
-    """``frame`` with its timestamp column normalised to UTC (no-op without one)."""
-    if source.timestamp is None:
-        return frame
-    if source.timestamp not in schema:
-        raise DataError(
-            f"source '{source.name}': timestamp column '{source.timestamp}' not "
-            f"found (columns: {', '.join(schema.names())})"
-        )
-    dtype = schema[source.timestamp]
-    if dtype == TS_DTYPE:
-        return frame
-    sample = None
-    if dtype == pl.String:
-        sample = sample_values(frame, source.timestamp)
-    expr = timestamp_expr(source, dtype, sample=sample)
-    return frame.with_columns(expr.alias(source.timestamp))
-
-
-SAMPLE_ROWS = 1000
-
-
-def sample_values(frame: pl.LazyFrame, column: str) -> list[str]:
-    """The first non-null values of a string column (reads only the first rows)."""
-    try:
-        head = frame.select(pl.col(column)).head(SAMPLE_ROWS).collect()
-    except POLARS_ERRORS:
-        return []
-    return [v for v in head.get_column(column).to_list() if v is not None]
-
-
-def in_window(
-    source: SourceSpec,
-    start: datetime | None,
-    end: datetime | None,
-    schema: pl.Schema | None = None,
-) -> pl.Expr:
-    """Rows with ``start < ts <= end`` (either bound may be open). With a
-    ``partition_date`` column, the matching dates too, so Polars skips whole
-    partitions."""
-    ts = pl.col(source.timestamp or "")
-    cond = pl.lit(True)
-    if start is not None:
-        cond = cond & (ts > pl.lit(start, dtype=TS_DTYPE))
-    if end is not None:
-        cond = cond & (ts <= pl.lit(end, dtype=TS_DTYPE))
-    part = source.partition_date
-    if part and schema is not None and part in schema:
-        as_text = schema[part] == pl.String
-
-        def day(t: datetime) -> Any:
-            d = t.astimezone(UTC).date()
-            return pl.lit(d.isoformat()) if as_text else pl.lit(d)
-
-        if start is not None:
-            cond = cond & (pl.col(part) >= day(start))
-        if end is not None:
-            cond = cond & (pl.col(part) <= day(end))
-    return cond

@@ -86,6 +86,11 @@ class Scored:
     threshold: dict[str, Any] | None = None  # overrides the monitor's thresholds
 
 
+Values = Mapping[str, Mapping[str, Any]]  # per role: its aggregates by local name
+Rows = Mapping[str, int]  # per role: its row count
+Segment = tuple[Any, ...]  # a segment's key, () overall
+
+
 class Undefined(Exception):
     """A value that cannot be computed from the rows at hand (0/0, no labels…)."""
 
@@ -125,8 +130,15 @@ class MonitorType(ABC):
     # the value is meaningful with zero rows (a count), so no no_data/min_rows guard
     counts_rows: ClassVar[bool] = False
 
+    def cached(self, m: MonitorSpec, ctx: EvalContext) -> Any | None:
+        """A prepared reference kept from an earlier run (a cached profile), or None.
+        When there is one, the engine uses it as ``ctx.prepared[m.name]`` and does not
+        call ``prepare``: the reference is not read again."""
+        return None
+
     def prepare(self, m: MonitorSpec, ctx: EvalContext) -> list[Need]:
-        """Aggregates over reference data, computed before ``needs`` (phase 1)."""
+        """Aggregates over reference data, run before ``needs`` as their own small
+        plan (the engine's reference phase)."""
         return []
 
     def prepared(self, m: MonitorSpec, values: dict[str, Any], ctx: EvalContext) -> Any:
@@ -136,31 +148,21 @@ class MonitorType(ABC):
 
     @abstractmethod
     def needs(self, m: MonitorSpec, ctx: EvalContext) -> list[Need]:
-        """The aggregates this monitor needs over the window (phase 2)."""
+        """The aggregates this monitor needs over the window (the engine's window
+        phase, after ``prepared``)."""
 
     @abstractmethod
-    def score(
-        self,
-        m: MonitorSpec,
-        values: Mapping[str, Mapping[str, Any]],
-        rows: Mapping[str, int],
-        ctx: EvalContext,
-    ) -> Scored:
+    def score(self, m: MonitorSpec, values: Values, rows: Rows, ctx: EvalContext) -> Scored:
         """The value of one segment from its aggregates."""
 
     def score_all(
-        self,
-        m: MonitorSpec,
-        values: Mapping[str, Mapping[str, Any]],
-        rows: Mapping[str, int],
-        ctx: EvalContext,
-        segment: tuple[Any, ...] = (),
+        self, m: MonitorSpec, values: Values, rows: Rows, ctx: EvalContext, segment: Segment = ()
     ) -> list[Scored]:
         """Every result of one segment (its key; () overall): one, unless the type
         reports per column."""
         return [self.score(m, values, rows, ctx)]
 
-    def when_empty(self, m: MonitorSpec, rows: Mapping[str, int]) -> tuple[str, str]:
+    def when_empty(self, m: MonitorSpec, rows: Rows) -> tuple[str, str]:
         """(status, reason) when the window has no rows to compute from."""
         return "no_data", "no rows in the window"
 
@@ -176,7 +178,7 @@ class MonitorType(ABC):
     def column(self, m: MonitorSpec) -> str | None:
         return getattr(m, "column", None)
 
-    def guard_rows(self, m: MonitorSpec, rows: Mapping[str, int]) -> int:
+    def guard_rows(self, m: MonitorSpec, rows: Rows) -> int:
         """The row count compared with ``min_rows``."""
         return rows.get("main", 0)
 

@@ -9,8 +9,10 @@ from typing import Any
 
 import polars as pl
 
-from rulesengine.engine.sources import FILE_COLUMN, display_path, file_schema, timestamp_expr
-from rulesengine.monitors.base import (
+from rulesengine.engine.files import display_path
+from rulesengine.engine.sources import FILE_COLUMN, file_schema
+from rulesengine.engine.timestamps import timestamp_expr
+from rulesengine.monitors.base import (  # metrics.py imports the same: base's whole API
     EvalContext,
     FrameKey,
     MonitorType,
@@ -209,7 +211,7 @@ class NewCategories(_Check):
         return [Need(FrameKey(m.reference, None, None), {"values": values}, segmented=False)]
 
     def aggs(self, m, ctx):
-        known = as_list(ctx.prepared[m.name]["values"])
+        known = sorted(as_list(ctx.prepared[m.name]["values"]))  # a stable plan text
         bad = ~pl.col(m.column).cast(pl.String).is_in(known)
         return {"bad": bad.sum(), "n": pl.col(m.column).count()}
 

@@ -22,9 +22,9 @@ import polars as pl
 import pytest
 from conftest import AT, one, src, stamps, write_frame
 
-from rulesengine.engine.evaluate import execute
+from rulesengine.engine.csvrows import ragged_row
+from rulesengine.engine.execute import execute
 from rulesengine.engine.plan import Query
-from rulesengine.engine.sources import ragged_row
 from rulesengine.monitors import kpis
 from rulesengine.monitors.base import FrameKey
 
@@ -200,12 +200,12 @@ def test_quoted_separators_and_newlines_are_not_ragged(h):
 def test_ragged_row_finder_agrees_with_python_csv_across_block_edges(tmp_path, monkeypatch):
     import random
 
-    from rulesengine.engine import sources
+    from rulesengine.engine import csvrows
 
     rng = random.Random(7)
     cells = ["1", "ab", '"x,y"', '"multi\nline"', '"q""q"', ""]
     for block in (1, 3, 64):
-        monkeypatch.setattr(sources, "CSV_CHUNK", block)
+        monkeypatch.setattr(csvrows, "CSV_CHUNK", block)
         for _ in range(150):
             width = rng.randint(2, 4)
             lines = [",".join(f"h{i}" for i in range(width))]
@@ -424,7 +424,7 @@ def test_a_panic_while_collecting_is_caught(tmp_path):
     out = execute([good, bad])
     assert isinstance(out[0], pl.DataFrame)
     assert out[0]["x"].to_list() == [6]
-    assert bad.failed == {"a0": "Polars panicked: invalid or out-of-range datetime"}
+    assert out.lost == {1: {"a0": "Polars panicked: invalid or out-of-range datetime"}}
 
 
 def test_a_panic_is_an_error_of_that_monitor_only(cli, h, monkeypatch):
