@@ -5,15 +5,37 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from rulesengine import __version__
+from rulesengine.runner import FAIL_ON
+
+if TYPE_CHECKING:  # commands import what they use when they run, for a quick start
+    from rulesengine.alerting.store import Store
+
+F = TypeVar("F", bound=Callable[..., object])
 
 PATHS = click.argument(
     "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=True, file_okay=True)
 )
+
+TEXT_OR_JSON = ("text", "json")
+VALIDATE_FORMATS = (*TEXT_OR_JSON, "github")
+
+
+def _format_option(choices: tuple[str, ...], help_text: str | None = None) -> Callable[[F], F]:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default="text",
+        show_default=True,
+        help=help_text,
+    )
 
 
 class _Group(click.Group):
@@ -60,13 +82,8 @@ def main() -> None:
 
 @main.command()
 @PATHS
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "github"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for scripts, github for workflow annotations.",
+@_format_option(
+    VALIDATE_FORMATS, "text for people, json for scripts, github for workflow annotations."
 )
 @click.option(
     "--check-sources",
@@ -127,17 +144,10 @@ AT = click.option(
 @main.command()
 @PATHS
 @AT
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: a table, worst first; json: the Results document.",
-)
+@_format_option(TEXT_OR_JSON, "text: a table, worst first; json: the Results document.")
 @click.option(
     "--fail-on",
-    type=click.Choice(["warn", "critical", "never"]),
+    type=click.Choice(list(FAIL_ON)),
     default="critical",
     show_default=True,
     help="Exit 1 when a result is at or above this status.",
@@ -161,38 +171,22 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
     what to do).
     """
     from rulesengine.engine.results import to_json, to_text
-    from rulesengine.runner import run_once
+    from rulesengine.runner import exit_code, run_once
     from rulesengine.spec.loader import load
 
     _logging()
     when = _parse_at(at)
-    config = load(paths)
-    outcome = run_once(config, when, notify=notify)
-    models = outcome.models
+    outcome = run_once(load(paths), when, notify=notify)
     if notify and outcome.store_error is None:
         click.echo(outcome.delivery_summary(), err=True)
-    for m in models:
+    for m in outcome.models:
         for w in m.warnings:
             click.echo(f"warning: {m.model}: {w}", err=True)
-    if fmt == "json":
-        click.echo(to_json(models))
-    else:
-        click.echo(to_text(models))
-    statuses = {r.status for m in models for r in m.results}
-    failing = {"warn": {"warn", "critical"}, "critical": {"critical"}, "never": set()}[fail_on]
-    code = 4 if "error" in statuses else 1 if statuses & failing else 0
+    click.echo(to_json(outcome.models) if fmt == "json" else to_text(outcome.models))
     if outcome.store_error is not None:
         # after the results, so that scripts reading stdout still get them
         click.echo(f"error: {outcome.store_error}", err=True)
-        code = outcome.store_error.exit_code
-    if notify:
-        # A send cut off by its timeout may still sit in Apprise's worker threads,
-        # which the interpreter would wait for at exit; the outbox already holds
-        # the truth, so leave at once (as Apprise's own CLI does).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    sys.exit(exit_code(outcome, fail_on))
 
 
 @main.command()
@@ -206,12 +200,12 @@ def plan(paths: tuple[str, ...], at: str | None) -> None:
     click.echo(explain(load(paths), _parse_at(at)))
 
 
-def _store_of(config_path: str):  # -> (Store, Config)
+def _store_of(config_path: str) -> Store:
+    """The state store that the config at ``config_path`` names."""
     from rulesengine.alerting.store import Store
     from rulesengine.spec.loader import load
 
-    config = load([config_path])
-    return Store(config.engine.state), config
+    return Store(load([config_path]).engine.state)
 
 
 CONFIG = click.option(
@@ -227,9 +221,7 @@ CONFIG = click.option(
 
 @main.command()
 @CONFIG
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@_format_option(TEXT_OR_JSON)
 def alerts(config_path: str, fmt: str) -> None:
     """List current alert states and the notifications still in the outbox.
 
@@ -240,7 +232,7 @@ def alerts(config_path: str, fmt: str) -> None:
 
     from rulesengine.alerting.admin import alert_listing, listing_text
 
-    store, _ = _store_of(config_path)
+    store = _store_of(config_path)
     with store:
         listing = alert_listing(store, datetime.now(UTC))
     click.echo(json.dumps(listing, indent=2) if fmt == "json" else listing_text(listing))
@@ -275,17 +267,16 @@ def silence_add(
 ) -> None:
     """Add a silence; prints its id."""
     from rulesengine.alerting.admin import add_silence
+    from rulesengine.alerting.routing import parse_matcher
     from rulesengine.durations import parse_duration
 
-    try:
+    try:  # checked before the store opens: a typo is a usage error (exit 2)
         span = parse_duration(duration)
-        from rulesengine.alerting.routing import parse_matcher
-
         for m in matchers:
             parse_matcher(m)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    store, _ = _store_of(config_path)
+    store = _store_of(config_path)
     with store:
         sid = add_silence(
             store,
@@ -300,29 +291,17 @@ def silence_add(
 
 @silence.command("list")
 @CONFIG
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@_format_option(TEXT_OR_JSON)
 def silence_list(config_path: str, fmt: str) -> None:
     """List silences, active first."""
     import json
 
-    from rulesengine.alerting.admin import silence_listing
+    from rulesengine.alerting.admin import silence_listing, silence_text
 
-    store, _ = _store_of(config_path)
+    store = _store_of(config_path)
     with store:
         rows = silence_listing(store, datetime.now(UTC))
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no silences")
-    for s in rows:
-        state = "active " if s["active"] else "expired"
-        click.echo(
-            f"{s['id']}  {state}  until {s['ends_at']}  {' '.join(s['matchers'])}"
-            f"  — {s['comment']} ({s['created_by'] or 'unknown'})"
-        )
+    click.echo(json.dumps(rows, indent=2) if fmt == "json" else silence_text(rows))
 
 
 @silence.command("expire")
@@ -332,7 +311,7 @@ def silence_expire(config_path: str, silence_id: str) -> None:
     """End a silence now."""
     from rulesengine.alerting.admin import expire_silence
 
-    store, _ = _store_of(config_path)
+    store = _store_of(config_path)
     with store:
         ok = expire_silence(store, silence_id, datetime.now(UTC))
     if not ok:

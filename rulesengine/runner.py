@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rulesengine.engine.evaluate import evaluate
 from rulesengine.engine.results import ModelResults
 from rulesengine.spec.model import Config
 
-if TYPE_CHECKING:  # alerting is imported only by runs that notify
+# The command line imports this module for --fail-on's choices: the engine (and
+# Polars) load on the first run, alerting only for runs that notify.
+if TYPE_CHECKING:
     from rulesengine.alerting.delivery import DeliveryReport, Notifier
     from rulesengine.alerting.store import Store
     from rulesengine.alerting.tracker import ProcessReport
@@ -56,6 +57,30 @@ class RunOutcome:
         return line
 
 
+# --fail-on: the statuses that make a run exit 1
+FAIL_ON: dict[str, frozenset[str]] = {
+    "warn": frozenset({"warn", "critical"}),
+    "critical": frozenset({"critical"}),
+    "never": frozenset(),
+}
+
+
+def exit_code(outcome: RunOutcome, fail_on: str) -> int:
+    """``rulesengine run``'s exit code: 5 (or the store error's code) when the
+    store could not be used, else 4 if a result is an error, 1 if one is at or
+    above ``fail_on`` ("warn", "critical" or "never"), else 0.
+
+    >>> exit_code(RunOutcome([]), "critical")
+    0
+    """
+    if outcome.store_error is not None:
+        return outcome.store_error.exit_code
+    statuses = {r.status for m in outcome.models for r in m.results}
+    if "error" in statuses:
+        return 4
+    return 1 if statuses & FAIL_ON[fail_on] else 0
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -70,6 +95,8 @@ def run_once(
     budget: float | None = None,
 ) -> RunOutcome:
     """Evaluate ``config`` as of ``at``; with ``notify``, alert and deliver."""
+    from rulesengine.engine.evaluate import evaluate
+
     if not notify:
         return RunOutcome(evaluate(config, at))
     from rulesengine.alerting.delivery import AppriseNotifier, deliver

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from rulesengine.alerting.routing import matcher_holds, parse_matcher
+from rulesengine.alerting.routing import parse_matcher, silenced
 from rulesengine.alerting.store import Store, dumps, now_text
 from rulesengine.alerting.tracker import load_alerts, load_silences
-from rulesengine.engine.results import iso
+from rulesengine.engine.results import iso, segment_text
 from rulesengine.masking import mask_text, mask_url
 
 
@@ -35,15 +34,6 @@ def alert_listing(store: Store, now: datetime, secrets: Iterable[str] = ()) -> d
     for s in sorted(load_alerts(store).values(), key=lambda s: (s.state, s.model, s.monitor)):
         if s.state == "inactive":
             continue
-        silence = next(
-            (
-                x["id"]
-                for x in silences
-                if x["starts_at"] <= now < x["ends_at"]
-                and all(matcher_holds(m, s.labels) for m in x["matchers"])
-            ),
-            None,
-        )
         alerts.append(
             {
                 "id": s.id,
@@ -63,7 +53,7 @@ def alert_listing(store: Store, now: datetime, secrets: Iterable[str] = ()) -> d
                     else s.resolved_at
                 ),
                 "labels": s.labels,
-                "silenced_by": silence,
+                "silenced_by": silenced(silences, s.labels, now),
             }
         )
     outbox = []
@@ -90,7 +80,7 @@ def listing_text(listing: dict[str, Any]) -> str:
     if not listing["alerts"]:
         lines.append("no alerts")
     for a in listing["alerts"]:
-        seg = ",".join(f"{k}={v}" for k, v in a["segment"].items()) or "(all)"
+        seg = segment_text(a["segment"])
         col = f"[{a['column']}]" if a["column"] else ""
         muted = f"  silenced by {a['silenced_by']}" if a["silenced_by"] else ""
         lines.append(
@@ -154,6 +144,17 @@ def silence_listing(
     return masked(sorted(out, key=lambda s: (not s["active"], s["ends_at"])), secrets)
 
 
+def silence_text(silences: list[dict[str, Any]]) -> str:
+    """A :func:`silence_listing` for people, one silence a line."""
+    if not silences:
+        return "no silences"
+    return "\n".join(
+        f"{s['id']}  {'active ' if s['active'] else 'expired'}  until {s['ends_at']}  "
+        f"{' '.join(s['matchers'])}  — {s['comment']} ({s['created_by'] or 'unknown'})"
+        for s in silences
+    )
+
+
 def expire_silence(store: Store, sid: str, now: datetime) -> bool:
     with store.transaction():
         cur = store.db.execute(
@@ -167,7 +168,7 @@ __all__ = [
     "add_silence",
     "alert_listing",
     "expire_silence",
-    "json",
     "listing_text",
     "silence_listing",
+    "silence_text",
 ]

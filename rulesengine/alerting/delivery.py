@@ -44,7 +44,7 @@ from rulesengine.alerting.store import Store, now_text, parse_ts
 from rulesengine.masking import mask_url
 from rulesengine.spec.model import DeliverySpec, EngineSpec
 
-__all__ = ["AppriseNotifier", "DeliveryReport", "Notifier", "deliver", "enqueue", "mask_url"]
+__all__ = ["AppriseNotifier", "DeliveryReport", "Notifier", "deliver", "enqueue"]
 
 log = logging.getLogger("rulesengine.delivery")
 
@@ -117,7 +117,14 @@ class Notifier(Protocol):
 
 
 class AppriseNotifier:
-    """Sends through Apprise, each attempt bounded by ``timeout`` seconds."""
+    """Sends through Apprise, each attempt bounded by ``timeout`` seconds.
+
+    The send runs in a daemon thread of ours, which the interpreter does not wait
+    for at exit, so a send cut off by its timeout never keeps the process alive.
+    Apprise's own per-service limit is turned off (``service_timeout=0``): with it
+    on, Apprise runs the call in its shared thread pool, whose workers the
+    interpreter joins at exit, and a thread blocked reading a socket cannot be
+    cancelled; ``timeout`` bounds the attempt instead."""
 
     def send(self, url: str, title: str, body: str, timeout: float) -> str | None:
         import apprise
@@ -126,7 +133,7 @@ class AppriseNotifier:
 
         def attempt() -> None:
             try:
-                ap = apprise.Apprise()
+                ap = apprise.Apprise(asset=apprise.AppriseAsset(service_timeout=0))
                 if not ap.add(url):
                     outcome["error"] = "invalid Apprise URL"
                     return

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from rulesengine.engine.results import Result
+from rulesengine.engine.results import Result, segment_text
 from rulesengine.spec.model import MonitorSpec
 
 HISTORY = 1000  # evaluations remembered per alert (fire_after's of_last is at most this)
@@ -32,10 +32,6 @@ HISTORY = 1000  # evaluations remembered per alert (fire_after's of_last is at m
 def fingerprint(model: str, monitor: str, segment: dict[str, Any], column: str | None) -> str:
     key = json.dumps([model, monitor, segment, column], sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
-def segment_text(segment: dict[str, Any]) -> str:
-    return ",".join(f"{k}={v}" for k, v in segment.items())
 
 
 @dataclass
@@ -83,7 +79,7 @@ def labels_for(model_labels: dict[str, str], m: MonitorSpec, r: Result) -> dict[
             "kind": m.kind,
             "type": r.type,
             "source": m.source,
-            "segment": segment_text(dict(r.segment)),
+            "segment": segment_text(r.segment, empty=""),
         }
     )
     if r.column:
@@ -129,6 +125,31 @@ def step(
     now: datetime,
 ) -> tuple[AlertState, Transition | None]:
     """The alert's new state after result ``r`` at time ``now``."""
+    s = _refreshed(prev, r, m, model, model_labels)
+    if prev is not None and prev.updated_at == now:
+        # the same evaluation time again (a re-run of --at): values refresh, the
+        # alert does not move, so re-running gives the same answer
+        return s, None
+    s.updated_at = now
+    violating, severity, reason = _classify(r, m)
+    s.reason = reason
+    if violating is None:  # keep_last: nothing moves
+        if s.state == "resolved":
+            s.state = "inactive"
+        return s, None
+    if not violating and _resolve_still_violated(s, r, m):
+        violating, severity, s.reason = True, s.severity, "resolve threshold still violated"
+    s.history = ([*s.history, violating])[-HISTORY:]
+    s.streak = s.streak + 1 if violating else 0
+    if violating:
+        return _violated(s, m, severity, now)
+    return _cleared(s, m, now)
+
+
+def _refreshed(
+    prev: AlertState | None, r: Result, m: MonitorSpec, model: str, model_labels: dict[str, str]
+) -> AlertState:
+    """A copy of ``prev`` (or a new alert) holding ``r``'s values and labels."""
     segment = dict(r.segment)
     aid = fingerprint(model, m.name, segment, r.column)
     s = replace(prev) if prev else AlertState(aid, model, m.name, segment, r.column, {})
@@ -142,58 +163,55 @@ def step(
     )
     s.details["rows"] = r.rows  # for templates ($rows)
     s.window_start, s.window_end = r.window_start, r.window_end
-    if prev is not None and prev.updated_at == now:
-        # the same evaluation time again (a re-run of --at): values refresh, the
-        # alert does not move, so re-running gives the same answer
-        return s, None
-    s.updated_at = now
-    violating, severity, reason = _classify(r, m)
-    s.reason = reason
-    if violating is None:  # keep_last: nothing moves
-        if s.state == "resolved":
-            s.state = "inactive"
-        return s, None
+    return s
+
+
+def _resolve_still_violated(s: AlertState, r: Result, m: MonitorSpec) -> bool:
+    """Hysteresis: a firing alert whose value still violates the looser resolve
+    threshold stays firing (drift_share's only, not a drift column's)."""
     resolve = m.thresholds.resolve
-    per_column = m.kind == "drift" and r.column is not None  # resolve is drift_share's
-    if (
-        not violating
-        and s.state == "firing"
+    per_column = m.kind == "drift" and r.column is not None
+    return (
+        s.state == "firing"
         and resolve is not None
         and r.value is not None
         and not per_column
         and resolve.violated(r.value)
-    ):
-        violating, severity, s.reason = True, s.severity, "resolve threshold still violated"
-    s.history = ([*s.history, violating])[-HISTORY:]
-    s.streak = s.streak + 1 if violating else 0
+    )
+
+
+def _violated(
+    s: AlertState, m: MonitorSpec, severity: str | None, now: datetime
+) -> tuple[AlertState, Transition | None]:
     before = s.state
-    if violating:
-        s.last_violation_at, s.clear_since = now, None
-        escalated = before == "firing" and severity == "critical" and s.severity != "critical"
-        s.severity = severity
-        if before == "firing":
-            return s, Transition("firing", s, before) if escalated else None
-        if s.pending_since is None:
-            s.pending_since = now
-        if _should_fire(s, m, now):
-            s.state, s.fired_at, s.resolved_at = "firing", now, None
-            return s, Transition("firing", s, before)
-        s.state = "pending"
-        return s, None
+    s.last_violation_at, s.clear_since = now, None
+    escalated = before == "firing" and severity == "critical" and s.severity != "critical"
+    s.severity = severity
     if before == "firing":
-        a = m.alert
+        return s, Transition("firing", s, before) if escalated else None
+    if s.pending_since is None:
+        s.pending_since = now
+    if _should_fire(s, m, now):
+        s.state, s.fired_at, s.resolved_at = "firing", now, None
+        return s, Transition("firing", s, before)
+    s.state = "pending"
+    return s, None
+
+
+def _cleared(s: AlertState, m: MonitorSpec, now: datetime) -> tuple[AlertState, Transition | None]:
+    before = s.state
+    a = m.alert
+    if before == "firing":
         if s.clear_since is None:
             s.clear_since = now
         # as Prometheus: keep firing until keep_firing_for has passed since the
         # first evaluation that no longer violated
         keep = a.keep_firing_for is not None and now - s.clear_since < a.keep_firing_for
-        if a.fire_after and _should_fire(s, m, now):
-            keep = True
-        if keep:
+        if keep or (a.fire_after and _should_fire(s, m, now)):
             return s, None
         s.state, s.resolved_at, s.pending_since, s.clear_since = "resolved", now, None, None
         return s, Transition("resolved", s, before)
-    if m.alert.fire_after and sum(s.history[-m.alert.fire_after[1] :]) > 0:
+    if a.fire_after and sum(s.history[-a.fire_after[1] :]) > 0:
         s.state = "pending"
         return s, None
     # the severity stays: it is a label, and routes must still find the alert

@@ -117,6 +117,24 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN lease_until TEXT;
     UPDATE outbox SET target = '' WHERE state != 'pending';
     """,
+    # 4: the notification log as rows (group, alert, severity) instead of
+    # "id|severity" strings in a JSON list; the ids of the last resolved alerts,
+    # which nothing read, go
+    """
+    CREATE TABLE notified (
+        group_key TEXT NOT NULL REFERENCES groups(key) ON DELETE CASCADE,
+        alert_id TEXT NOT NULL,
+        severity TEXT NOT NULL,       -- '' for an alert without one
+        PRIMARY KEY (group_key, alert_id)
+    );
+    INSERT OR IGNORE INTO notified (group_key, alert_id, severity)
+        SELECT g.key, substr(e.value, 1, instr(e.value, '|') - 1),
+               substr(e.value, instr(e.value, '|') + 1)
+        FROM groups AS g, json_each(g.firing) AS e
+        WHERE instr(e.value, '|') > 0;
+    ALTER TABLE groups DROP COLUMN firing;
+    ALTER TABLE groups DROP COLUMN resolved;
+    """,
 ]
 
 OUTBOX_KEY = "outbox_key"

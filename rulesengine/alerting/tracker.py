@@ -2,29 +2,27 @@
 
 ``process`` runs in one store transaction: update every alert instance from the
 new results (the state machine), raise or clear stale-data alerts, then route,
-group, mute and dedup against the notification log (Alertmanager's semantics),
-queueing what must be sent in the outbox. Delivery happens afterwards, from the
+group, mute and dedup against the notification log (Alertmanager's semantics,
+decided in :mod:`rulesengine.alerting.grouping`), queueing what must be sent in
+the outbox. Delivery happens afterwards, from the
 outbox, so a crash at any point loses nothing.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from rulesengine.alerting.delivery import enqueue
-from rulesengine.alerting.routing import inhibited, muted_by_interval, route, silenced
+from rulesengine.alerting.grouping import DispatchPlan, Due, GroupLog, plan_dispatch
 from rulesengine.alerting.state import AlertState, Transition, fingerprint, step
 from rulesengine.alerting.store import Store, dumps, now_text, parse_ts
 from rulesengine.alerting.templates import notification_text
 from rulesengine.engine.results import ModelResults, Result
 from rulesengine.spec.model import Config, EngineSpec, ModelSpec, MonitorSpec
-
-log = logging.getLogger("rulesengine.alerting")
 
 STALE_MONITOR = "stale-data"
 
@@ -248,6 +246,49 @@ def _drop(store: Store, s: AlertState, reason: str, now: datetime) -> Transition
 # ------------------------------------------------------------------ dispatch
 
 
+def load_group_logs(store: Store) -> dict[str, GroupLog]:
+    """Every notification group's log, as :func:`plan_dispatch` reads it."""
+    notified: dict[str, dict[str, str]] = {}
+    for r in store.rows("SELECT group_key, alert_id, severity FROM notified"):
+        notified.setdefault(r["group_key"], {})[r["alert_id"]] = r["severity"]
+    return {
+        r["key"]: GroupLog(
+            first_seen=datetime.fromisoformat(r["first_seen"]),
+            last_notified_at=parse_ts(r["last_notified_at"]),
+            notified=notified.get(r["key"], {}),
+        )
+        for r in store.rows("SELECT key, first_seen, last_notified_at FROM groups")
+    }
+
+
+def _save_group_logs(store: Store, before: dict[str, GroupLog], plan: DispatchPlan) -> None:
+    """Write the logs that changed; a forgotten group's log rows go with it."""
+    for key in before.keys() - plan.logs.keys():
+        store.db.execute("DELETE FROM groups WHERE key=?", (key,))
+    for key, log in plan.logs.items():
+        if before.get(key) == log:
+            continue
+        group = plan.groups[key]
+        last = now_text(log.last_notified_at) if log.last_notified_at else None
+        store.db.execute(
+            "INSERT INTO groups (key, receiver, labels, first_seen, last_notified_at)"
+            " VALUES (?,?,?,?,?) ON CONFLICT (key) DO UPDATE"
+            " SET last_notified_at = excluded.last_notified_at",
+            (
+                key,
+                ",".join(group.route.receivers),
+                dumps(group.labels),
+                now_text(log.first_seen),
+                last,
+            ),
+        )
+        store.db.execute("DELETE FROM notified WHERE group_key=?", (key,))
+        store.db.executemany(
+            "INSERT INTO notified (group_key, alert_id, severity) VALUES (?,?,?)",
+            [(key, aid, severity) for aid, severity in sorted(log.notified.items())],
+        )
+
+
 def _alert_view(s: AlertState, description: str | None = None) -> dict[str, Any]:
     d = asdict(s)
     d["description"] = description
@@ -269,6 +310,51 @@ def _descriptions(config: Config) -> dict[tuple[str, str], str | None]:
     }
 
 
+def _queue(
+    store: Store,
+    engine: EngineSpec,
+    due: Due,
+    runbooks: dict[str, str | None],
+    descriptions: dict[tuple[str, str], str | None],
+    queued_at: datetime,
+    report: ProcessReport,
+) -> None:
+    """Render ``due`` for each of its receivers and put it in the outbox."""
+    members = due.group.members
+    alerts = [
+        _alert_view(members[a], descriptions.get((members[a].model, members[a].monitor)))
+        for a in due.alerts
+    ]
+    for receiver in due.group.route.receivers:
+        spec = engine.receivers.get(receiver)
+        title, body = notification_text(
+            alerts,
+            runbooks,
+            title=(spec.title if spec and spec.title else engine.templates.title),
+            body=(spec.body if spec and spec.body else engine.templates.body),
+            resolved_title=(engine.templates.resolved_title or (spec.title if spec else None)),
+        )
+        report.queued += enqueue(
+            store,
+            engine,
+            group_key=due.group.key,
+            receiver=receiver,
+            kind=due.kind,
+            title=title,
+            body=body,
+            now=queued_at,
+        )
+        report.notifications.append(
+            {
+                "group": due.group.labels,
+                "receiver": receiver,
+                "kind": due.kind,
+                "title": title,
+                "alerts": list(due.alerts),
+            }
+        )
+
+
 def dispatch(
     store: Store,
     config: Config,
@@ -278,130 +364,18 @@ def dispatch(
     flush: bool,
     queued_at: datetime | None = None,
 ) -> ProcessReport:
-    """Queue the notifications that groups need now. ``flush`` (one-shot runs)
-    skips ``group_wait``: there is no later moment in this process to wait for."""
-    engine: EngineSpec = config.engine
-    report = ProcessReport()
+    """Queue the notifications that are due (:func:`plan_dispatch` decides which)
+    and keep the groups' logs. ``queued_at`` (default ``now``) is when they are
+    sent: silences and mute intervals are checked then, and it stamps the outbox."""
+    wall = queued_at or now
+    before = load_group_logs(store)
     silences = load_silences(store)
-    # silenced alerts still inhibit, as in Alertmanager
-    firing_labels = [s.labels for s in alerts.values() if s.state == "firing"]
-    runbooks = _runbooks(config, alerts)
-    descriptions = _descriptions(config)
-    wall = queued_at or now  # silences and mute intervals are about when we send
-    groups: dict[str, dict[str, Any]] = {}
-    for s in alerts.values():
-        for match in route(engine, s.labels):
-            values = {k: s.labels.get(k, "") for k in match.grouping.by}
-            key = f"{match.key}|{dumps(values)}"
-            g = groups.setdefault(key, {"match": match, "labels": values, "alerts": {}})
-            g["alerts"][s.id] = s
-    known = {r["key"]: r for r in store.rows("SELECT * FROM groups")}
-    for key in set(known) - set(groups):  # routes changed: drop orphaned groups
-        store.db.execute("DELETE FROM groups WHERE key=?", (key,))
-    for key, g in groups.items():
-        match = g["match"]
-        members: dict[str, AlertState] = g["alerts"]
-        firing = {
-            aid
-            for aid, s in members.items()
-            if s.state == "firing"
-            and not silenced(silences, s.labels, wall)
-            and not inhibited(engine.inhibit, s.labels, firing_labels)
-        }
-        row = known.get(key)
-        # the log holds "id|severity": a severity change is news, as in Alertmanager
-        # where severity is part of the alert's labels
-        entries = {f"{aid}|{members[aid].severity or ''}" for aid in firing}
-        last_entries = set(json.loads(row["firing"])) if row else set()
-        last_firing = {e.split("|")[0] for e in last_entries}
-        resolved = {
-            aid
-            for aid in last_firing - firing
-            if aid in members and members[aid].state in ("resolved", "inactive")
-        }
-        gone = last_firing - firing - resolved  # muted since: drop from the log quietly
-        if not firing and not resolved:
-            if row:
-                store.db.execute("DELETE FROM groups WHERE key=?", (key,))
-            continue
-        if not firing and not match.send_resolved:  # all clear, quietly: forget the group
-            if row:
-                store.db.execute("DELETE FROM groups WHERE key=?", (key,))
-            continue
-        if row is None:
-            store.db.execute(
-                "INSERT INTO groups (key, receiver, labels, first_seen) VALUES (?,?,?,?)",
-                (key, ",".join(match.receivers), dumps(g["labels"]), now_text(now)),
-            )
-            row = store.row("SELECT * FROM groups WHERE key=?", key)
-        if muted_by_interval(engine, match.mute_time_intervals, wall):
-            continue
-        last = parse_ts(row["last_notified_at"])
-        first_seen = parse_ts(row["first_seen"])
-        grouping = match.grouping
-        if last is None:
-            due = bool(firing) and (flush or now - first_seen >= grouping.wait)
-        else:
-            new = entries - last_entries
-            send_resolved = bool(resolved) and match.send_resolved
-            changed = bool(new) or send_resolved
-            due = (changed and now - last >= grouping.interval) or (
-                bool(firing) and now - last >= grouping.repeat
-            )
-        if not due:
-            if gone:
-                kept = [e for e in last_entries if e.split("|")[0] not in gone]
-                store.db.execute(
-                    "UPDATE groups SET firing=? WHERE key=?", (dumps(sorted(kept)), key)
-                )
-            continue
-        include_resolved = resolved if match.send_resolved else set()
-        notify = [
-            _alert_view(members[a], descriptions.get((members[a].model, members[a].monitor)))
-            for a in sorted(firing | include_resolved)
-        ]
-        if not notify:
-            store.db.execute(
-                "UPDATE groups SET firing=?, last_notified_at=? WHERE key=?",
-                (dumps(sorted(entries)), now_text(now), key),
-            )
-            continue
-        kind = "firing" if firing else "resolved"
-        for receiver in match.receivers:
-            spec = engine.receivers.get(receiver)
-            title, body = notification_text(
-                notify,
-                runbooks,
-                title=(spec.title if spec and spec.title else engine.templates.title),
-                body=(spec.body if spec and spec.body else engine.templates.body),
-                resolved_title=(engine.templates.resolved_title or (spec.title if spec else None)),
-            )
-            report.queued += enqueue(
-                store,
-                engine,
-                group_key=key,
-                receiver=receiver,
-                kind=kind,
-                title=title,
-                body=body,
-                now=queued_at or now,
-            )
-            report.notifications.append(
-                {
-                    "group": g["labels"],
-                    "receiver": receiver,
-                    "kind": kind,
-                    "title": title,
-                    "alerts": [a["id"] for a in notify],
-                }
-            )
-        if firing:
-            store.db.execute(
-                "UPDATE groups SET firing=?, resolved=?, last_notified_at=? WHERE key=?",
-                (dumps(sorted(entries)), dumps(sorted(resolved)), now_text(now), key),
-            )
-        else:
-            store.db.execute("DELETE FROM groups WHERE key=?", (key,))
+    plan = plan_dispatch(config.engine, alerts, silences, before, now, wall=wall, flush=flush)
+    _save_group_logs(store, before, plan)
+    report = ProcessReport()
+    runbooks, descriptions = _runbooks(config, alerts), _descriptions(config)
+    for due in plan.due:
+        _queue(store, config.engine, due, runbooks, descriptions, wall, report)
     return report
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from alerting_harness import T0, RecordingNotifier, alerting_factory
 
-from rulesengine.alerting.delivery import deliver, enqueue, mask_url, target_id
+from rulesengine.alerting.delivery import deliver, enqueue, target_id
 from rulesengine.alerting.store import MIGRATIONS, Store
+from rulesengine.masking import mask_url
 
 
 @pytest.fixture

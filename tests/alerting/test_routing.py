@@ -18,6 +18,7 @@ from rulesengine.alerting.admin import (
     expire_silence,
     listing_text,
     silence_listing,
+    silence_text,
 )
 from rulesengine.alerting.routing import (
     in_interval,
@@ -290,6 +291,17 @@ def test_a_silence_only_mutes_the_alerts_it_matches(alerting):
     muted = {a["monitor"]: a["silenced_by"] is not None for a in listing["alerts"]}
     assert muted == {"nulls": False, "volume": True}
     assert "silenced by" in listing_text(listing)
+
+
+def test_silence_text_shows_one_silence_a_line_active_first(alerting):
+    h = alerting(NULLS)
+    assert silence_text(silence_listing(h.store, at(0))) == "no silences"
+    old = add_silence(h.store, ["monitor=nulls"], timedelta(hours=1), "deploy", "ana", at(0))
+    new = add_silence(h.store, ["team!=ops", "model=~fr.*"], timedelta(hours=3), "why", None, at(0))
+    assert silence_text(silence_listing(h.store, at(90))).splitlines() == [
+        f"{new}  active   until 2026-11-27T18:00:00Z  team!=ops model=~fr.*  — why (unknown)",
+        f"{old}  expired  until 2026-11-27T16:00:00Z  monitor=nulls  — deploy (ana)",
+    ]
 
 
 def test_silence_cli_add_list_expire(alerting, cli, tmp_path: Path):

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from rulesengine.alerting.store import MIGRATIONS, Store
+from rulesengine.alerting.tracker import load_group_logs
 from rulesengine.errors import StoreError
 from tests.delivery.conftest import HttpReceiver, Scenario, free_port, iso
 
@@ -193,11 +194,12 @@ def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path):
     path = tmp_path / "state.db"
     Store(path).close()
     con = sqlite3.connect(path)
-    con.execute("PRAGMA user_version=4")
+    newer = len(MIGRATIONS) + 1
+    con.execute(f"PRAGMA user_version={newer}")
     con.commit()
     con.close()
     before = path.read_bytes()
-    with pytest.raises(StoreError, match=f"schema 4, this one knows {len(MIGRATIONS)}"):
+    with pytest.raises(StoreError, match=f"schema {newer}, this one knows {len(MIGRATIONS)}"):
         Store(path)
     assert path.read_bytes() == before
 
@@ -218,6 +220,45 @@ def test_an_older_store_is_migrated_and_keeps_its_rows(tmp_path: Path):
         assert [r["id"] for r in store.rows("SELECT id FROM silences")] == ["s1"]
         cols = {r["name"] for r in store.rows("PRAGMA table_info(alerts)")}
         assert "clear_since" in cols
+
+
+def test_a_schema_3_notification_log_becomes_rows(tmp_path: Path):
+    """Schema 4 turns each group's "id|severity" strings into (group, alert,
+    severity) rows; groups and alerts with them keep their meaning."""
+    path = tmp_path / "state.db"
+    con = sqlite3.connect(path)
+    for script in MIGRATIONS[:3]:
+        con.executescript(script)
+    con.execute("INSERT INTO meta VALUES ('outbox_key', ?)", (b"k" * 32,))
+    con.execute("PRAGMA user_version=3")
+    groups = [
+        ("0|{}", '["a1|critical", "a2|warn", "a3|"]', "2026-11-27T15:00:00+00:00"),
+        ("1|{}", "[]", None),
+    ]
+    for key, firing, last in groups:
+        con.execute(
+            "INSERT INTO groups (key, receiver, labels, first_seen, last_notified_at, firing,"
+            " resolved) VALUES (?, 'slack', '{}', '2026-11-27T14:00:00+00:00', ?, ?, '[\"x\"]')",
+            (key, last, firing),
+        )
+    con.commit()
+    con.close()
+    with Store(path) as store:
+        assert store.row("PRAGMA user_version")[0] == len(MIGRATIONS)
+        rows = store.rows("SELECT * FROM notified ORDER BY group_key, alert_id")
+        assert [tuple(r) for r in rows] == [
+            ("0|{}", "a1", "critical"),
+            ("0|{}", "a2", "warn"),
+            ("0|{}", "a3", ""),
+        ]
+        cols = {r["name"] for r in store.rows("PRAGMA table_info(groups)")}
+        assert cols == {"key", "receiver", "labels", "first_seen", "last_notified_at"}
+        logs = load_group_logs(store)
+        assert logs["0|{}"].notified == {"a1": "critical", "a2": "warn", "a3": ""}
+        assert logs["1|{}"].notified == {} and logs["1|{}"].last_notified_at is None
+        with store.transaction():  # a forgotten group takes its log rows with it
+            store.db.execute("DELETE FROM groups WHERE key='0|{}'")
+        assert store.rows("SELECT * FROM notified") == []
 
 
 def test_quick_check_findings_are_one_line(tmp_path: Path):
