@@ -41,6 +41,7 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,22 @@ NULL_BURST_SHARE = 0.08
 SPIKE_SLOW_SHARE = 0.25  # share of last-hour requests on the degraded path
 SPIKE_SLOW_MEDIAN_MS = 380.0
 ACCURACY_DROP_RECALL = 0.50
+DESCRIPTIONS = {  # as incidents.json words them
+    "null-burst": f"fraud-detector amount is null in {NULL_BURST_SHARE:.0%} of the rows "
+    "of the last hour (per model version)",
+    "schema-change": "support-assistant request files of at's day rename latency_ms to "
+    "latency_s (seconds): latency_ms is absent from every row of the window, so "
+    "latency-p95 cannot be computed; a run must not report ok: error (the column is "
+    "missing from the window's files) is best; an engine that only sees an all-null "
+    "column may say no_data or insufficient_data",
+    "latency-spike": f"{SPIKE_SLOW_SHARE:.0%} of fraud-detector requests of the last hour "
+    f"take a degraded path (median {SPIKE_SLOW_MEDIAN_MS:.0f} ms)",
+    "accuracy-drop": f"fraud-detector v4 catches only {ACCURACY_DROP_RECALL:.0%} of fraud "
+    "among the requests of (at-3d, at-2d], the window that recall/precision "
+    "(window 1d, delay 2d) see at `at`; v3 and the overall recall stay above 0.7 "
+    "(overall ok: the drop shows only per segment). precision stays ok in every "
+    "segment.",
+}
 
 # --- demand-forecast --------------------------------------------------------------
 REGIONS = ("north", "south", "west")
@@ -277,15 +294,60 @@ def _fraud_features(
     }
 
 
+@dataclass(frozen=True)
+class _FraudRows:
+    """The fraud-detector's requests as arrays, one entry per request in time order."""
+
+    ts: np.ndarray  # epoch µs
+    stream: np.ndarray  # 0: v3, 1: v4
+    fraud: np.ndarray
+    feats: dict[str, np.ndarray]
+    score: np.ndarray
+    latency: np.ndarray
+    null: np.ndarray  # amount is null
+    last_hour: np.ndarray  # the latency spike and the null burst
+    in_drop: np.ndarray  # the accuracy drop
+
+
 def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[str, Any]:
-    start = at_us - days * DAY_US
-    ts = _arrivals(rng, start, at_us, FRAUD_PER_HOUR, 0.35, 15.0)
-    n = ts.size
-    stream = (rng.random(n) < FRAUD_V4_SHARE).astype(np.int64)  # 0: v3, 1: v4
+    rows = _fraud_rows(rng, at_us, days)
+    requests = _fraud_requests(rows)
+    files = _write_daily(
+        requests, "_us", _fresh(out / "fraud" / "requests"), "parquet", "dt={day}/part-0.{fmt}"
+    )
+    labels, keep = _fraud_labels(rng, rows, requests, at_us)
+    files |= _write_daily(labels, "_us", _fresh(out / "fraud" / "labels"), "ndjson")
+    files |= _fraud_training(rng, out / "fraud" / "training.parquet")
+    return {"files": files, "facts": _fraud_facts(rows, keep)}
+
+
+def _fraud_rows(rng: np.random.Generator, at_us: int, days: int) -> _FraudRows:
+    ts = _arrivals(rng, at_us - days * DAY_US, at_us, FRAUD_PER_HOUR, 0.35, 15.0)
+    stream = (rng.random(ts.size) < FRAUD_V4_SHARE).astype(np.int64)
     fraud = _by_stream(rng, stream, STEPS["fraud"], trim=0) < FRAUD_RATE
     feats = _fraud_features(rng, fraud, stream)
+    score, in_drop = _fraud_scores(rng, ts, stream, fraud, at_us)
 
-    # scores: legitimate rows below 0.5 except a few false positives
+    # latency, with the spike in the last hour
+    latency = rng.lognormal(math.log(42.0), 0.35, ts.size)
+    last_hour = ts > at_us - HOUR_US
+    lh = np.flatnonzero(last_hour)
+    slow = lh[rng.random(lh.size) < SPIKE_SLOW_SHARE]
+    latency[slow] = rng.lognormal(math.log(SPIKE_SLOW_MEDIAN_MS), 0.3, slow.size)
+
+    # amount nulls: a trickle, then exactly 8% per version in the last hour
+    null = rng.random(ts.size) < FRAUD_BASE_NULL
+    null[lh] = False
+    for s in range(2):
+        null[_exact_choice(rng, np.flatnonzero(last_hour & (stream == s)), NULL_BURST_SHARE)] = True
+    return _FraudRows(ts, stream, fraud, feats, score, latency, null, last_hour, in_drop)
+
+
+def _fraud_scores(
+    rng: np.random.Generator, ts: np.ndarray, stream: np.ndarray, fraud: np.ndarray, at_us: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores, and which requests lie in the accuracy drop's window."""
+    # legitimate rows below 0.5 except a few false positives
     u = _by_stream(rng, stream, STEPS["score"])
     score = np.minimum(_kumaraswamy(u, 0.65, 9.0), 0.4999)
     legit = np.flatnonzero(~fraud)
@@ -294,7 +356,7 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
     # fraud rows: an exact share per (version, period) is caught
     drop_lo, drop_hi = at_us - 3 * DAY_US, at_us - 2 * DAY_US
     in_drop = (ts > drop_lo) & (ts <= drop_hi)
-    detected = np.zeros(n, dtype=bool)
+    detected = np.zeros(ts.size, dtype=bool)
     for s, version in enumerate(FRAUD_VERSIONS):
         for period in (False, True):
             idx = np.flatnonzero(fraud & (stream == s) & (in_drop == period))
@@ -304,40 +366,30 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
     miss = np.flatnonzero(fraud & ~detected)
     score[hit] = 0.5 + 0.49 * rng.beta(2.0, 1.2, hit.size)
     score[miss] = 0.49 * rng.beta(2.5, 1.8, miss.size)
+    return score, in_drop
 
-    # latency, with the spike in the last hour
-    latency = rng.lognormal(math.log(42.0), 0.35, n)
-    last_hour = ts > at_us - HOUR_US
-    lh = np.flatnonzero(last_hour)
-    slow = lh[rng.random(lh.size) < SPIKE_SLOW_SHARE]
-    latency[slow] = rng.lognormal(math.log(SPIKE_SLOW_MEDIAN_MS), 0.3, slow.size)
 
-    # amount nulls: a trickle, then exactly 8% per version in the last hour
-    amount = feats["amount"].copy()
-    null = rng.random(n) < FRAUD_BASE_NULL
-    null[lh] = False
-    for s in range(2):
-        null[_exact_choice(rng, np.flatnonzero(last_hour & (stream == s)), NULL_BURST_SHARE)] = True
-    amount[null] = np.nan
-
+def _fraud_requests(rows: _FraudRows) -> pl.DataFrame:
+    amount = rows.feats["amount"].copy()
+    amount[rows.null] = np.nan
     requests = pl.DataFrame(
         {
-            "request_id": pl.Series(np.arange(n)).cast(pl.String).str.zfill(8),
-            "_us": ts,
+            "request_id": pl.Series(np.arange(rows.ts.size)).cast(pl.String).str.zfill(8),
+            "_us": rows.ts,
             "amount": amount,
-            "country": feats["country"],
-            "device": feats["device"],
-            "account_age_days": feats["account_age_days"],
-            "score": np.round(score, 5),
-            "model_version": np.asarray(FRAUD_VERSIONS)[stream],
-            "latency_ms": np.round(latency, 1),
+            "country": rows.feats["country"],
+            "device": rows.feats["device"],
+            "account_age_days": rows.feats["account_age_days"],
+            "score": np.round(rows.score, 5),
+            "model_version": np.asarray(FRAUD_VERSIONS)[rows.stream],
+            "latency_ms": np.round(rows.latency, 1),
         }
     ).with_columns(
         request_id="tx-" + pl.col("request_id"),
         ts=_ts(),
         amount=pl.col("amount").fill_nan(None),
     )
-    requests = requests.select(
+    return requests.select(
         "request_id",
         "ts",
         "amount",
@@ -349,24 +401,26 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
         "latency_ms",
         "_us",
     )
-    files = _write_daily(
-        requests, "_us", _fresh(out / "fraud" / "requests"), "parquet", "dt={day}/part-0.{fmt}"
-    )
 
-    # labels: 95% arrive 10 minutes to 2 days later; only those known at `at` exist.
-    # Low-discrepancy per class, so that the fraud rate among the labels of any
-    # window (label drift) stays steady.
-    cls = fraud.astype(np.int64)
+
+def _fraud_labels(
+    rng: np.random.Generator, rows: _FraudRows, requests: pl.DataFrame, at_us: int
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """The labels known at ``at``, and which requests have one.
+
+    95% arrive 10 minutes to 2 days later. Low-discrepancy per class, so that the
+    fraud rate among the labels of any window (label drift) stays steady."""
+    cls = rows.fraud.astype(np.int64)
     arrives = _by_stream(rng, cls, STEPS["arrive"], trim=0) >= LABEL_MISSING
     delay_u = _kumaraswamy(_by_stream(rng, cls, STEPS["delay"]), 1.5, 2.2)
     delay_s = LABEL_MIN_DELAY_S + (LABEL_MAX_DELAY_S - LABEL_MIN_DELAY_S) * delay_u
-    labeled_s = (ts // US_PER_S) + delay_s.astype(np.int64)
+    labeled_s = (rows.ts // US_PER_S) + delay_s.astype(np.int64)
     keep = arrives & (labeled_s * US_PER_S <= at_us)
     labels = (
         pl.DataFrame(
             {
                 "request_id": requests["request_id"].filter(pl.Series(keep)),
-                "is_fraud": fraud[keep],
+                "is_fraud": rows.fraud[keep],
                 "model_version": requests["model_version"].filter(pl.Series(keep)),
                 "_us": labeled_s[keep] * US_PER_S,
             }
@@ -374,26 +428,30 @@ def _fraud(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[s
         .sort("_us", "request_id")
         .with_columns(labeled_at=_ts().dt.strftime(ISO_S))
     )
-    labels = labels.select("request_id", "is_fraud", "labeled_at", "model_version", "_us")
-    files |= _write_daily(labels, "_us", _fresh(out / "fraud" / "labels"), "ndjson")
+    return labels.select("request_id", "is_fraud", "labeled_at", "model_version", "_us"), keep
 
-    # training: the same feature distributions, i.i.d., with labels
+
+def _fraud_training(rng: np.random.Generator, path: Path) -> dict[str, int]:
+    """The training set: the same feature distributions, i.i.d., with labels."""
     t_fraud = rng.random(FRAUD_TRAINING_ROWS) < FRAUD_RATE
     t = _fraud_features(rng, t_fraud, None)
     training = pl.DataFrame({**t, "is_fraud": t_fraud})
-    training.write_parquet(out / "fraud" / "training.parquet", compression="zstd")
-    files[str(out / "fraud" / "training.parquet")] = training.height
+    training.write_parquet(path, compression="zstd")
+    return {str(path): training.height}
 
-    # incident facts, from the generated rows
+
+def _fraud_facts(rows: _FraudRows, keep: np.ndarray) -> dict[str, Any]:
+    """The incidents' values, measured on the generated rows, per segment."""
     facts: dict[str, Any] = {"null_rate": {}, "latency_p95": {}, "recall": {}}
-    segs = {"": np.ones(n, dtype=bool)} | {v: stream == s for s, v in enumerate(FRAUD_VERSIONS)}
+    segs = {"": np.ones(rows.ts.size, dtype=bool)}
+    segs |= {v: rows.stream == s for s, v in enumerate(FRAUD_VERSIONS)}
     for name, m in segs.items():
-        sel = last_hour & m
-        facts["null_rate"][name] = float(null[sel].mean())
-        facts["latency_p95"][name] = float(np.quantile(np.round(latency, 1)[sel], 0.95))
-        lab = in_drop & m & keep & fraud
-        facts["recall"][name] = float((score[lab] >= 0.5).mean())
-    return {"files": files, "facts": facts}
+        sel = rows.last_hour & m
+        facts["null_rate"][name] = float(rows.null[sel].mean())
+        facts["latency_p95"][name] = float(np.quantile(np.round(rows.latency, 1)[sel], 0.95))
+        lab = rows.in_drop & m & keep & rows.fraud
+        facts["recall"][name] = float((rows.score[lab] >= 0.5).mean())
+    return facts
 
 
 # --- demand-forecast --------------------------------------------------------------
@@ -457,6 +515,16 @@ def _demand(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[
 def _assistant(rng: np.random.Generator, out: Path, at_us: int, days: int) -> dict[str, Any]:
     span = min(days, ASSISTANT_MAX_DAYS)
     ts_us = _arrivals(rng, at_us - span * DAY_US, at_us, ASSISTANT_PER_HOUR, 0.4, 14.0)
+    requests = _assistant_requests(rng, ts_us)
+    files, changed = _write_assistant_requests(
+        requests, _fresh(out / "assistant" / "requests"), at_us
+    )
+    feedback = _assistant_feedback(rng, requests, at_us)
+    files |= _write_daily(feedback, "_us", _fresh(out / "assistant" / "feedback"), "ndjson")
+    return {"files": files, "facts": {"changed_files": sorted(changed)}}
+
+
+def _assistant_requests(rng: np.random.Generator, ts_us: np.ndarray) -> pl.DataFrame:
     n = ts_us.size
     stream = (rng.random(n) < 0.5).astype(np.int64)
     prompt = np.round(np.exp(6.1 + 0.55 * special.ndtri(_by_stream(rng, stream, STEPS["prompt"]))))
@@ -488,9 +556,14 @@ def _assistant(rng: np.random.Generator, out: Path, at_us: int, days: int) -> di
             "_us": ts_us,
         }
     ).with_columns(request_id="req-" + pl.col("request_id"))
+    return requests
 
-    # schema change: the file of at's day reports latency in seconds, as latency_s
-    folder = _fresh(out / "assistant" / "requests")
+
+def _write_assistant_requests(
+    requests: pl.DataFrame, folder: Path, at_us: int
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per file written, and those of the schema change: the file of at's day
+    reports latency in seconds, as latency_s."""
     cut = _us(datetime.combine(_day(at_us), datetime.min.time(), tzinfo=UTC))
     old = requests.filter(pl.col("_us") < cut)
     new = (
@@ -511,10 +584,17 @@ def _assistant(rng: np.random.Generator, out: Path, at_us: int, days: int) -> di
     )
     files = _write_daily(old, "_us", folder, "ndjson") if old.height else {}
     changed = _write_daily(new, "_us", folder, "ndjson") if new.height else {}
-    files |= changed
+    return files | changed, changed
 
-    # feedback: ~6% of answered requests get a thumbs up/down a minute or two later
-    idx = np.flatnonzero(ok & (rng.random(n) < FEEDBACK_SHARE))
+
+def _assistant_feedback(
+    rng: np.random.Generator, requests: pl.DataFrame, at_us: int
+) -> pl.DataFrame:
+    """~6% of answered requests get a thumbs up/down a minute or two later."""
+    ts_us = requests["_us"].to_numpy()
+    ok = (requests["status"] == 200).to_numpy()
+    finish = requests["finish_reason"].to_numpy()  # None where not answered
+    idx = np.flatnonzero(ok & (rng.random(ts_us.size) < FEEDBACK_SHARE))
     fb_us = (
         ts_us[idx] + 20 * US_PER_S + (rng.exponential(90.0, idx.size) * US_PER_S).astype(np.int64)
     )
@@ -533,11 +613,9 @@ def _assistant(rng: np.random.Generator, out: Path, at_us: int, days: int) -> di
         .filter(pl.col("_us") <= at_us)
         .sort("_us", "request_id")
     )
-    feedback = feedback.with_columns(ts=_ts().dt.strftime(ISO_S)).select(
+    return feedback.with_columns(ts=_ts().dt.strftime(ISO_S)).select(
         "ts", "request_id", "model_version", "rating", "_us"
     )
-    files |= _write_daily(feedback, "_us", _fresh(out / "assistant" / "feedback"), "ndjson")
-    return {"files": files, "facts": {"changed_files": sorted(changed)}}
 
 
 # --- manifest ---------------------------------------------------------------------
@@ -545,101 +623,94 @@ def _window(start_us: int, end_us: int) -> dict[str, str]:
     return {"start": _iso(start_us), "end": _iso(end_us)}
 
 
-def _manifest(
-    out: Path, at_us: int, days: int, seed: int, parts: dict[str, dict[str, Any]]
+def _incident(
+    name: str,
+    monitor: tuple[str, str, str],
+    window: dict[str, str],
+    expected: list[dict[str, Any]],
+    alert: str,
+    **more: Any,
 ) -> dict[str, Any]:
+    """One entry of incidents.json: ``monitor`` is (model, kind, monitor name); ``more``
+    (column, ...) goes between the monitor's source and the window."""
+    model, kind, monitor_name = monitor
+    return {
+        "id": name,
+        "description": DESCRIPTIONS[name],
+        "model": model,
+        "monitor": monitor_name,
+        "kind": kind,
+        "source": "requests",
+        **more,
+        "window": window,
+        "expected": expected,
+        "alert": alert,
+    }
+
+
+def _fraud_expected(
+    values: dict[str, float], digits: int, critical: tuple[str, ...] = ("", *FRAUD_VERSIONS)
+) -> list[dict[str, Any]]:
+    """The expected result per fraud-detector segment (overall, then each version):
+    ``critical`` in the segments named, ``ok`` elsewhere, with the measured value."""
+    segments = {"": {}} | {v: {"model_version": v} for v in FRAUD_VERSIONS}
+    return [
+        {
+            "segment": segment,
+            "status": "critical" if key in critical else "ok",
+            "value": round(values[key], digits),
+        }
+        for key, segment in segments.items()
+    ]
+
+
+def _incidents(out: Path, at_us: int, parts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     fraud = parts["fraud"]["facts"]
-    seg = {"": {}} | {v: {"model_version": v} for v in FRAUD_VERSIONS}
-    asst_seg = [{}] + [{"model_version": v} for v in ASSISTANT_VERSIONS]
-    last_hour = _window(at_us - HOUR_US, at_us)
-    drop = _window(at_us - 3 * DAY_US, at_us - 2 * DAY_US)
+
+    def last_hour(
+        name: str, kind: str, monitor: str, column: str, fact: str, digits: int
+    ) -> dict[str, Any]:
+        """A fraud-detector incident of the last hour: critical in every segment, at once."""
+        expected = _fraud_expected(fraud[fact], digits)
+        window = _window(at_us - HOUR_US, at_us)
+        at_once = "firing at once (no `for`)"
+        return _incident(
+            name, ("fraud-detector", kind, monitor), window, expected, at_once, column=column
+        )
+
     changed = [
         Path(p).relative_to(out).as_posix() for p in parts["assistant"]["facts"]["changed_files"]
     ]
-    incidents = [
-        {
-            "id": "null-burst",
-            "description": f"fraud-detector amount is null in {NULL_BURST_SHARE:.0%} of the rows "
-            "of the last hour (per model version)",
-            "model": "fraud-detector",
-            "monitor": "amount-nulls",
-            "kind": "check",
-            "source": "requests",
-            "column": "amount",
-            "window": last_hour,
-            "expected": [
-                {"segment": s, "status": "critical", "value": round(fraud["null_rate"][k], 6)}
-                for k, s in seg.items()
-            ],
-            "alert": "firing at once (no `for`)",
-        },
-        {
-            "id": "schema-change",
-            "description": "support-assistant request files of at's day rename latency_ms to "
-            "latency_s (seconds): latency_ms is absent from every row of the window, so "
-            "latency-p95 cannot be computed; a run must not report ok: error (the column is "
-            "missing from the window's files) is best; an engine that only sees an all-null "
-            "column may say no_data or insufficient_data",
-            "model": "support-assistant",
-            "monitor": "latency-p95",
-            "kind": "metric",
-            "source": "requests",
-            "column": "latency_ms",
-            "renamed_to": "latency_s",
-            "files": changed,
-            "window": _window(at_us - 1800 * US_PER_S, at_us),
-            "expected": [
-                {
-                    "segment": s,
-                    "status": "error",
-                    "acceptable": ["error", "no_data", "insufficient_data"],
-                }
-                for s in asst_seg
-            ],
-            "alert": "none with the default policy (keep_last for no_data, insufficient_data "
+    blind = ["error", "no_data", "insufficient_data"]
+    asst_segments = [{}] + [{"model_version": v} for v in ASSISTANT_VERSIONS]
+    return [
+        last_hour("null-burst", "check", "amount-nulls", "amount", "null_rate", 6),
+        _incident(
+            "schema-change",
+            ("support-assistant", "metric", "latency-p95"),
+            _window(at_us - 1800 * US_PER_S, at_us),
+            [{"segment": s, "status": "error", "acceptable": blind} for s in asst_segments],
+            "none with the default policy (keep_last for no_data, insufficient_data "
             "and error): the monitor goes blind silently unless the spec adds a schema check "
             "or `policy: {error: alert, ...}`",
-        },
-        {
-            "id": "latency-spike",
-            "description": f"{SPIKE_SLOW_SHARE:.0%} of fraud-detector requests of the last hour "
-            f"take a degraded path (median {SPIKE_SLOW_MEDIAN_MS:.0f} ms)",
-            "model": "fraud-detector",
-            "monitor": "latency-p95",
-            "kind": "metric",
-            "source": "requests",
-            "column": "latency_ms",
-            "window": last_hour,
-            "expected": [
-                {"segment": s, "status": "critical", "value": round(fraud["latency_p95"][k], 1)}
-                for k, s in seg.items()
-            ],
-            "alert": "firing at once (no `for`)",
-        },
-        {
-            "id": "accuracy-drop",
-            "description": f"fraud-detector v4 catches only {ACCURACY_DROP_RECALL:.0%} of fraud "
-            "among the requests of (at-3d, at-2d], the window that recall/precision "
-            "(window 1d, delay 2d) see at `at`; v3 and the overall recall stay above 0.7 "
-            "(overall ok: the drop shows only per segment). precision stays ok in every "
-            "segment.",
-            "model": "fraud-detector",
-            "monitor": "recall",
-            "kind": "metric",
-            "source": "requests",
-            "window": drop,
-            "expected": [
-                {
-                    "segment": s,
-                    "status": "critical" if k == "v4" else "ok",
-                    "value": round(fraud["recall"][k], 4),
-                }
-                for k, s in seg.items()
-            ],
-            "alert": "v4 pending after one run (`for: 2`), firing from the second violating "
-            "evaluation",
-        },
+            column="latency_ms",
+            renamed_to="latency_s",
+            files=changed,
+        ),
+        last_hour("latency-spike", "metric", "latency-p95", "latency_ms", "latency_p95", 1),
+        _incident(
+            "accuracy-drop",
+            ("fraud-detector", "metric", "recall"),
+            _window(at_us - 3 * DAY_US, at_us - 2 * DAY_US),
+            _fraud_expected(fraud["recall"], 4, critical=("v4",)),
+            "v4 pending after one run (`for: 2`), firing from the second violating evaluation",
+        ),
     ]
+
+
+def _manifest(
+    out: Path, at_us: int, days: int, seed: int, parts: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     caveats = []
     if days < 8:
         caveats = [
@@ -651,7 +722,7 @@ def _manifest(
         "at": _iso(at_us),
         "days": days,
         "seed": seed,
-        "incidents": incidents,
+        "incidents": _incidents(out, at_us, parts),
         "otherwise": "ok: every other (model, monitor, segment) result of a run at `at` is ok",
         "caveats": caveats,
         "files": {

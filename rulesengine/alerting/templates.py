@@ -18,7 +18,7 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rulesengine.engine.results import iso
+from rulesengine.engine.results import iso, threshold_text
 
 DEFAULT_TITLE = "[$state] $model / $monitor ($severity)$more"
 DEFAULT_RESOLVED_TITLE = "[RESOLVED] $model / $monitor$more"
@@ -43,13 +43,7 @@ def _num(v: Any) -> str:
 
 
 def _threshold_text(threshold: Mapping[str, Any]) -> str:
-    parts = []
-    for sev, cond in threshold.items():
-        if isinstance(cond, Mapping):
-            for op, v in cond.items():
-                shown = f"[{_num(v[0])}, {_num(v[1])}]" if isinstance(v, list) else _num(v)
-                parts.append(f"{sev} {op.replace('_', ' ')} {shown}")
-    return "; ".join(parts) or "-"
+    return threshold_text(threshold.items(), _num, spaced=True) or "-"
 
 
 def alert_vars(alert: Mapping[str, Any], runbook: str | None) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -137,17 +137,21 @@ def _fmt_value(value: float | None) -> str:
 
 def _fmt_threshold(threshold: Mapping[str, Any], status: str) -> str:
     pick = threshold.get(status) if status in ("warn", "critical") else None
-    parts = [(status, pick)] if pick else list(threshold.items())
+    return threshold_text([(status, pick)] if pick else list(threshold.items()), _fmt_value)
+
+
+def threshold_text(
+    items: Iterable[tuple[str, Any]], number: Callable[[Any], str], *, spaced: bool = False
+) -> str:
+    """``warn above 5; critical outside [1, 9]``: (severity, {op: value}) pairs as
+    the text table and alert messages write them, numbers through ``number``;
+    ``spaced`` writes ``at_or_above`` as ``at or above``."""
     out = []
-    for sev, cond in parts:
+    for sev, cond in items:
         if isinstance(cond, Mapping):
             for op, v in cond.items():
-                shown = (
-                    f"[{_fmt_value(v[0])}, {_fmt_value(v[1])}]"
-                    if isinstance(v, list)
-                    else _fmt_value(v)
-                )
-                out.append(f"{sev} {op} {shown}")
+                shown = f"[{number(v[0])}, {number(v[1])}]" if isinstance(v, list) else number(v)
+                out.append(f"{sev} {op.replace('_', ' ') if spaced else op} {shown}")
     return "; ".join(out)
 
 

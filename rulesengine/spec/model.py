@@ -199,6 +199,8 @@ class ReferenceSpec:
     window: timedelta | None = None
 
 
+# `duplicates` pairs the field lists around here (MetricSpec's, KpiSpec's,
+# ColumnOverride's, DriftSpec's): alike in shape only, they declare different fields.
 @dataclass(frozen=True)
 class ColumnOverride:
     type: str | None = None

@@ -186,7 +186,15 @@ def _describe(value: Any) -> str:
     return "a string"
 
 
+_BOUND_OPS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+
+
 class _Renderer:
+    """Words each jsonschema error as a problem at the user's key or value.
+
+    :meth:`emit` hands an error to the method named for its keyword in ``_WORDING``.
+    """
+
     def __init__(self, data: Any, problems: ProblemList, secret: set[KeyPath]) -> None:
         self.data = data
         self.problems = problems
@@ -203,6 +211,13 @@ class _Renderer:
             else f"'{value}'"
         )
         return text if len(text) <= 60 else text[:57] + "…'"
+
+    def got(self, words: str, value: Any, path: KeyPath) -> str:
+        """``expected a number, got a string 'x'``: a scalar is shown, anything else named."""
+        text = f"expected {words}, got {_describe(value)}"
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            text += f" {self.show(value, path)}"
+        return text
 
     def at(self, path: KeyPath) -> Any:
         node = self.data
@@ -226,135 +241,147 @@ class _Renderer:
                 return f"{noun} type '{parent['type']}'"
         return "this item"
 
+    def walk(self, err: ValidationError) -> None:
+        """Add the problems of one error: a bad key name is worded here, once per key
+        (from its sub-errors); everything else by :meth:`emit`."""
+        if err.validator == "propertyNames":
+            path: KeyPath = tuple(err.absolute_path)
+            for sub in err.context or []:
+                name = sub.instance
+                hint = sub.schema.get("x-hint") if isinstance(sub.schema, dict) else None
+                self.problems.add(
+                    (*path, name), f"'{name}' is not {hint or 'a valid name'}", key=True
+                )
+            return
+        self.emit(err)
+
     def emit(self, err: ValidationError) -> None:
         path: KeyPath = tuple(err.absolute_path)
-        v = err.validator
+        if err.schema is False or err.validator is None:
+            self._forbidden(path)
+            return
         schema = err.schema if isinstance(err.schema, dict) else {}
-        add = self.problems.add
-        if err.schema is False or v is None:
-            # jsonschema leaves the key out of the path of a `false` property schema:
-            # find which keys of the item the type-specific `then` forbids
-            parent = self.at(path)
-            for key in _forbidden_keys(path, parent):
-                if (path, key) not in self.reported:
-                    self.reported.add((path, key))
-                    add(
-                        (*path, key),
-                        f"key '{key}' does not apply to {self.kind_of(path)}",
-                        key=True,
-                    )
-        elif v == "additionalProperties":
-            allowed = list(schema.get("properties", {}))
-            for key in err.instance:
-                if key in allowed:
-                    continue
-                hint = did_you_mean(key, allowed)
-                if not hint and 0 < len(allowed) <= 12:
-                    hint = f"; allowed keys: {', '.join(allowed)}"
-                add((*path, key), f"unknown key '{key}'{hint}", key=True)
-        elif v == "required":
-            missing = [r for r in err.validator_value if r not in err.instance]
-            where = ""
-            if "then" in err.schema_path:
-                where = f" (needed by {self.kind_of(path)})"
-            for key in missing:
-                add(path, f"missing required key '{key}'{where}", key=True)
-        elif v == "propertyNames":
-            pass  # reported through its sub-errors (handled in _walk)
-        elif v == "type":
-            want = (
-                err.validator_value
-                if isinstance(err.validator_value, list)
-                else [err.validator_value]
-            )
-            words = " or ".join(_TYPE_WORDS.get(w, w) for w in want)
-            if schema.get("x-hint"):  # e.g. a number where a duration such as 15m goes
-                words = schema["x-hint"]
-            add(
-                path,
-                f"expected {words}, got {_describe(err.instance)}"
-                + (
-                    f" {self.show(err.instance, path)}"
-                    if isinstance(err.instance, str | int | float)
-                    and not isinstance(err.instance, bool)
-                    else ""
-                ),
-            )
-        elif v == "enum":
-            options = [str(o) for o in err.validator_value]
-            field = path[-1] if path and isinstance(path[-1], str) else "value"
-            if len(path) >= 2 and path[-2] == "expected_columns":
-                field = "dtype"
-            hint = did_you_mean(str(err.instance), options)
-            listing = f"; expected {one_of(options, limit=20)}" if len(options) <= 20 else ""
-            add(path, f"unknown {field} {self.show(err.instance, path)}{hint}{listing}")
-        elif v == "const":
-            add(
-                path,
-                f"must be {json.dumps(err.validator_value)}, got {self.show(err.instance, path)}",
-            )
-        elif v == "pattern" and "propertyNames" in err.schema_path:
+        # x-max-duration (worded already), or a keyword we have no wording for
+        word = _WORDING.get(str(err.validator), _Renderer._as_given)
+        word(self, err, path, schema)
+
+    def _as_given(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        self.problems.add(path, err.message)
+
+    def _forbidden(self, path: KeyPath) -> None:
+        # jsonschema leaves the key out of the path of a `false` property schema:
+        # find which keys of the item the type-specific `then` forbids
+        item = self.at(path)
+        if len(path) != 2 or path[0] not in _ITEM_DEFS or not isinstance(item, dict):
+            return
+        for key in banned_keys(_ITEM_DEFS[str(path[0])], item.get("type"), item):
+            if (path, key) not in self.reported:
+                self.reported.add((path, key))
+                self.problems.add(
+                    (*path, key), f"key '{key}' does not apply to {self.kind_of(path)}", key=True
+                )
+
+    def _unknown_keys(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        allowed = list(schema.get("properties", {}))
+        for key in err.instance:
+            if key in allowed:
+                continue
+            hint = did_you_mean(key, allowed)
+            if not hint and 0 < len(allowed) <= 12:
+                hint = f"; allowed keys: {', '.join(allowed)}"
+            self.problems.add((*path, key), f"unknown key '{key}'{hint}", key=True)
+
+    def _missing(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        where = f" (needed by {self.kind_of(path)})" if "then" in err.schema_path else ""
+        for key in err.validator_value:
+            if key not in err.instance:
+                self.problems.add(path, f"missing required key '{key}'{where}", key=True)
+
+    def _type(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        want = err.validator_value
+        words = " or ".join(
+            _TYPE_WORDS.get(w, w) for w in (want if isinstance(want, list) else [want])
+        )
+        if schema.get("x-hint"):  # e.g. a number where a duration such as 15m goes
+            words = schema["x-hint"]
+        self.problems.add(path, self.got(words, err.instance, path))
+
+    def _enum(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        options = [str(o) for o in err.validator_value]
+        field = path[-1] if path and isinstance(path[-1], str) else "value"
+        if len(path) >= 2 and path[-2] == "expected_columns":
+            field = "dtype"
+        hint = did_you_mean(str(err.instance), options)
+        listing = f"; expected {one_of(options, limit=20)}" if len(options) <= 20 else ""
+        self.problems.add(path, f"unknown {field} {self.show(err.instance, path)}{hint}{listing}")
+
+    def _const(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        want = json.dumps(err.validator_value)
+        self.problems.add(path, f"must be {want}, got {self.show(err.instance, path)}")
+
+    def _pattern(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        if "propertyNames" in err.schema_path:
             name = err.instance  # a key that is not a valid name: point at the key
             hint = schema.get("x-hint") or "a valid name"
-            add((*path, name), f"'{name}' is not {hint}", key=True)
-        elif v == "maxLength" and "propertyNames" in err.schema_path:
+            self.problems.add((*path, name), f"'{name}' is not {hint}", key=True)
+        else:
+            hint = schema.get("x-hint") or f"matching {err.validator_value}"
+            self.problems.add(path, f"{self.show(err.instance, path)} is not {hint}")
+
+    def _max_length(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        limit, size = err.validator_value, len(err.instance)
+        if "propertyNames" in err.schema_path:
             name = err.instance  # a key that is too long a name: point at the key
             shown = f"{name[:40]}…" if len(name) > 40 else name
-            limit = err.validator_value
-            add(
-                (*path, name),
-                f"'{shown}' is too long a name ({len(name)} characters; at most {limit})",
-                key=True,
-            )
-        elif v == "pattern":
-            hint = schema.get("x-hint") or f"matching {err.validator_value}"
-            add(path, f"{self.show(err.instance, path)} is not {hint}")
-        elif v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            op = {
-                "minimum": ">=",
-                "maximum": "<=",
-                "exclusiveMinimum": ">",
-                "exclusiveMaximum": "<",
-            }[v]
-            add(path, f"must be {op} {err.validator_value}, got {self.show(err.instance, path)}")
-        elif v in ("minProperties", "maxProperties") and schema.get("x-hint"):
-            add(
-                path,
-                f"{schema['x-hint']}, got " + (", ".join(err.instance) if err.instance else "none"),
-            )
-        elif v == "minProperties":
-            add(path, "must not be empty")
-        elif v == "maxProperties":
+            message = f"'{shown}' is too long a name ({size} characters; at most {limit})"
+            self.problems.add((*path, name), message, key=True)
+        else:
+            self.problems.add(path, f"is too long ({size} characters; at most {limit})")
+
+    def _empty(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        self.problems.add(path, "must not be empty")
+
+    def _bound(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        op = _BOUND_OPS[str(err.validator)]
+        shown = self.show(err.instance, path)
+        self.problems.add(path, f"must be {op} {err.validator_value}, got {shown}")
+
+    def _key_count(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        if schema.get("x-hint"):
+            keys = ", ".join(err.instance) if err.instance else "none"
+            self.problems.add(path, f"{schema['x-hint']}, got {keys}")
+        elif err.validator == "minProperties":
+            self.problems.add(path, "must not be empty")
+        else:
             self.oversize.append(path)
-            add(path, f"has too many keys ({len(err.instance)}; at most {err.validator_value})")
-        elif v in ("minItems", "maxItems"):
-            lo, hi = schema.get("minItems"), schema.get("maxItems")
-            n = len(err.instance)
-            if lo is not None and lo == hi:
-                add(path, f"needs exactly {lo} items, got {n}")
-            elif v == "minItems":
-                add(path, "must not be empty" if lo == 1 else f"needs at least {lo} items")
-            else:
-                self.oversize.append(path)
-                add(path, f"has {n} items; at most {hi} allowed")
-        elif v == "minLength":
-            add(path, "must not be empty")
-        elif v == "maxLength":
-            add(
-                path, f"is too long ({len(err.instance)} characters; at most {err.validator_value})"
+            size, limit = len(err.instance), err.validator_value
+            self.problems.add(path, f"has too many keys ({size}; at most {limit})")
+
+    def _item_count(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        lo, hi = schema.get("minItems"), schema.get("maxItems")
+        n = len(err.instance)
+        if lo is not None and lo == hi:
+            self.problems.add(path, f"needs exactly {lo} items, got {n}")
+        elif err.validator == "minItems":
+            self.problems.add(
+                path, "must not be empty" if lo == 1 else f"needs at least {lo} items"
             )
-        elif v == "uniqueItems":
-            add(path, f"lists {self.show(first_repeat(err.instance), path)} more than once")
-        elif (
-            v == "anyOf"
-            and schema.get("x-hint")
-            and all(isinstance(b, dict) and set(b) == {"required"} for b in err.validator_value)
-        ):
-            add(path, schema["x-hint"])
-        elif v in ("oneOf", "anyOf"):
-            self.union(err, path)
-        else:  # x-max-duration (worded already), or a keyword we have no wording for
-            add(path, err.message)
+        else:
+            self.oversize.append(path)
+            self.problems.add(path, f"has {n} items; at most {hi} allowed")
+
+    def _unique(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        repeated = self.show(first_repeat(err.instance), path)
+        self.problems.add(path, f"lists {repeated} more than once")
+
+    def _alternatives(self, err: ValidationError, path: KeyPath, schema: dict[str, Any]) -> None:
+        only_required = all(
+            isinstance(b, dict) and set(b) == {"required"} for b in err.validator_value
+        )
+        if err.validator == "anyOf" and schema.get("x-hint") and only_required:
+            self.problems.add(path, schema["x-hint"])
+        else:
+            self._union(err, path)
 
     def _number_only(self, path: KeyPath) -> bool:
         """A threshold value (warn/critical/resolve) of a monitor that is not a
@@ -368,11 +395,10 @@ class _Renderer:
             path[0] == "checks" and isinstance(item, dict) and item.get("type") == "freshness"
         )
 
-    def union(self, err: ValidationError, path: KeyPath) -> None:
+    def _union(self, err: ValidationError, path: KeyPath) -> None:
         branches: dict[int, list[ValidationError]] = {}
         for sub in err.context or []:
             branches.setdefault(sub.schema_path[0], []).append(sub)
-        schemas = err.validator_value
         fitting = [
             i
             for i, errs in branches.items()
@@ -380,59 +406,62 @@ class _Renderer:
         ]
         if len(fitting) == 1 and isinstance(err.instance, str) and self._number_only(path):
             # a threshold of a monitor whose value is no time: durations do not apply
-            self.problems.add(
-                path, f"expected a number, got a string {self.show(err.instance, path)}"
-            )
-            return
-        if len(fitting) == 1:
+            self.problems.add(path, self.got("a number", err.instance, path))
+        elif len(fitting) == 1:
             for sub in branches[fitting[0]]:
                 self.walk(sub)
-            return
-        words = []
-        for s in schemas:
-            t = s.get("type") if isinstance(s, dict) else None
-            desc = s.get("x-hint") if isinstance(s, dict) else None
-            if desc:
-                words.append(desc)
-            elif t == "integer" and "minimum" in s:
-                words.append(f"a whole number >= {s['minimum']}")
-            elif t:
-                words.append(_TYPE_WORDS.get(t, t))
-        self.problems.add(
-            path,
-            f"expected {' or '.join(dict.fromkeys(words))}, got "
-            f"{_describe(err.instance)}"
-            + (
-                f" {self.show(err.instance, path)}"
-                if isinstance(err.instance, str | int | float)
-                and not isinstance(err.instance, bool)
-                else ""
-            ),
-        )
+        else:
+            words = " or ".join(dict.fromkeys(_branch_words(err.validator_value)))
+            self.problems.add(path, self.got(words, err.instance, path))
 
-    def walk(self, err: ValidationError) -> None:
-        if err.validator == "propertyNames":
-            path: KeyPath = tuple(err.absolute_path)
-            for sub in err.context or []:
-                name = sub.instance
-                hint = sub.schema.get("x-hint") if isinstance(sub.schema, dict) else None
-                self.problems.add(
-                    (*path, name), f"'{name}' is not {hint or 'a valid name'}", key=True
-                )
-            return
-        self.emit(err)
 
+def _branch_words(schemas: list[Any]) -> list[str]:
+    """What each branch of a oneOf/anyOf accepts, in words (branches without a type
+    or hint say nothing)."""
+    words = []
+    for s in schemas:
+        t = s.get("type") if isinstance(s, dict) else None
+        desc = s.get("x-hint") if isinstance(s, dict) else None
+        if desc:
+            words.append(desc)
+        elif t == "integer" and "minimum" in s:
+            words.append(f"a whole number >= {s['minimum']}")
+        elif t:
+            words.append(_TYPE_WORDS.get(t, t))
+    return words
+
+
+_WORDING = {
+    "additionalProperties": _Renderer._unknown_keys,
+    "required": _Renderer._missing,
+    "type": _Renderer._type,
+    "enum": _Renderer._enum,
+    "const": _Renderer._const,
+    "pattern": _Renderer._pattern,
+    "maxLength": _Renderer._max_length,
+    "minLength": _Renderer._empty,
+    **dict.fromkeys(_BOUND_OPS, _Renderer._bound),
+    "minProperties": _Renderer._key_count,
+    "maxProperties": _Renderer._key_count,
+    "minItems": _Renderer._item_count,
+    "maxItems": _Renderer._item_count,
+    "uniqueItems": _Renderer._unique,
+    "anyOf": _Renderer._alternatives,
+    "oneOf": _Renderer._alternatives,
+}
 
 _ITEM_DEFS = {"checks": "check", "metrics": "metric"}
 
 
-def _forbidden_keys(path: KeyPath, item: Any) -> list[str]:
-    """Keys of a typed monitor item that its type does not allow, per the schema."""
-    if len(path) != 2 or path[0] not in _ITEM_DEFS or not isinstance(item, dict):
-        return []
-    definition = load_schema("model")["$defs"][_ITEM_DEFS[str(path[0])]]
-    for rule in definition.get("allOf", []):
-        if rule["if"]["properties"]["type"]["const"] == item.get("type"):
+def banned_keys(definition: str, type_name: Any, item: dict[str, Any]) -> list[str]:
+    """Keys of ``item`` that the model schema's ``$defs[definition]`` forbids for
+    items of ``type_name`` (its ``allOf`` of if-type-then rules).
+
+    >>> banned_keys("metric", "expr", {"expr": "avg(x)", "column": "x"})
+    ['column']
+    """
+    for rule in load_schema("model")["$defs"][definition].get("allOf", []):
+        if rule["if"]["properties"]["type"]["const"] == type_name:
             banned = rule["then"].get("properties", {})
             return [k for k in item if banned.get(k) is False]
     return []

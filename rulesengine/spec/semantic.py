@@ -19,9 +19,10 @@ import polars as pl
 
 from rulesengine.durations import PATTERN as DURATION_PATTERN
 from rulesengine.durations import parse_duration
-from rulesengine.errors import KeyPath, ProblemList, did_you_mean
+from rulesengine.errors import KeyPath, ProblemList, did_you_mean, first_line
 from rulesengine.monitors.drift.vocabulary import CATEGORICAL_ONLY, NUMERIC_ONLY, PVALUE_METHODS
 from rulesengine.spec.model import DIRECTIONS, THRESHOLD_OPS
+from rulesengine.spec.schema import banned_keys
 from rulesengine.spec.sql import SqlError, check_shape, compile_sql
 
 SECTIONS = {"checks": "check", "drift": "drift", "metrics": "metric", "kpis": "kpi"}
@@ -38,8 +39,6 @@ FORMATS_BY_SUFFIX = {
     ".ipc": "ipc",
     ".feather": "ipc",
 }
-
-CLASSIFICATION = {"accuracy", "precision", "recall", "f1", "fpr", "fnr"}
 
 
 def _str(d: Any, key: str) -> str | None:
@@ -154,12 +153,9 @@ def _threshold(
     return None if number is None else (op, number)
 
 
-_DIRECTION = DIRECTIONS
-
-
 def _no_later(warn: tuple[str, Any], crit: tuple[str, Any]) -> bool:
     """True if ``warn`` is violated whenever ``critical`` is."""
-    d = _DIRECTION[warn[0]]
+    d = DIRECTIONS[warn[0]]
     w, c = warn[1], crit[1]
     if d == "up":
         return w <= c
@@ -187,7 +183,7 @@ def check_thresholds(
         problems.add(path, "no threshold: add warn: and/or critical:, e.g. critical: {above: 0.01}")
     warn, crit, res = parsed.get("warn"), parsed.get("critical"), parsed.get("resolve")
     if warn and crit:
-        if _DIRECTION[warn[0]] != _DIRECTION[crit[0]]:
+        if DIRECTIONS[warn[0]] != DIRECTIONS[crit[0]]:
             problems.add(
                 (*path, "warn"),
                 f"warn uses '{warn[0]}' but critical uses "
@@ -204,7 +200,7 @@ def check_thresholds(
         for sev, trig in (("warn", warn), ("critical", crit)):
             if not trig:
                 continue
-            if _DIRECTION[res[0]] != _DIRECTION[trig[0]]:
+            if DIRECTIONS[res[0]] != DIRECTIONS[trig[0]]:
                 problems.add(
                     (*path, "resolve"),
                     f"resolve must use the same direction as {sev} ('{trig[0]}'), got '{res[0]}'",
@@ -265,9 +261,9 @@ def check_regex(problems: ProblemList, text: Any, path: KeyPath) -> None:
     try:
         pl.Series([""]).str.contains(text)
     except (Exception, pl.exceptions.PanicException) as exc:  # a panic is a BaseException
-        first = str(exc).strip().splitlines()
-        detail = next((ln.strip() for ln in first if ln.strip().startswith("error")), first[0])
-        problems.add(path, f"invalid regular expression: {detail}")
+        lines = str(exc).splitlines()
+        detail = next((ln.strip() for ln in lines if ln.strip().startswith("error")), None)
+        problems.add(path, f"invalid regular expression: {detail or first_line(exc)}")
 
 
 def check_timezone(problems: ProblemList, tz: Any, path: KeyPath) -> None:
@@ -359,73 +355,22 @@ def _check_monitor(
     has_source = check_ref(problems, source_name, sources, (*path, "source"), "source")
     source = sources.get(source_name) if has_source else None
     timestamped = isinstance(source, dict) and "timestamp" in source
-
-    _duration(problems, item.get("window"), (*path, "window"))
-    _duration(problems, item.get("delay"), (*path, "delay"), positive=False)
-    _duration(problems, item.get("keep_firing_for"), (*path, "keep_firing_for"))
-    _duration(problems, item.get("for"), (*path, "for"))
-    fire_after = _dict(item, "fire_after")
-    v, n = fire_after.get("violations"), fire_after.get("of_last")
-    if isinstance(v, int) and isinstance(n, int) and v > n:
-        problems.add((*path, "fire_after"), f"violations ({v}) cannot exceed of_last ({n})")
-    if "fire_after" in item and "for" in item:
-        problems.add((*path, "fire_after"), "use either for: or fire_after:, not both")
+    # the name of a known source without a timestamp column, for monitors that need one
+    untimed = source_name if has_source and not timestamped else None
+    _check_timing(problems, item, path)
     check_sql(problems, item, path, "filter", "row")
-
     if kind == "drift":
         _check_drift(problems, item, path, sources, timestamped)
         return
     durations_ok = kind == "check" and typ == "freshness"
     needs_threshold = not (kind == "check" and typ == "schema")
     check_thresholds(problems, item, path, required=needs_threshold, durations_ok=durations_ok)
-
     if kind == "check":
-        if typ in ("new_categories", "outlier_rate"):
-            check_ref(problems, item.get("reference"), sources, (*path, "reference"), "source")
-        if typ == "custom":
-            check_sql(problems, item, path, "expr", "aggregate")
-        if typ == "pattern":
-            check_regex(problems, item.get("regex"), (*path, "regex"))
-        if typ == "out_of_range":
-            lo, hi = item.get("min"), item.get("max")
-            if lo is None and hi is None:
-                problems.add(path, "out_of_range needs min:, max: or both")
-            elif isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
-                problems.add((*path, "min"), f"min ({lo}) must not exceed max ({hi})")
-        if typ == "freshness" and has_source and not timestamped and "column" not in item:
-            problems.add(
-                (*path, "source"),
-                f"freshness needs a time column: source "
-                f"'{source_name}' has no timestamp; add one there or set column:",
-            )
+        _check_check(problems, item, path, sources, untimed)
     elif kind == "metric":
-        if typ is None and "expr" not in item:
-            problems.add(path, "a metric needs type: (e.g. recall, quantile, rate) or expr:")
-        elif typ is None:
-            for key in _not_for_expr_metrics(item):
-                problems.add(
-                    (*path, key),
-                    f"key '{key}' does not apply to a metric without "
-                    "type: (an expr metric); set type:",
-                    key=True,
-                )
-        for key in ("prediction", "target", "score", "predicate"):
-            check_sql(problems, item, path, key, "row")
-        if typ in (None, "expr"):
-            check_sql(problems, item, path, "expr", "aggregate")
-        if typ == "throughput" and has_source and not timestamped:
-            problems.add(
-                (*path, "source"), f"throughput needs a timestamp: source '{source_name}' has none"
-            )
-    else:  # kpi
-        check_sql(problems, item, path, "expr", "aggregate")
-        compare = _dict(item, "compare")
-        _duration(problems, compare.get("offset"), (*path, "compare", "offset"))
-        if compare and has_source and not timestamped:
-            problems.add(
-                (*path, "compare"), f"compare needs a timestamp: source '{source_name}' has none"
-            )
-
+        _check_metric(problems, item, path, untimed)
+    else:
+        _check_kpi(problems, item, path, untimed)
     join = _dict(item, "join")
     if join and (
         check_ref(problems, join.get("source"), sources, (*path, "join", "source"), "source")
@@ -436,14 +381,79 @@ def _check_monitor(
         problems.add((*path, "min_label_coverage"), "min_label_coverage needs join:")
 
 
-def _not_for_expr_metrics(item: dict[str, Any]) -> list[str]:
-    from rulesengine.spec.schema import load_schema
+def _check_timing(problems: ProblemList, item: dict[str, Any], path: KeyPath) -> None:
+    """A monitor's durations, and when an alert fires."""
+    _duration(problems, item.get("window"), (*path, "window"))
+    _duration(problems, item.get("delay"), (*path, "delay"), positive=False)
+    _duration(problems, item.get("keep_firing_for"), (*path, "keep_firing_for"))
+    _duration(problems, item.get("for"), (*path, "for"))
+    fire_after = _dict(item, "fire_after")
+    v, n = fire_after.get("violations"), fire_after.get("of_last")
+    if isinstance(v, int) and isinstance(n, int) and v > n:
+        problems.add((*path, "fire_after"), f"violations ({v}) cannot exceed of_last ({n})")
+    if "fire_after" in item and "for" in item:
+        problems.add((*path, "fire_after"), "use either for: or fire_after:, not both")
 
-    for rule in load_schema("model")["$defs"]["metric"].get("allOf", []):
-        if rule["if"]["properties"]["type"]["const"] == "expr":
-            banned = rule["then"].get("properties", {})
-            return [k for k in item if banned.get(k) is False]
-    return []
+
+def _check_check(
+    problems: ProblemList,
+    item: dict[str, Any],
+    path: KeyPath,
+    sources: dict[str, Any],
+    untimed: str | None,
+) -> None:
+    typ = _str(item, "type")
+    if typ in ("new_categories", "outlier_rate"):
+        check_ref(problems, item.get("reference"), sources, (*path, "reference"), "source")
+    if typ == "custom":
+        check_sql(problems, item, path, "expr", "aggregate")
+    if typ == "pattern":
+        check_regex(problems, item.get("regex"), (*path, "regex"))
+    if typ == "out_of_range":
+        lo, hi = item.get("min"), item.get("max")
+        if lo is None and hi is None:
+            problems.add(path, "out_of_range needs min:, max: or both")
+        elif isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+            problems.add((*path, "min"), f"min ({lo}) must not exceed max ({hi})")
+    if typ == "freshness" and untimed is not None and "column" not in item:
+        problems.add(
+            (*path, "source"),
+            f"freshness needs a time column: source "
+            f"'{untimed}' has no timestamp; add one there or set column:",
+        )
+
+
+def _check_metric(
+    problems: ProblemList, item: dict[str, Any], path: KeyPath, untimed: str | None
+) -> None:
+    typ = _str(item, "type")
+    if typ is None and "expr" not in item:
+        problems.add(path, "a metric needs type: (e.g. recall, quantile, rate) or expr:")
+    elif typ is None:
+        for key in banned_keys("metric", "expr", item):
+            problems.add(
+                (*path, key),
+                f"key '{key}' does not apply to a metric without type: (an expr metric); set type:",
+                key=True,
+            )
+    for key in ("prediction", "target", "score", "predicate"):
+        check_sql(problems, item, path, key, "row")
+    if typ in (None, "expr"):
+        check_sql(problems, item, path, "expr", "aggregate")
+    if typ == "throughput" and untimed is not None:
+        problems.add(
+            (*path, "source"), f"throughput needs a timestamp: source '{untimed}' has none"
+        )
+
+
+def _check_kpi(
+    problems: ProblemList, item: dict[str, Any], path: KeyPath, untimed: str | None
+) -> None:
+    check_sql(problems, item, path, "expr", "aggregate")
+    compare = _dict(item, "compare")
+    _duration(problems, compare.get("offset"), (*path, "compare", "offset"))
+    if compare and untimed is not None:
+        problems.add((*path, "compare"), f"compare needs a timestamp: source '{untimed}' has none")
 
 
 def _check_drift(

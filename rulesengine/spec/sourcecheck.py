@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from rulesengine.engine.sources import SourceSchema, read_schema
-from rulesengine.errors import DataError, KeyPath, Problem, did_you_mean
+from rulesengine.errors import DataError, KeyPath, Problem, did_you_mean, first_line
 from rulesengine.spec.loader import display
 from rulesengine.spec.model import (
     CheckSpec,
@@ -29,7 +29,6 @@ from rulesengine.spec.sql import SqlError, compile_sql
 
 NUMERIC_CHECKS = {"out_of_range", "outlier_rate"}
 NUMERIC_METRICS = {"mean", "std", "min", "max", "quantile"}
-REGRESSION = {"mae", "rmse", "mape", "r2"}
 
 
 def _family(dtype: pl.DataType) -> str:
@@ -175,7 +174,7 @@ class _Checker:
             out = frame.lazy().filter(expr) if shape == "filter" else frame.lazy().select(expr)
             result = out.collect()
         except (Exception, pl.exceptions.PanicException) as exc:  # a panic is a BaseException
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             if "unable to find column" in first:
                 missing = first.split('"')[1] if '"' in first else "?"
                 self._missing(path, missing, monitor.source, frame.schema)

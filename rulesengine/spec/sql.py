@@ -22,7 +22,7 @@ import sqlglot
 from sqlglot import exp, generator, parser, tokens
 from sqlglot.dialects.dialect import Dialect
 
-from rulesengine.errors import did_you_mean
+from rulesengine.errors import did_you_mean, first_line
 
 # sqlglot logs a warning (to stderr) when it falls back to parsing text as a raw
 # command; the allowlist refuses that with its own message, so the warning is noise.
@@ -57,7 +57,8 @@ AGGREGATES: dict[str, tuple[int, int]] = {
 # Scalar functions, one value per row. Deliberately absent: anything that reads
 # files or generates rows (read_*, scan_*, generate_series, unnest), greatest and
 # least (they panic with no arguments), lpad/rpad (a huge width allocates without
-# bound), array and date functions.
+# bound), array and date functions. (`duplicates` pairs runs of this table's rows:
+# alike in shape only, each row is a different function.)
 SCALARS: dict[str, tuple[int, int]] = {
     "abs": (1, 1),
     "ceil": (1, 1),
@@ -283,7 +284,7 @@ def _refusal(node: exp.Expression) -> str | None:
     if allowed is None and isinstance(node, exp.Func):
         return _function_refusal(node.sql_name().lower())
     if allowed is None:
-        return f"'{_snippet(node)}'{{at}} is not allowed ({_kind(node)})"
+        return f"'{_snippet(node)}'{{at}} is not allowed ({type(node).__name__})"
     if isinstance(node, exp.Column) and len(node.parts) > 1:
         return (
             f"qualified name '{_snippet(node)}'{{at}} is not allowed: name a column of the "
@@ -293,7 +294,8 @@ def _refusal(node: exp.Expression) -> str | None:
         return message  # says which types a CAST may use
     extra = [k for k, v in node.args.items() if v not in (None, False, []) and k not in allowed]
     if extra:
-        return f"'{_snippet(node)}'{{at}} is not allowed ({_kind(node)} with {', '.join(extra)})"
+        what = f"{type(node).__name__} with {', '.join(extra)}"
+        return f"'{_snippet(node)}'{{at}} is not allowed ({what})"
     return _specific(node)
 
 
@@ -367,10 +369,6 @@ def _function_refusal(name: str) -> str:
     return f"function '{name}'{{at}} is not allowed{hint}; allowed functions: {allowed}"
 
 
-def _kind(node: exp.Expression) -> str:
-    return type(node).__name__
-
-
 def _snippet(node: exp.Expression) -> str:
     try:
         shown = node.sql(dialect=_PolarsLike, comments=False)
@@ -442,8 +440,7 @@ def _parse_message(text: str, exc: sqlglot.errors.ParseError) -> str:
 
 
 def _polars_message(exc: BaseException) -> str:
-    message = str(exc).strip()
-    first = message.splitlines()[0] if message else type(exc).__name__
+    first = first_line(exc)
     if isinstance(exc, pl.exceptions.PanicException):
         return f"invalid SQL expression: Polars cannot compile it ({first})"
     return f"invalid SQL expression: {first}"

@@ -8,10 +8,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rulesengine.errors import Problem
+from rulesengine.errors import Problem, format_path
 from rulesengine.spec.loader import LoadReport, load_report
-
-FORMATS = ("text", "json", "github")
 
 
 def validate(
@@ -64,8 +62,6 @@ def render(report: LoadReport, fmt: str) -> str:
     for p in report.problems:
         if fmt == "github":
             level = "error" if p.severity == "error" else "warning"
-            from rulesengine.errors import format_path
-
             title = format_path(p.path) or "config"
             lines.append(
                 f"::{level} file={_escape_github(p.file, prop=True)},line={p.line},"

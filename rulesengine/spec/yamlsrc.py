@@ -14,12 +14,14 @@ plain Python values from the nodes ourselves so that:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from rulesengine.errors import KeyPath, Pos, ProblemList
+from rulesengine.errors import KeyPath, Pos, Problem, ProblemList
 
 # Bounds on what a spec may be, checked while reading it, before any recursive step
 # (substitution, JSON Schema, semantic checks) sees the data. See docs/spec.md, Limits.
@@ -55,24 +57,23 @@ class _Loader(yaml.SafeLoader):
 
     _depth = 0
 
-    def _enter(self) -> None:
+    @contextmanager
+    def _nested(self) -> Iterator[None]:
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise _TooDeep(None, None, TOO_DEEP, self.peek_event().start_mark)
+        try:
+            yield
+        finally:
+            self._depth -= 1
 
     def compose_sequence_node(self, anchor: str | None) -> yaml.SequenceNode:
-        self._enter()
-        try:
+        with self._nested():
             return super().compose_sequence_node(anchor)
-        finally:
-            self._depth -= 1
 
     def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
-        self._enter()
-        try:
+        with self._nested():
             return super().compose_mapping_node(anchor)
-        finally:
-            self._depth -= 1
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:  # type: ignore[override]
         text = str(self.construct_scalar(node))
@@ -150,69 +151,80 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
             (), f"the file is too large ({len(text)} characters; at most {MAX_TEXT_CHARS})"
         )
         return out
+    composed = _compose(text, problems)
+    if composed is None:
+        return out
+    loader, node = composed
+    try:
+        out.data = _Builder(loader, problems, out.plain, out.refused).build(node, ())
+    except RecursionError:  # a last resort: the builder's own depth bound comes first
+        problems.add((), TOO_DEEP)
+    return out
+
+
+def _compose(text: str, problems: ProblemList) -> tuple[_Loader, yaml.Node] | None:
+    """The loader and the document's node tree (aliases not yet expanded), or None
+    with a problem: no YAML, a control character, nesting too deep, an empty file."""
     loader = None
     try:
         loader = _Loader(text)
         node = loader.get_single_node()
-    except _TooDeep as exc:
-        problems.positions[()] = _pos(exc.problem_mark)
-        problems.add((), TOO_DEEP)
-        return out
-    except yaml.MarkedYAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
+        pos, message = _unreadable(exc, text)
+        if pos is not None:
+            problems.positions[()] = pos
+        problems.add((), message)
+        return None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if node is None:
+        problems.add((), "the file is empty")
+        return None
+    return loader, node
+
+
+def _unreadable(exc: yaml.YAMLError | RecursionError, text: str) -> tuple[Pos | None, str]:
+    """Where (when known) and why ``text`` is no document we can read."""
+    if isinstance(exc, _TooDeep):
+        return _pos(exc.problem_mark), TOO_DEEP
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
-        pos = _pos(mark) if mark else Pos(1, 1)
         what = exc.problem or "invalid YAML"
         if exc.context:
             what = f"{exc.context}: {what}"
         lines = text.splitlines()
         if mark and mark.line < len(lines) and "${" in lines[mark.line] and "flow" in what:
             what += ' (inside [...] or {...}, quote a value holding ${VAR}: "${VAR}")'
-        problems.positions[()] = pos
-        problems.add((), f"invalid YAML: {what}")
-        return out
-    except yaml.reader.ReaderError as exc:
+        return (_pos(mark) if mark else Pos(1, 1)), f"invalid YAML: {what}"
+    if isinstance(exc, yaml.reader.ReaderError):
         before = text[: exc.position]
         line = before.count("\n") + 1
         col = exc.position - (before.rfind("\n") + 1) + 1
         char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[0])
-        problems.positions[()] = Pos(line, col)
-        problems.add(
-            (),
+        return Pos(line, col), (
             f"invalid character U+{char:04X} (a control character): specs are text "
-            "(remove control characters)",
+            "(remove control characters)"
         )
-        return out
-    except yaml.YAMLError as exc:  # e.g. a second document
-        problems.add((), f"invalid YAML: {exc}")
-        return out
-    except RecursionError:  # a last resort: MAX_DEPTH stops the composer long before
-        problems.add((), TOO_DEEP)
-        return out
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if node is None:
-        problems.add((), "the file is empty")
-        return out
-    builder = _Builder(loader, problems, out.plain)
-    builder.refused = out.refused
-    try:
-        out.data = builder.build(node, ())
-    except RecursionError:  # a last resort: the builder's own depth bound comes first
-        problems.add((), TOO_DEEP)
-        out.data = None
-    return out
+    if isinstance(exc, RecursionError):  # a last resort: MAX_DEPTH stops the composer first
+        return None, TOO_DEEP
+    return None, f"invalid YAML: {exc}"  # e.g. a second document
 
 
 class _Builder:
-    def __init__(self, loader: _Loader, problems: ProblemList, plain: set[KeyPath]) -> None:
+    """Plain values from composed nodes, recording positions, plain scalars and refused
+    paths on the way, within MAX_NODES values and MAX_DEPTH levels."""
+
+    def __init__(
+        self, loader: _Loader, problems: ProblemList, plain: set[KeyPath], refused: set[KeyPath]
+    ) -> None:
         self.loader = loader
         self.problems = problems
         self.plain = plain
+        self.refused = refused
         self.count = 0
         self.exploded = False
         self.too_deep = False
-        self.refused: set[KeyPath] = set()
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.count += 1
@@ -312,8 +324,6 @@ class _Builder:
         return result
 
 
-def _at(file: str, node: yaml.Node, path: KeyPath, message: str):  # -> Problem
-    from rulesengine.errors import Problem
-
+def _at(file: str, node: yaml.Node, path: KeyPath, message: str) -> Problem:
     pos = _pos(node.start_mark)
     return Problem(file, pos.line, pos.col, path, message)

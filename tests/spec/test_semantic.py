@@ -6,6 +6,7 @@ import pytest
 
 from rulesengine.spec.loader import load, load_report
 from rulesengine.spec.model import Threshold
+from rulesengine.spec.schema import banned_keys
 
 HEAD = """version: 1
 model: m
@@ -210,3 +211,14 @@ def test_thresholds_must_be_finite(write):
         "checks:\n  - {name: c, source: requests, type: row_count, critical: {below: .inf}}\n",
     )
     assert got == ["must be a finite number, got inf"]
+
+
+def test_banned_keys_follow_the_schema_rule_of_the_type():
+    """One reading of the schema's if-type-then rules serves the schema's messages
+    (keys a check type does not take) and the semantic ones (an expr metric's)."""
+    assert banned_keys("metric", "expr", {"expr": "avg(x)", "column": "x", "q": 0.5}) == [
+        "column",
+        "q",
+    ]
+    assert banned_keys("check", "null_rate", {"column": "x", "regex": "a"}) == ["regex"]
+    assert banned_keys("check", "no_such_type", {"regex": "a"}) == []
