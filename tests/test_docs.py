@@ -8,7 +8,9 @@ These tests fail when:
 * a schema property has no description (on itself or on its ``$ref`` target);
 * an object schema with ``properties`` accepts unknown keys;
 * a CLI command, option or choice is mentioned neither in docs/spec.md nor in README.md;
-* a complete model or engine file shown in docs/spec.md does not validate.
+* a complete model or engine file shown in docs/spec.md does not validate;
+* docs/layout.md (the map of the tree) names a module that does not exist, or leaves
+  one out; the README's layout block names a folder that does not exist.
 """
 
 from __future__ import annotations
@@ -311,3 +313,46 @@ def test_docs_show_a_complete_model_and_engine_file(spec_md: str) -> None:
         for _, body in complete_examples(spec_md)
     }
     assert kinds == {"model", "engine"}
+
+
+LAYOUT_MD = ROOT / "docs" / "layout.md"
+
+
+def test_the_layout_map_matches_the_tree() -> None:
+    """Every module of the package is on the map, and everything on the map exists."""
+    text = LAYOUT_MD.read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:rulesengine/)?[\w/]+\.py)`", text))
+    package = ROOT / "rulesengine"
+    mapped = {n if n.startswith("rulesengine/") else f"rulesengine/{n}" for n in named}
+    mapped = {
+        n for n in mapped if not n.startswith(("rulesengine/examples/", "rulesengine/tests/"))
+    }
+    on_disk = {
+        p.relative_to(ROOT).as_posix()
+        for p in package.rglob("*.py")
+        if p.name != "__init__.py" and "__pycache__" not in p.parts
+    }
+    assert sorted(on_disk - mapped) == [], "modules missing from docs/layout.md"
+    assert sorted(mapped - on_disk) == [], "docs/layout.md names modules that do not exist"
+    assert (ROOT / "examples" / "demo.py").is_file() and "`examples/demo.py`" in text
+
+
+def test_the_readme_layout_names_real_paths() -> None:
+    block = README_MD.read_text(encoding="utf-8").split("## Layout", 1)[1].split("```")[1]
+    for line in block.splitlines():
+        m = re.match(r"\s{0,2}([\w.]+/?(?:[\w.]+)?)\s{2,}", line)
+        if m and (m.group(1).endswith("/") or m.group(1).endswith(".py")):
+            first = m.group(1)
+            where = ROOT / first if line.startswith(first) else ROOT / "rulesengine" / first
+            assert where.exists(), f"README layout names {first}, which does not exist"
+
+
+def test_the_readme_quick_start_uses_files_that_exist() -> None:
+    """The README's first command runs the demo generator from examples/ (it is not
+    installed) and then the engine on configs/."""
+    readme = README_MD.read_text(encoding="utf-8")
+    command = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    scripts = re.findall(r"python (\S+\.py)", command)
+    assert scripts == ["examples/demo.py"]
+    assert all((ROOT / s).is_file() for s in scripts)
+    assert "rulesengine run configs/" in command
