@@ -19,6 +19,7 @@ from rulesengine.spec.model import (
     EngineSpec,
     EvaluationSpec,
     GroupingSpec,
+    HistorySpec,
     InhibitRule,
     JoinSpec,
     KpiSpec,
@@ -67,8 +68,20 @@ def thresholds(raw: Mapping[str, Any]) -> Thresholds:
 
 
 def evaluation(raw: Mapping[str, Any], base: EvaluationSpec) -> EvaluationSpec:
+    # `every` and `cron` are one setting in two forms: a model that sets `every`
+    # replaces a `cron` inherited from the engine's defaults, and the other way round.
+    if "cron" in raw:
+        cron = raw["cron"]
+    elif "every" in raw:
+        cron = None
+    else:
+        cron = base.cron
     return EvaluationSpec(
         every=_td(raw.get("every")) or base.every,
+        cron=cron,
+        timezone=raw.get("timezone", base.timezone),
+        catch_up=raw.get("catch_up", base.catch_up),
+        catch_up_max=raw.get("catch_up_max", base.catch_up_max),
         window=_td(raw.get("window")) or base.window,
         delay=_td(raw["delay"]) if "delay" in raw else base.delay,
         segment_by=tuple(raw.get("segment_by", base.segment_by)),
@@ -281,6 +294,11 @@ def _route(raw: Mapping[str, Any], base: GroupingSpec) -> RouteSpec:
     )
 
 
+def _history(raw: Mapping[str, Any]) -> HistorySpec:
+    retention = _td(raw.get("retention"))
+    return HistorySpec(retention) if retention else HistorySpec()
+
+
 def build_engine(raw: Mapping[str, Any], *, file: str | None, root: Path) -> EngineSpec:
     receivers = {}
     for name, r in raw.get("receivers", {}).items():
@@ -338,5 +356,6 @@ def build_engine(raw: Mapping[str, Any], *, file: str | None, root: Path) -> Eng
         templates=TemplatesSpec(**raw.get("templates", {})),
         delivery=DeliverySpec(**delivery),
         listen=raw.get("server", {}).get("listen", "127.0.0.1:9108"),
+        history=_history(raw.get("history", {})),
         **kwargs,
     )

@@ -112,9 +112,19 @@ class SourceSpec:
         return "://" in self.path and not self.path.startswith("file://")
 
 
+CatchUpPolicy = Literal["latest", "all", "none"]
+
+
 @dataclass(frozen=True)
 class EvaluationSpec:
+    """``every`` or ``cron`` (with ``timezone``) sets the daemon's cadence; when
+    ``cron`` is set it wins and ``every`` is not used (see daemon/schedule.py)."""
+
     every: timedelta = timedelta(minutes=15)
+    cron: str | None = None
+    timezone: str = "UTC"
+    catch_up: CatchUpPolicy = "latest"
+    catch_up_max: int = 100
     window: timedelta = timedelta(hours=1)
     delay: timedelta = timedelta(0)
     segment_by: tuple[str, ...] = ()
@@ -328,6 +338,13 @@ class TemplatesSpec:
 
 
 @dataclass(frozen=True)
+class HistorySpec:
+    """How long result history is kept in the store."""
+
+    retention: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     file: str | None
     root: str
@@ -342,6 +359,7 @@ class EngineSpec:
     templates: TemplatesSpec = field(default_factory=TemplatesSpec)
     delivery: DeliverySpec = field(default_factory=DeliverySpec)
     listen: str = "127.0.0.1:9108"
+    history: HistorySpec = field(default_factory=HistorySpec)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import math
 import re
 import zoneinfo
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +277,53 @@ def check_timezone(problems: ProblemList, tz: Any, path: KeyPath) -> None:
         problems.add(path, f"unknown time zone '{tz}'{hint}")
 
 
+CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+
+
+def cron_problem(expr: str) -> str | None:
+    """Why croniter cannot use ``expr`` as a 5-field cron expression, or None.
+
+    Each field is tried alone (the others ``*``) so the message names the field;
+    then the whole expression must match some date (``0 0 30 2 *`` never does).
+    """
+    from croniter import CroniterBadDateError, CroniterError, croniter
+
+    fields = expr.split()
+    if len(fields) != len(CRON_FIELDS):
+        return (
+            f"a cron expression has 5 fields ({' '.join(CRON_FIELDS)}), "
+            f"got {len(fields)} in '{expr}'"
+        )
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    for i, name in enumerate(CRON_FIELDS):
+        probe = ["*"] * len(CRON_FIELDS)
+        probe[i] = fields[i]
+        try:
+            croniter(" ".join(probe), start)
+        except (CroniterError, ValueError, KeyError):
+            return f"invalid cron {name} field '{fields[i]}' in '{expr}'"
+    try:
+        croniter(expr, start).get_next(datetime)
+    except CroniterBadDateError:
+        return f"cron expression '{expr}' matches no date"
+    except (CroniterError, ValueError, KeyError):
+        return f"invalid cron expression '{expr}'"
+    return None
+
+
+def check_cadence(problems: ProblemList, evaluation: dict[str, Any], path: KeyPath) -> None:
+    """``cron`` and ``timezone`` of an ``evaluation`` (or engine ``defaults``) mapping."""
+    cron = _str(evaluation, "cron")
+    if "cron" in evaluation and "every" in evaluation:
+        problems.add((*path, "cron"), "set either every or cron, not both")
+    if cron is not None:
+        why = cron_problem(cron)
+        if why:
+            problems.add((*path, "cron"), why)
+    if "timezone" in evaluation:
+        check_timezone(problems, evaluation.get("timezone"), (*path, "timezone"))
+
+
 # ----------------------------------------------------------------- the model
 
 
@@ -291,6 +339,7 @@ def check_model(data: Any, problems: ProblemList) -> None:
     for key in ("every", "window"):
         _duration(problems, evaluation.get(key), ("evaluation", key))
     _duration(problems, evaluation.get("delay"), ("evaluation", "delay"), positive=False)
+    check_cadence(problems, evaluation, ("evaluation",))
 
     seen: dict[str, KeyPath] = {}
     for section in SECTIONS:

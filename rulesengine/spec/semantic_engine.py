@@ -13,7 +13,14 @@ from typing import Any
 from rulesengine.durations import parse_duration
 from rulesengine.errors import KeyPath, ProblemList, did_you_mean
 from rulesengine.masking import mask_text, mask_url
-from rulesengine.spec.semantic import _dict, _list, _str, check_ref, check_timezone
+from rulesengine.spec.semantic import (
+    _dict,
+    _list,
+    _str,
+    check_cadence,
+    check_ref,
+    check_timezone,
+)
 
 WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]  # as AM
 MONTHS = [
@@ -156,6 +163,10 @@ def check_engine(data: Any, problems: ProblemList, root: Path, secrets: Iterable
     delivery = _dict(data, "delivery")
     for key, value in delivery.items():
         _positive(problems, value, ("delivery", key))
+    defaults = _dict(data, "defaults")
+    _positive(problems, defaults.get("every"), ("defaults", "every"))
+    check_cadence(problems, defaults, ("defaults",))
+    _positive(problems, _dict(data, "history").get("retention"), ("history", "retention"))
     listen = _str(_dict(data, "server"), "listen")
     if listen and re.match(r"^[^\s:]+:[0-9]{1,5}$", listen) and int(listen.rsplit(":")[1]) > 65535:
         problems.add(("server", "listen"), f"port must be at most 65535, got {listen}")

@@ -1,0 +1,1 @@
+"""The daemon: scheduled evaluations. Only the pure tick schedule exists so far."""
