@@ -319,6 +319,67 @@ def silence_expire(config_path: str, silence_id: str) -> None:
     click.echo(f"expired {silence_id}")
 
 
+def _parse_since(value: str, until: datetime) -> datetime:
+    """``7d`` (a duration back from --until) or an ISO-8601 time."""
+    from rulesengine.durations import duration_problem, parse_duration
+
+    if duration_problem(value) is None:
+        return until - parse_duration(value)
+    try:
+        return _parse_at(value)
+    except click.BadParameter:
+        raise click.BadParameter(
+            f"'{value}' is neither a duration (e.g. 7d, 12h) nor an ISO-8601 time",
+            param_hint="--since",
+        ) from None
+
+
+@main.command()
+@PATHS
+@click.option("--model", required=True, help="The model whose history to show.")
+@click.option("--monitor", default=None, help="Only this monitor. Default: all of them.")
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    metavar="DURATION|TIME",
+    help="From this long before --until (e.g. 7d, 12h), or from an ISO-8601 time.",
+)
+@click.option("--until", metavar="TIME", help="Up to this ISO-8601 time (inclusive). Default: now.")
+@_format_option(
+    ("text", "json", "csv"),
+    "text: a table, oldest first; json: {model, rows}; csv: a header and one line per row.",
+)
+def history(
+    paths: tuple[str, ...],
+    model: str,
+    monitor: str | None,
+    since: str,
+    until: str | None,
+    fmt: str,
+) -> None:
+    """Show past values and statuses of a model's monitors, oldest first.
+
+    History is written by `run --notify` (and the daemon) into the state
+    database that the config names. Exit code 1 if there is no state file yet
+    or the model or monitor is unknown, 5 if the state database cannot be used.
+    """
+    from rulesengine.history.query import history_of
+    from rulesengine.history.render import to_csv, to_json, to_text
+    from rulesengine.spec.loader import load
+
+    try:
+        end = _parse_at(until)
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, param_hint="--until") from None
+    start = _parse_since(since, end)
+    rows = history_of(load(paths), model, monitor=monitor, since=start, until=end)
+    if fmt == "json":
+        click.echo(to_json(model, rows))
+    else:
+        click.echo(to_csv(rows) if fmt == "csv" else to_text(model, rows))
+
+
 @main.command()
 @click.argument("kind", type=click.Choice(["model", "engine"]), default="model")
 def schema(kind: str) -> None:

@@ -2,9 +2,10 @@
 
 With ``notify``: retry everything still pending in the outbox (whatever its
 backoff, so a cron-style run delivers what an earlier one could not), evaluate,
-track alert states and queue notifications in one transaction, then deliver,
-retrying failures for at most ``delivery.run_budget`` (10 s by default) and
-leaving the rest in the outbox for the next run or the daemon.
+record the results in the history, track alert states and queue notifications in
+one transaction, then deliver, retrying failures for at most
+``delivery.run_budget`` (10 s by default) and leaving the rest in the outbox for
+the next run or the daemon.
 
 A store that cannot be used (corrupt, unreadable, from a newer rulesengine) does
 not stop the evaluation: the results are returned with ``store_error`` set, and
@@ -103,6 +104,7 @@ def run_once(
     from rulesengine.alerting.store import Store
     from rulesengine.alerting.tracker import process
     from rulesengine.errors import StoreError
+    from rulesengine.history.record import retention_of
 
     notifier = notifier or AppriseNotifier()
     engine = config.engine
@@ -122,7 +124,13 @@ def run_once(
         try:
             with store.guard():
                 outcome.process = process(
-                    store, config, outcome.models, at, flush=True, queued_at=clock()
+                    store,
+                    config,
+                    outcome.models,
+                    at,
+                    flush=True,
+                    queued_at=clock(),
+                    retention=retention_of(engine),
                 )
                 seconds = engine.delivery.run_budget.total_seconds() if budget is None else budget
                 outcome.delivery = deliver(store, engine, notifier, clock=clock, budget=seconds)

@@ -1,4 +1,5 @@
-"""SQLite state: alert instances, silences, the notification log and the outbox.
+"""SQLite state: alert instances, silences, the notification log, the outbox and
+result history.
 
 WAL mode, one connection per process, versioned migrations. Every evaluation
 writes its alert transitions and the notifications they cause in one
@@ -134,6 +135,29 @@ MIGRATIONS: list[str] = [
         WHERE instr(e.value, '|') > 0;
     ALTER TABLE groups DROP COLUMN firing;
     ALTER TABLE groups DROP COLUMN resolved;
+    """,
+    # 5: result history, one row per evaluation time (at), model, monitor, segment
+    # and column, written with the alert state (see rulesengine/history/). Times are
+    # fixed-width UTC text (YYYY-MM-DDTHH:MM:SS.ffffffZ) so text order is time order;
+    # col is '' for a result without a column, so the key never holds a NULL.
+    """
+    CREATE TABLE history (
+        model TEXT NOT NULL,
+        monitor TEXT NOT NULL,
+        segment TEXT NOT NULL,        -- canonical JSON object
+        col TEXT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        type TEXT NOT NULL,
+        value REAL,
+        status TEXT NOT NULL,
+        rows INTEGER,
+        window_start TEXT,
+        window_end TEXT,
+        PRIMARY KEY (model, monitor, segment, col, at)
+    );
+    CREATE INDEX history_model_at ON history(model, at);
+    CREATE INDEX history_at ON history(at);
     """,
 ]
 

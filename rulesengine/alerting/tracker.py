@@ -1,6 +1,7 @@
 """Track results as alert states and turn them into notifications.
 
-``process`` runs in one store transaction: update every alert instance from the
+``process`` runs in one store transaction: write the results into the result
+history (:mod:`rulesengine.history.record`), update every alert instance from the
 new results (the state machine), raise or clear stale-data alerts, then route,
 group, mute and dedup against the notification log (Alertmanager's semantics,
 decided in :mod:`rulesengine.alerting.grouping`), queueing what must be sent in
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rulesengine.alerting.delivery import enqueue
@@ -22,6 +23,7 @@ from rulesengine.alerting.state import AlertState, Transition, fingerprint, step
 from rulesengine.alerting.store import Store, dumps, now_text, parse_ts
 from rulesengine.alerting.templates import notification_text
 from rulesengine.engine.results import ModelResults, Result
+from rulesengine.history.record import DEFAULT_RETENTION, record
 from rulesengine.spec.model import Config, EngineSpec, ModelSpec, MonitorSpec
 
 STALE_MONITOR = "stale-data"
@@ -387,12 +389,17 @@ def process(
     *,
     flush: bool = True,
     queued_at: datetime | None = None,
+    retention: timedelta = DEFAULT_RETENTION,
 ) -> ProcessReport:
-    """Track ``models``' results and queue the notifications they cause, atomically.
+    """Record ``models``' results in the history, track them and queue the
+    notifications they cause, atomically.
 
-    ``now`` (the evaluation time) drives the alert clock; ``queued_at`` (the wall
+    ``now`` (the evaluation time) drives the alert clock and the history's
+    ``retention`` (rows older than ``now - retention`` go); ``queued_at`` (the wall
     clock, default ``now``) stamps the outbox rows, whose deadlines count from it."""
     with store.transaction():
+        # first, so a failure anywhere after it rolls the history back with the alerts
+        record(store, models, now, retention)
         alerts = load_alerts(store)
         transitions = track(store, config, models, now, alerts)
         report = dispatch(store, config, alerts, now, flush=flush, queued_at=queued_at)
