@@ -191,6 +191,34 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
 
 @main.command()
 @PATHS
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one line per event; json: one JSON object per line (ts, level, msg, fields).",
+)
+def daemon(paths: tuple[str, ...], log_format: str) -> None:
+    """Evaluate each model on its cadence (evaluation.every or cron) until stopped.
+
+    Each tick is evaluated, tracked and notified as `run --notify --at TICK` would,
+    and recorded with the model's watermark, so a restart resumes where it stopped.
+    SIGTERM or SIGINT lets the tick in flight finish, then exits 0.
+
+    Exit codes: 0 stopped by a signal, 3 invalid config, 5 the state file cannot
+    be used, 6 another daemon already runs on the same state file.
+    """
+    from rulesengine.daemon.logs import configure
+    from rulesengine.daemon.loop import serve
+    from rulesengine.spec.loader import load
+
+    _logging()
+    configure(log_format)
+    sys.exit(serve(load(paths)))
+
+
+@main.command()
+@PATHS
 @AT
 def plan(paths: tuple[str, ...], at: str | None) -> None:
     """Show the compiled plan: monitors -> aggregates -> Polars plan."""

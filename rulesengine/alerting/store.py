@@ -159,6 +159,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX history_model_at ON history(model, at);
     CREATE INDEX history_at ON history(at);
     """,
+    # 6: the daemon's watermarks, the newest tick evaluated per model, written in the
+    # tick's alert-state transaction (see rulesengine/daemon/watermarks.py); tick is
+    # the same fixed-width UTC text as history.at
+    """
+    CREATE TABLE watermarks (
+        model TEXT PRIMARY KEY,
+        tick TEXT NOT NULL
+    );
+    """,
 ]
 
 OUTBOX_KEY = "outbox_key"

@@ -382,6 +382,20 @@ def dispatch(
 
 
 def process(
+    store: Store, config: Config, models: Sequence[ModelResults], now: datetime, **options: Any
+) -> ProcessReport:
+    """Record ``models``' results in the history, track them and queue the
+    notifications they cause, atomically.
+
+    ``now`` (the evaluation time) drives the alert clock and the history's
+    ``retention`` (rows older than ``now - retention`` go); ``queued_at`` (the wall
+    clock, default ``now``) stamps the outbox rows, whose deadlines count from it.
+    ``options`` are :func:`process_in`'s keywords."""
+    with store.transaction():
+        return process_in(store, config, models, now, **options)
+
+
+def process_in(
     store: Store,
     config: Config,
     models: Sequence[ModelResults],
@@ -391,17 +405,12 @@ def process(
     queued_at: datetime | None = None,
     retention: timedelta = DEFAULT_RETENTION,
 ) -> ProcessReport:
-    """Record ``models``' results in the history, track them and queue the
-    notifications they cause, atomically.
-
-    ``now`` (the evaluation time) drives the alert clock and the history's
-    ``retention`` (rows older than ``now - retention`` go); ``queued_at`` (the wall
-    clock, default ``now``) stamps the outbox rows, whose deadlines count from it."""
-    with store.transaction():
-        # first, so a failure anywhere after it rolls the history back with the alerts
-        record(store, models, now, retention)
-        alerts = load_alerts(store)
-        transitions = track(store, config, models, now, alerts)
-        report = dispatch(store, config, alerts, now, flush=flush, queued_at=queued_at)
-        report.transitions = transitions
+    """:func:`process` inside a transaction the caller holds (the daemon adds its
+    watermark to the same one)."""
+    # first, so a failure anywhere after it rolls the history back with the alerts
+    record(store, models, now, retention)
+    alerts = load_alerts(store)
+    transitions = track(store, config, models, now, alerts)
+    report = dispatch(store, config, alerts, now, flush=flush, queued_at=queued_at)
+    report.transitions = transitions
     return report
