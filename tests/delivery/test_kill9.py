@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rulesengine.alerting.store import now_text
-from tests.delivery.conftest import Scenario, iso
+from tests.delivery.conftest import Scenario
 from tests.delivery.test_concurrency import RECEIVERS, SlowReceiver, prefill
 
 
@@ -41,25 +41,6 @@ def engine_for(scenario: Scenario, slow: SlowReceiver) -> None:
     )
 
 
-def start_run(scenario: Scenario) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rulesengine.cli",
-            "run",
-            ".",
-            "--notify",
-            "--at",
-            iso(scenario.at1),
-        ],
-        cwd=scenario.root,
-        env={**os.environ, **scenario.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.timeout(90)
 def test_sigkill_at_random_points_loses_nothing_and_duplicates_at_most_once_per_kill(
     scenario: Scenario, slow: SlowReceiver
@@ -70,7 +51,7 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_at_most_once_per_
     kills = 0
     deadline = time.monotonic() + 45
     for _ in range(5):
-        proc = start_run(scenario)
+        proc = scenario.start_run(scenario.at1).proc
         time.sleep(rnd.uniform(0.8, 3.0))  # imports take about a second; then it delivers
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
