@@ -1,9 +1,12 @@
 """One model's tick: evaluate as of the tick, then record it, atomically.
 
-The same steps as ``run --notify`` (:func:`rulesengine.alerting.tracker.process`:
-history, alert states, queued notifications), plus the model's watermark, all in
-one store transaction: a tick is recorded whole or not at all. Delivery of the
-outbox comes after the commit, as in ``run``, so a crash loses nothing.
+Two steps, so the daemon can evaluate models in worker threads while one thread
+owns the store: :func:`evaluate_tick` reads the logs and scores (no store), and
+:func:`record_tick` writes what ``run --notify`` writes
+(:func:`rulesengine.alerting.tracker.process_in`: history, alert states, queued
+notifications) plus the model's watermark, all in one store transaction, so a
+tick is recorded whole or not at all. Delivery of the outbox comes after the
+commit, as in ``run``, so a crash loses nothing. :func:`run_tick` does both.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rulesengine.alerting.store import Store
 from rulesengine.alerting.tracker import process_in
 from rulesengine.daemon import watermarks
 from rulesengine.engine.evaluate import evaluate_model, profile_cache
+from rulesengine.engine.results import ModelResults
 from rulesengine.history.record import retention_of
 from rulesengine.spec.model import Config, ModelSpec
 
@@ -28,33 +32,55 @@ class TickReport:
     counts: dict[str, int] = field(default_factory=dict)  # results by status
     queued: int = 0  # notifications put in the outbox
     skipped: bool = False  # already recorded (its watermark was at or past it)
-    seconds: float = 0.0
+    seconds: float = 0.0  # evaluation and recording
+    results: ModelResults | None = None  # what was recorded (None when skipped)
+
+
+def evaluate_tick(config: Config, model: ModelSpec, tick: datetime) -> ModelResults:
+    """``model``'s results as of ``tick``; reads logs, never the store."""
+    return evaluate_model(model, tick, profile_cache(config))
+
+
+def record_tick(
+    store: Store,
+    config: Config,
+    model: ModelSpec,
+    tick: datetime,
+    results: ModelResults,
+    queued_at: datetime,
+) -> TickReport:
+    """Record ``results`` (of ``model`` as of ``tick``) with the watermark in one
+    transaction; a tick whose watermark is already at or past it is skipped.
+    ``queued_at`` (the wall clock) stamps the outbox rows."""
+    report = TickReport(model.model, tick)
+    with store.transaction():
+        # re-read under the write lock: a tick already committed is never recorded twice
+        mark = watermarks.read(store, model.model)
+        if mark is not None and mark >= tick:
+            report.skipped = True
+            return report
+        queued = process_in(
+            store,
+            config,
+            [results],
+            tick,
+            queued_at=queued_at,
+            retention=retention_of(config.engine),
+        )
+        report.queued = queued.queued
+        watermarks.advance(store, model.model, tick)
+    report.results = results
+    report.counts = dict(sorted(Counter(r.status for r in results.results).items()))
+    return report
 
 
 def run_tick(
     store: Store, config: Config, model: ModelSpec, tick: datetime, queued_at: datetime
 ) -> TickReport:
     """Evaluate ``model`` as of ``tick`` and record it with its watermark in one
-    transaction. ``queued_at`` (the wall clock) stamps the outbox rows."""
+    transaction."""
     started = time.monotonic()
-    report = TickReport(model.model, tick)
-    results = evaluate_model(model, tick, profile_cache(config))
-    report.counts = dict(sorted(Counter(r.status for r in results.results).items()))
-    with store.transaction():
-        # re-read under the write lock: a tick already committed is never recorded twice
-        mark = watermarks.read(store, model.model)
-        if mark is not None and mark >= tick:
-            report.skipped = True
-        else:
-            queued = process_in(
-                store,
-                config,
-                [results],
-                tick,
-                queued_at=queued_at,
-                retention=retention_of(config.engine),
-            )
-            report.queued = queued.queued
-            watermarks.advance(store, model.model, tick)
+    results = evaluate_tick(config, model, tick)
+    report = record_tick(store, config, model, tick, results, queued_at)
     report.seconds = time.monotonic() - started
     return report
