@@ -34,6 +34,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -161,6 +162,11 @@ class DeliveryReport:
     pending: int = 0  # rows still pending at the end, including ``leased``
     leased: int = 0  # of those, rows another process is sending right now
     errors: list[str] = field(default_factory=list)
+    # (receiver, "sent" | "failed" | "gave_up") → count, for the daemon's metrics
+    by_receiver: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def count(self, receiver: str, outcome: str) -> None:
+        self.by_receiver[(receiver, outcome)] += 1
 
 
 def enqueue(
@@ -330,6 +336,7 @@ def _rekey_legacy(store: Store, engine: EngineSpec, report: DeliveryReport) -> N
                 (GONE, r["id"]),
             )
             report.gave_up += 1
+            report.count(r["receiver"], "gave_up")
             log.warning("dropped notification %s: its receiver or URL left the config", r["id"])
 
 
@@ -355,6 +362,7 @@ def _give_up(
 ) -> None:
     _finish(store, row, owner, "state='failed', attempts=?, last_error=?", attempts, error)
     report.gave_up += 1
+    report.count(row["receiver"], "gave_up")
     log.error(
         "giving up on notification %s to %s (%s) after %d attempt(s): %s",
         row["id"],
@@ -391,6 +399,7 @@ def _attempt(
     if url is None:
         _finish(store, row, owner, "state='failed', last_error=?", GONE)
         report.gave_up += 1
+        report.count(row["receiver"], "gave_up")
         log.warning(
             "dropped notification %s for %s: its receiver or URL left the config",
             row["id"],
@@ -407,8 +416,10 @@ def _attempt(
         sql = "state='sent', attempts=?, sent_at=?, last_error=NULL"
         _finish(store, row, owner, sql, attempts, now_text(now))
         report.sent += 1
+        report.count(row["receiver"], "sent")
         return
     report.failed_attempts += 1
+    report.count(row["receiver"], "failed")
     label = row["target_label"]
     report.errors.append(f"{row['receiver']}: {label}: {error}")
     nxt = now + _backoff(engine.delivery, attempts)

@@ -177,3 +177,28 @@ def due(
     if after is None or not newest or next_tick(cadence, after) != newest[0]:
         return []
     return newest
+
+
+def count_between(cadence: Cadence, after: datetime, until: datetime, cap: int = 100_000) -> int:
+    """How many ticks t with after < t <= until (at most ``cap`` for cron, which
+    is walked tick by tick; ``every`` is counted by arithmetic)."""
+    if until <= after:
+        return 0
+    if cadence.every is not None:
+        step, a = _steps(cadence, _utc(after))
+        _, u = _steps(cadence, _utc(until))
+        return max(0, u // step - a // step)
+    n = 0
+    for _ in ticks_between(cadence, after, until):
+        n += 1
+        if n >= cap:
+            break
+    return n
+
+
+def interval_at(cadence: Cadence, at: datetime) -> timedelta:
+    """The spacing of the ticks around ``at``: ``every`` itself, or for cron the
+    time from the newest tick at or before ``at`` to the next one."""
+    if cadence.every is not None:
+        return cadence.every
+    return next_tick(cadence, at) - last_tick(cadence, at)

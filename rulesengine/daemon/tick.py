@@ -21,6 +21,7 @@ from rulesengine.alerting.tracker import process_in
 from rulesengine.daemon import watermarks
 from rulesengine.engine.evaluate import evaluate_model, profile_cache
 from rulesengine.engine.results import ModelResults
+from rulesengine.history.change import apply_changes
 from rulesengine.history.record import retention_of
 from rulesengine.spec.model import Config, ModelSpec
 
@@ -59,6 +60,8 @@ def record_tick(
         if mark is not None and mark >= tick:
             report.skipped = True
             return report
+        # change thresholds read the history before this tick's rows are written
+        results = apply_changes(model, results, store)
         queued = process_in(
             store,
             config,

@@ -11,7 +11,9 @@ from typing import Any
 from rulesengine.durations import parse_duration
 from rulesengine.spec.model import (
     DEFAULT_INHIBIT,
+    THRESHOLD_OPS,
     AlertSpec,
+    Change,
     CheckSpec,
     ColumnOverride,
     DeliverySpec,
@@ -52,18 +54,32 @@ def _num(value: Any) -> float:
     return parse_duration(value).total_seconds() if isinstance(value, str) else float(value)
 
 
-def threshold(raw: Mapping[str, Any] | None) -> Threshold | None:
+def threshold(raw: Mapping[str, Any] | None, every: timedelta | None = None) -> Threshold | None:
+    """``{op: value}``, or ``{change: {offset, mode, tolerance, op: value}}`` whose
+    tolerance defaults to ``every`` (the model's cadence)."""
     if not raw:
         return None
     op, value = next(iter(raw.items()))
+    change = None
+    if op == "change":
+        tolerance = _td(value.get("tolerance"))
+        change = Change(
+            offset=parse_duration(value["offset"]),
+            mode=value.get("mode", "relative"),
+            tolerance=tolerance if tolerance is not None else (every or EvaluationSpec().every),
+        )
+        op = next(k for k in value if k in THRESHOLD_OPS)
+        value = value[op]
     if isinstance(value, list):
-        return Threshold(op, (_num(value[0]), _num(value[1])))
-    return Threshold(op, _num(value))
+        return Threshold(op, (_num(value[0]), _num(value[1])), change)
+    return Threshold(op, _num(value), change)
 
 
-def thresholds(raw: Mapping[str, Any]) -> Thresholds:
+def thresholds(raw: Mapping[str, Any], every: timedelta | None = None) -> Thresholds:
     return Thresholds(
-        threshold(raw.get("warn")), threshold(raw.get("critical")), threshold(raw.get("resolve"))
+        threshold(raw.get("warn"), every),
+        threshold(raw.get("critical"), every),
+        threshold(raw.get("resolve"), every),
     )
 
 
@@ -82,6 +98,7 @@ def evaluation(raw: Mapping[str, Any], base: EvaluationSpec) -> EvaluationSpec:
         timezone=raw.get("timezone", base.timezone),
         catch_up=raw.get("catch_up", base.catch_up),
         catch_up_max=raw.get("catch_up_max", base.catch_up_max),
+        deadline=_td(raw["deadline"]) if "deadline" in raw else base.deadline,
         window=_td(raw.get("window")) or base.window,
         delay=_td(raw["delay"]) if "delay" in raw else base.delay,
         segment_by=tuple(raw.get("segment_by", base.segment_by)),
@@ -167,7 +184,7 @@ _METRIC_FIELDS = (
 
 def _check(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) -> CheckSpec:
     typ = raw["type"]
-    th = thresholds(raw)
+    th = thresholds(raw, ev.every)
     if typ == "schema" and th.warn is None and th.critical is None:
         th = Thresholds(critical=Threshold("above", 0.0), resolve=th.resolve)
     return CheckSpec(
@@ -184,7 +201,7 @@ def _metric(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) -
     typ = raw.get("type", "expr")
     return MetricSpec(
         **_common(raw, "metric", typ, ev, path),
-        thresholds=thresholds(raw),
+        thresholds=thresholds(raw, ev.every),
         join=_join(raw.get("join")),
         **{k: raw[k] for k in _METRIC_FIELDS if k in raw},
     )
@@ -194,7 +211,7 @@ def _kpi(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) -> K
     compare = raw.get("compare")
     return KpiSpec(
         **_common(raw, "kpi", "kpi", ev, path),
-        thresholds=thresholds(raw),
+        thresholds=thresholds(raw, ev.every),
         expr=raw["expr"],
         join=_join(raw.get("join")),
         compare_offset=_td(compare["offset"]) if compare else None,
@@ -214,7 +231,7 @@ def _drift(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) ->
     share = raw.get("drift_share")
     return DriftSpec(
         **_common(raw, "drift", "drift", ev, path),
-        thresholds=thresholds(share) if share else DEFAULT_DRIFT_SHARE,
+        thresholds=thresholds(share, ev.every) if share else DEFAULT_DRIFT_SHARE,
         reference=reference,
         columns=tuple(raw.get("columns", ())),
         exclude=tuple(raw.get("exclude", ())),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
+from rulesengine.durations import format_duration
 from rulesengine.errors import KeyPath, Pos, position
 
 Severity = Literal["warn", "critical"]
@@ -26,12 +27,37 @@ DIRECTIONS = {
 }
 
 
+ChangeMode = Literal["relative", "absolute"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a ``change`` threshold compares: the value against the same series'
+    value recorded ``offset`` earlier (the newest one at or before ``at - offset``
+    and not before ``at - offset - tolerance``). ``relative``: (v - v0) / |v0|;
+    ``absolute``: v - v0. See :mod:`rulesengine.history.change`."""
+
+    offset: timedelta
+    mode: ChangeMode = "relative"
+    tolerance: timedelta = timedelta(minutes=15)  # the model's evaluation.every by default
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "offset": format_duration(self.offset),
+            "mode": self.mode,
+            "tolerance": format_duration(self.tolerance),
+        }
+
+
 @dataclass(frozen=True)
 class Threshold:
-    """One violation condition, e.g. ``{above: 0.01}`` or ``{outside: [0, 1]}``."""
+    """One violation condition, e.g. ``{above: 0.01}`` or ``{outside: [0, 1]}``.
+    With ``change``, the condition applies to the value's change since an offset
+    earlier (``{change: {offset: 7d, below: -0.1}}``), not to the value."""
 
     op: str
     value: float | tuple[float, float]
+    change: Change | None = None
 
     @property
     def direction(self) -> str:
@@ -39,6 +65,14 @@ class Threshold:
         return DIRECTIONS[self.op]
 
     def violated(self, x: float) -> bool:
+        """Whether the value ``x`` violates this threshold. A change threshold is
+        never violated by the value alone: :mod:`rulesengine.history.change`
+        decides it from the result history (with :meth:`holds` on the change)."""
+        return self.change is None and self.holds(x)
+
+    def holds(self, x: float) -> bool:
+        """Whether ``x`` meets the condition ``op`` ``value`` (the value itself,
+        or for a change threshold, the change)."""
         v = self.value
         if self.op == "above":
             return x > v  # type: ignore[operator]
@@ -54,7 +88,8 @@ class Threshold:
         return lo <= x <= hi
 
     def as_dict(self) -> dict[str, Any]:
-        return {self.op: list(self.value) if isinstance(self.value, tuple) else self.value}
+        cond = {self.op: list(self.value) if isinstance(self.value, tuple) else self.value}
+        return cond if self.change is None else {"change": {**self.change.as_dict(), **cond}}
 
 
 @dataclass(frozen=True)
@@ -62,6 +97,11 @@ class Thresholds:
     warn: Threshold | None = None
     critical: Threshold | None = None
     resolve: Threshold | None = None
+
+    @property
+    def changes(self) -> bool:
+        """Whether ``warn`` or ``critical`` is a change threshold."""
+        return any(t is not None and t.change is not None for t in (self.warn, self.critical))
 
     def as_dict(self) -> dict[str, Any]:
         out = {}
@@ -125,6 +165,7 @@ class EvaluationSpec:
     timezone: str = "UTC"
     catch_up: CatchUpPolicy = "latest"
     catch_up_max: int = 100
+    deadline: timedelta | None = None  # None: the cadence
     window: timedelta = timedelta(hours=1)
     delay: timedelta = timedelta(0)
     segment_by: tuple[str, ...] = ()

@@ -133,10 +133,13 @@ def _threshold_number(
 def _threshold(
     problems: ProblemList, raw: Any, path: KeyPath, durations_ok: bool
 ) -> tuple[str, Any] | None:
-    """(op, value) of a threshold mapping, value a float or (lo, hi)."""
+    """(op, value) of a threshold mapping, value a float or (lo, hi); for a
+    change threshold ``("change", (op, value, mode, offset seconds))``."""
     if not isinstance(raw, dict) or len(raw) != 1:
         return None
     op, value = next(iter(raw.items()))
+    if op == "change":
+        return _change(problems, value, (*path, "change"))
     if op not in THRESHOLD_OPS:
         return None
     if op in ("outside", "between"):
@@ -152,6 +155,43 @@ def _threshold(
         return op, (lo, hi)
     number = _threshold_number(problems, value, (*path, op), durations_ok)
     return None if number is None else (op, number)
+
+
+def _change(problems: ProblemList, raw: Any, path: KeyPath) -> tuple[str, Any] | None:
+    """A ``change`` mapping: exactly one condition (numbers only), an offset
+    longer than zero, a tolerance of zero or more."""
+    if not isinstance(raw, dict):
+        return None  # the schema reported it
+    ops = [k for k in raw if k in THRESHOLD_OPS]
+    if len(ops) > 1:
+        problems.add(
+            (*path, ops[1]),
+            f"a change threshold has exactly one condition, got {', '.join(ops)}",
+            key=True,
+        )
+        return None
+    offset = _duration(problems, raw.get("offset"), (*path, "offset"))
+    _duration(problems, raw.get("tolerance"), (*path, "tolerance"), positive=False)
+    if not ops or offset is None or offset <= 0:
+        return None
+    value = raw[ops[0]]
+    if any(isinstance(v, str) for v in (value if isinstance(value, list) else [value])):
+        return None  # numbers only: the schema reported it
+    cond = _threshold(problems, {ops[0]: value}, path, durations_ok=False)  # lo < hi
+    if cond is None:
+        return None
+    mode = raw.get("mode", "relative")
+    return "change", (cond[0], cond[1], mode, offset)
+
+
+def _comparable(a: tuple[str, Any], b: tuple[str, Any]) -> tuple[Any, Any] | None:
+    """Two thresholds as (op, value) pairs when they measure the same thing: both
+    the value, or both the change with one mode and offset; else None."""
+    if a[0] != "change" and b[0] != "change":
+        return a, b
+    if a[0] == b[0] == "change" and a[1][2:] == b[1][2:]:
+        return a[1][:2], b[1][:2]
+    return None
 
 
 def _no_later(warn: tuple[str, Any], crit: tuple[str, Any]) -> bool:
@@ -183,7 +223,10 @@ def check_thresholds(
     if required and "warn" not in item and "critical" not in item:
         problems.add(path, "no threshold: add warn: and/or critical:, e.g. critical: {above: 0.01}")
     warn, crit, res = parsed.get("warn"), parsed.get("critical"), parsed.get("resolve")
-    if warn and crit:
+    blocked = _change_resolve(problems, item, path)
+    pair = _comparable(warn, crit) if warn and crit else None
+    if pair:
+        warn, crit = pair
         if DIRECTIONS[warn[0]] != DIRECTIONS[crit[0]]:
             problems.add(
                 (*path, "warn"),
@@ -197,7 +240,7 @@ def check_thresholds(
                 f"(warn {warn[0]} {_fmt(warn[1])}, critical {crit[0]} "
                 f"{_fmt(crit[1])})",
             )
-    if res:
+    if res and not blocked:
         for sev, trig in (("warn", warn), ("critical", crit)):
             if not trig:
                 continue
@@ -216,6 +259,34 @@ def check_thresholds(
                 break
         if not warn and not crit and "resolve" in item:
             problems.add((*path, "resolve"), "resolve needs a warn or critical threshold")
+
+
+def _change_resolve(problems: ProblemList, item: dict[str, Any], path: KeyPath) -> bool:
+    """A problem for ``resolve`` next to a change threshold (hysteresis compares
+    the value itself, so it needs fixed ones); True when one was added."""
+    raw = item.get("resolve")
+    if isinstance(raw, dict) and "change" in raw:
+        problems.add(
+            (*path, "resolve", "change"),
+            "resolve cannot be a change threshold: hysteresis compares the value "
+            "itself; use a fixed condition such as resolve: {above: 0.004}",
+            key=True,
+        )
+        return True
+    changed = [
+        sev
+        for sev in ("warn", "critical")
+        if isinstance(item.get(sev), dict) and "change" in item[sev]
+    ]
+    if "resolve" in item and changed:
+        problems.add(
+            (*path, "resolve"),
+            f"resolve cannot be used with a change threshold ({changed[0]}): hysteresis "
+            "compares the value itself, not its change",
+            key=True,
+        )
+        return True
+    return False
 
 
 def _fmt(v: Any) -> str:
@@ -336,7 +407,7 @@ def check_model(data: Any, problems: ProblemList) -> None:
     for name, src in sources.items():
         _check_source(problems, src, ("sources", name))
     evaluation = _dict(data, "evaluation")
-    for key in ("every", "window"):
+    for key in ("every", "window", "deadline"):
         _duration(problems, evaluation.get(key), ("evaluation", key))
     _duration(problems, evaluation.get("delay"), ("evaluation", "delay"), positive=False)
     check_cadence(problems, evaluation, ("evaluation",))

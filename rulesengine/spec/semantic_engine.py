@@ -164,7 +164,8 @@ def check_engine(data: Any, problems: ProblemList, root: Path, secrets: Iterable
     for key, value in delivery.items():
         _positive(problems, value, ("delivery", key))
     defaults = _dict(data, "defaults")
-    _positive(problems, defaults.get("every"), ("defaults", "every"))
+    for key in ("every", "deadline"):
+        _positive(problems, defaults.get(key), ("defaults", key))
     check_cadence(problems, defaults, ("defaults",))
     _positive(problems, _dict(data, "history").get("retention"), ("history", "retention"))
     listen = _str(_dict(data, "server"), "listen")

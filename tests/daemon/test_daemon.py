@@ -64,9 +64,12 @@ class DaemonProc:
 
     def __init__(self, root: Path, n: int, fmt: str = "json") -> None:
         self.log = root / f"daemon-{n}.log"
+        self.port = free_port()
+        listen = f"127.0.0.1:{self.port}"
         with open(self.log, "w", encoding="utf-8") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rulesengine.cli", "daemon", ".", "--log-format", fmt],
+                [sys.executable, "-m", "rulesengine.cli", "daemon", ".", "--log-format", fmt]
+                + ["--listen", listen],
                 cwd=root,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -260,7 +263,9 @@ def test_text_logs_and_sigint(site: Site) -> None:
     site.wait_ticks(2)
     assert _stop(d, sig=signal.SIGINT) < 5
     lines = d.log.read_text(encoding="utf-8").splitlines()
-    assert lines[0].endswith(f"rulesengine: INFO: start models=1 state={site.state}")
+    assert lines[0].endswith(
+        f"rulesengine: INFO: start models=1 state={site.state} listen=127.0.0.1:{d.port}"
+    )
     assert lines[-1].endswith("rulesengine: INFO: stop")
     ticks = [TEXT_TICK.fullmatch(ln) for ln in lines[1:-1]]
     assert ticks and all(ticks), lines
