@@ -442,7 +442,7 @@ def _backfill_range(start: str, end: str | None) -> tuple[datetime, datetime]:
         raise click.BadParameter(exc.message, param_hint="--from") from None
     if since >= until:
         raise click.BadParameter(
-            f"--from ({since.isoformat()}) must be before --to ({until.isoformat()})",
+            f"{since:%Y-%m-%dT%H:%M:%SZ} is not before --to {until:%Y-%m-%dT%H:%M:%SZ}",
             param_hint="--from",
         )
     return since, until

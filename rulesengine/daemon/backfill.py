@@ -185,16 +185,22 @@ def count_ticks(cadence: Cadence, start: datetime, end: datetime, limit: int) ->
 
 
 def _check_size(models: Sequence[ModelSpec], start: datetime, end: datetime, max_ticks: int) -> int:
-    counts = {m.model: count_ticks(cadence_of(m.evaluation), start, end, max_ticks) for m in models}
+    cadences = {m.model: cadence_of(m.evaluation) for m in models}
+    counts = {name: count_ticks(c, start, end, max_ticks) for name, c in cadences.items()}
     total = sum(counts.values())
-    if total > max_ticks:
-        each = ", ".join(f"{name}: {n:,}" for name, n in counts.items())
-        raise BackfillUsageError(
-            f"the range {iso(start)} .. {iso(end)} holds {total:,} ticks ({each}), more than "
-            f"--max-ticks {max_ticks:,}; narrow --from/--to, pick models with --model, "
-            "or raise --max-ticks"
-        )
-    return total
+    if total <= max_ticks:
+        return total
+    # a cron count stops past the cap: say "more than" rather than a wrong number
+    cut = {name for name, n in counts.items() if cadences[name].cron and n > max_ticks}
+    each = ", ".join(
+        f"{name}: more than {max_ticks:,}" if name in cut else f"{name}: {n:,}"
+        for name, n in counts.items()
+    )
+    raise BackfillUsageError(
+        f"the range {iso(start)} .. {iso(end)} holds {'more than ' if cut else ''}{total:,} "
+        f"ticks ({each}), more than --max-ticks {max_ticks:,}; narrow --from/--to, pick "
+        "models with --model, or raise --max-ticks"
+    )
 
 
 def plan_size(
@@ -287,8 +293,9 @@ def _replay(
     except Exception as exc:  # as the daemon: one failed tick never stops the others
         summary.failed.append((tick, mask_text(first_line(exc))))
         return
-    record_tick(store, config, model, tick, results, queued_at=tick)
-    _count_results(summary, results)
+    recorded = record_tick(store, config, model, tick, results, queued_at=tick).results
+    # what was recorded: record_tick may rescore results (change thresholds)
+    _count_results(summary, recorded if recorded is not None else results)
     after = load_alerts(store)
     spacing = next_tick(summary.cadence, tick) - tick
     _count_firing(summary, model, after, before, tick, spacing)
