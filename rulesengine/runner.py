@@ -5,7 +5,9 @@ backoff, so a cron-style run delivers what an earlier one could not), evaluate,
 record the results in the history, track alert states and queue notifications in
 one transaction, then deliver, retrying failures for at most
 ``delivery.run_budget`` (10 s by default) and leaving the rest in the outbox for
-the next run or the daemon.
+the next run or the daemon. ``change`` thresholds are decided from the history
+before it is written (:mod:`rulesengine.history.change`); without ``notify``
+they read the state file if it exists and never write it.
 
 A store that cannot be used (corrupt, unreadable, from a newer rulesengine) does
 not stop the evaluation: the results are returned with ``store_error`` set, and
@@ -97,9 +99,10 @@ def run_once(
 ) -> RunOutcome:
     """Evaluate ``config`` as of ``at``; with ``notify``, alert and deliver."""
     from rulesengine.engine.evaluate import evaluate
+    from rulesengine.history.change import apply_to_run
 
-    if not notify:
-        return RunOutcome(evaluate(config, at))
+    if not notify:  # change thresholds read the history, if any, and write nothing
+        return RunOutcome(apply_to_run(config, evaluate(config, at)))
     from rulesengine.alerting.delivery import AppriseNotifier, deliver
     from rulesengine.alerting.store import Store
     from rulesengine.alerting.tracker import process
@@ -119,6 +122,9 @@ def run_once(
             outcome.store_error = exc
         # the evaluation needs no store: its results are printed whatever the store's state
         outcome.models = evaluate(config, at)
+        usable = store if outcome.store_error is None else None
+        # change thresholds read the history before this run's results are recorded
+        outcome.models = apply_to_run(config, outcome.models, usable)
         if store is None or outcome.store_error is not None:
             return outcome
         try:

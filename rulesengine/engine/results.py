@@ -148,6 +148,11 @@ def threshold_text(
     ``spaced`` writes ``at_or_above`` as ``at or above``."""
     out = []
     for sev, cond in items:
+        change = cond.get("change") if isinstance(cond, Mapping) else None
+        if isinstance(change, Mapping):  # {change: {offset, mode, tolerance, op: v}}
+            words = f"{change.get('mode')} change over {change.get('offset')}"
+            rest = {k: v for k, v in change.items() if k not in ("offset", "mode", "tolerance")}
+            sev, cond = f"{sev} {words}", rest
         if isinstance(cond, Mapping):
             for op, v in cond.items():
                 shown = f"[{number(v[0])}, {number(v[1])}]" if isinstance(v, list) else number(v)
