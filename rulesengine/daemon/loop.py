@@ -130,6 +130,9 @@ class Daemon:
         self.metrics.configure(config)
         self.status.set_models(dict(tried))
         self.status.config_loaded = True
+        now = self.clock()
+        for m in config.models:
+            self.status.set_interval(m.model, interval_at(cadence_of(m.evaluation), now))
         for name, mark in tried.items():
             if mark is not None:
                 self.metrics.last_tick.labels(name).set(mark.timestamp())

@@ -61,8 +61,9 @@ def rows_scanned(results: ModelResults) -> int:
 
 
 class _ResultsCollector(Collector):
-    """``rulesengine_monitor_value`` and ``rulesengine_monitor_status`` from the
-    latest published results; ``rulesengine_alerts`` from the published counts."""
+    """The series read from :class:`Status` at each scrape: the monitors' latest
+    values and statuses, alerts by state, each model's tick interval, and
+    whether the store takes writes."""
 
     def __init__(self, status: Status) -> None:
         self.status = status
@@ -90,9 +91,19 @@ class _ResultsCollector(Collector):
         )
         for (model, st), n in sorted(self.status.alert_counts().items()):
             alerts.add_metric([model, st], n)
-        yield value
-        yield state
-        yield alerts
+        interval = GaugeMetricFamily(
+            "rulesengine_tick_interval_seconds",
+            "The model's cadence in seconds (cron: the spacing of the current ticks).",
+            labels=("model",),
+        )
+        for model, seconds in sorted(self.status.intervals().items()):
+            interval.add_metric([model], seconds)
+        writable = GaugeMetricFamily(
+            "rulesengine_store_writable",
+            "1 if the last write to the state file succeeded, else 0.",
+            value=1 if self.status.store_writable else 0,
+        )
+        yield from (value, state, alerts, interval, writable)
 
 
 class DaemonMetrics:
@@ -132,12 +143,6 @@ class DaemonMetrics:
             m,
             registry=r,
         )
-        self.interval = Gauge(
-            "rulesengine_tick_interval_seconds",
-            "The model's cadence in seconds (cron: the spacing of the current ticks).",
-            m,
-            registry=r,
-        )
         rc = ["receiver"]
         self.sent = Counter(
             "rulesengine_notifications_sent", "Notifications delivered.", rc, registry=r
@@ -167,11 +172,6 @@ class DaemonMetrics:
             "When the config was last (re)loaded successfully, in Unix seconds.",
             registry=r,
         )
-        self.store_writable = Gauge(
-            "rulesengine_store_writable",
-            "1 if the last write to the state file succeeded, else 0.",
-            registry=r,
-        )
         self._models: set[str] = set()
         self._receivers: set[str] = set()
 
@@ -180,7 +180,7 @@ class DaemonMetrics:
         those of models and receivers that left it."""
         models = {m.model for m in config.models}
         per_model = (self.duration, self.rows, self.ticks, self.errors, self.missed)
-        per_model += (self.overrun, self.last_tick, self.interval)  # type: ignore[assignment]
+        per_model += (self.overrun, self.last_tick)  # type: ignore[assignment]
         _align(per_model, self._models, models)
         self._models = models
         receivers = set(config.engine.receivers)

@@ -64,6 +64,10 @@ class Status:
         with self._lock:
             return [self._results[m] for m in self._models if m in self._results]
 
+    def intervals(self) -> dict[str, float]:
+        with self._lock:
+            return {m: i.total_seconds() for m, i in self._intervals.items()}
+
     def alerts(self) -> dict[str, Any]:
         with self._lock:
             return self._listing
