@@ -337,3 +337,17 @@ def test_daemon_tick_decides_the_change_and_records_the_value(rec: Rec):
         ("recall", {"version": "v1"}, 0.7, "warn"),
         ("recall", {"version": "v2"}, 1.0, "ok"),
     ]
+
+
+def test_alert_text_names_the_change_condition():
+    from rulesengine.alerting.templates import _threshold_text
+
+    threshold = {
+        "warn": {
+            "change": {"offset": "1w", "mode": "absolute", "tolerance": "1d", "at_or_below": -0.1}
+        },
+        "critical": {"below": 0.5},
+    }
+    assert _threshold_text(threshold) == (
+        "warn absolute change over 1w at or below -0.1; critical below 0.5"
+    )
