@@ -7,6 +7,7 @@ amounts beside 20 present ones, so its null rate is 20 / 40 = 0.5."""
 
 from __future__ import annotations
 
+import random
 import re
 import signal
 import time
@@ -16,6 +17,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.daemon.conftest import Site, stop_proc
+from tests.delivery.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -109,6 +111,36 @@ def test_kill_9_then_restart_resumes_from_the_watermark(site: Site) -> None:
     # the restart begins with the first tick after the committed watermark
     resumed = datetime.fromisoformat(second.ticks()[0])
     assert resumed == _at(killed_at) + timedelta(seconds=1)
+    assert len(site.receiver.requests) == 1
+
+
+def test_kill_9_at_random_points_loses_and_repeats_nothing(site: Site) -> None:
+    """Five kill -9s at seeded random moments (mid-evaluation, mid-commit, asleep)
+    after the incident's notification went out: every tick from the first to the
+    last is recorded exactly once, and nothing is notified again."""
+    rng = random.Random(20261207)
+    procs = [site.start()]
+    site.wait_ticks(1)
+    site.append_nulls()
+    site.receiver.wait_for(1, "/hook", timeout=20)
+    wait_until(
+        lambda: site.query("SELECT count(*) FROM outbox WHERE state='sent'") == [(1,)],
+        10,
+        "the notification marked sent",
+    )
+    for _ in range(5):
+        time.sleep(rng.uniform(0.05, 1.5))
+        procs[-1].signal(signal.SIGKILL)
+        procs[-1].proc.wait(10)
+        time.sleep(rng.uniform(0.0, 1.2))
+        procs.append(site.start())
+        site.wait_ticks(1)
+    site.wait_ticks(2)
+    stop_proc(procs[-1])
+    ats = [at for at, _, _ in site.history()]
+    assert _consecutive(ats), ats
+    logged = [t for p in procs for t in p.ticks()]
+    assert len(logged) == len(set(logged)), logged
     assert len(site.receiver.requests) == 1
 
 
