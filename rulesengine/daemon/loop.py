@@ -119,21 +119,18 @@ class Daemon:
         """Adopt ``config``: models keep their progress by name; new ones start
         from their stored watermark."""
         self.config = config
-        tried = {}
-        for m in config.models:
-            known = self.tried.get(m.model)
-            tried[m.model] = (
-                known if m.model in self.tried else watermarks.read(self.store, m.model)
-            )
-        self.tried = tried
-        self.late &= set(tried)
+        marks = {m.model: watermarks.read(self.store, m.model) for m in config.models}
+        # the newest tick tried: the watermark, or past it a tick that failed or
+        # is in flight (so it is not started again)
+        self.tried = {name: self.tried.get(name, mark) for name, mark in marks.items()}
+        self.late &= set(marks)
         self.metrics.configure(config)
-        self.status.set_models(dict(tried))
+        self.status.set_models(marks)
         self.status.config_loaded = True
         now = self.clock()
         for m in config.models:
             self.status.set_interval(m.model, interval_at(cadence_of(m.evaluation), now))
-        for name, mark in tried.items():
+        for name, mark in marks.items():
             if mark is not None:
                 self.metrics.last_tick.labels(name).set(mark.timestamp())
 

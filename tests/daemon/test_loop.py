@@ -111,3 +111,38 @@ def test_a_far_tick_is_slept_towards_in_bounded_steps(tmp_path: Path) -> None:
         d.run_due()  # today's tick, 00:00
         assert _hist(store) == ["00:00:00"]
         assert d.seconds_to_next() == MAX_SLEEP
+
+
+def _missed(d: Daemon) -> float | None:
+    return d.metrics.registry.get_sample_value("rulesengine_ticks_missed_total", {"model": "m1"})
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "evaluated", "missed"),
+    [
+        # the watermark is 12:01 (`none`: 12:02); a restart at 12:04:30
+        ("latest", ["12:04:00"], 2),  # 12:02 and 12:03 skipped
+        ("all", ["12:02:00", "12:03:00", "12:04:00"], 0),  # within catch_up_max (3)
+        ("none", [], 2),  # 12:03 and 12:04 skipped; the next tick is 12:05
+    ],
+)
+def test_ticks_passed_over_count_as_missed(
+    tmp_path: Path, catch_up: str, evaluated: list[str], missed: int
+) -> None:
+    config = load((str(_config(tmp_path, catch_up)),))
+    clock = Clock(T0 + timedelta(seconds=30))  # 12:01:00 sharp
+    with Store(tmp_path / "state.db") as store:
+        first = Daemon(config, store, clock=clock)
+        first.run_due()
+        if catch_up == "none":  # a first start waits for its next tick, 12:02
+            clock.now = T0 + timedelta(seconds=90)
+            first.run_due()
+        before = _hist(store)
+    clock.now = T0 + timedelta(minutes=4)  # 12:04:30
+    with Store(tmp_path / "state.db") as store:
+        d = Daemon(config, store, clock=clock)
+        d.run_due()
+        assert _hist(store)[len(before) :] == evaluated
+        assert _missed(d) == missed
+        d.run_due()  # nothing new is due: nothing more is counted
+        assert _missed(d) == missed
