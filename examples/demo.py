@@ -38,8 +38,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -759,6 +763,426 @@ def generate(
     return manifest
 
 
+# --- live mode --------------------------------------------------------------------
+# ``--live`` keeps appending logs timestamped now, at ``speed`` times the demo's
+# pace, into a ready-to-run config directory whose durations are divided by
+# ``speed`` (see :func:`live`).
+LIVE_KINDS = ("null-burst", "schema-change", "latency-spike", "accuracy-drop")
+LIVE_NULL_SHARE = 0.10  # of fraud-detector rows during a null burst
+LIVE_DESCRIPTIONS = {
+    "null-burst": f"fraud-detector amount is null in {LIVE_NULL_SHARE:.0%} of the requests",
+    "schema-change": "support-assistant request files rename latency_ms to latency_s",
+    "latency-spike": f"{SPIKE_SLOW_SHARE:.0%} of fraud-detector requests take a degraded "
+    f"path (median {SPIKE_SLOW_MEDIAN_MS:.0f} ms)",
+    "accuracy-drop": f"fraud-detector v4 catches only {ACCURACY_DROP_RECALL:.0%} of fraud",
+}
+LIVE_BACKFILL_DAYS = 9  # demo days written before the first batch (7d offsets + 1d windows)
+LIVE_BACKFILL_CHUNK_S = 600  # real seconds of backfill per file
+_DURATION = re.compile(r"(?<![\w.\-/])([0-9]+)(ms|s|m|h|d|w)(?![\w])")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+LIVE_ENGINE = """\
+# Written by `python examples/demo.py --live`: configs/engine.yaml for the live demo,
+# durations divided by {speed}; every receiver posts to examples/receiver.py.
+version: 1
+state: .rulesengine/state.db
+
+defaults:
+  every: {every}
+  window: {window}
+  min_rows: 50
+
+receivers:
+  ml-team: ["${{ML_TEAM_WEBHOOK:-json://127.0.0.1:8765/alerts}}"]
+  oncall: ["${{ONCALL_WEBHOOK:-json://127.0.0.1:8765/oncall}}"]
+  retrain: ["${{RETRAIN_HOOK:-json://127.0.0.1:8765/retrain}}"]
+
+routes:
+  - {{match: {{severity: critical}}, receivers: [oncall], continue: true}}
+  - {{match: {{kind: drift}}, receivers: [retrain], continue: true}}
+  - {{match_re: {{team: "risk|forecasting|assistant"}}, receivers: [ml-team]}}
+
+grouping: {{by: [model], wait: 1s, interval: 5s, repeat: 24h}}
+
+templates:
+  title: "[$severity] $model / $monitor"
+"""
+
+
+def scale_durations(text: str, speed: int) -> str:
+    """``text`` (a model file) with every duration divided by ``speed``, written in
+    the largest unit that divides it; a result under one second is an error."""
+
+    def one(m: re.Match[str]) -> str:
+        ms = round(int(m[1]) * _UNIT_S[m[2]] * 1000)
+        if ms % speed or ms // speed < 1000 or ms // speed % 1000:
+            raise ValueError(f"{m[0]} / {speed} is not a whole number of seconds")
+        s = ms // speed // 1000
+        for unit in ("d", "h", "m"):
+            if s % _UNIT_S[unit] == 0:
+                return f"{s // _UNIT_S[unit]}{unit}"
+        return f"{s}s"
+
+    return _DURATION.sub(one, text)
+
+
+def write_live_config(out: Path, speed: int, configs: Path | None = None) -> list[Path]:
+    """engine.yaml and models/*.yaml for the live demo in ``out`` (see :func:`live`)."""
+    configs = configs or Path(__file__).resolve().parents[1] / "configs"
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted((configs / "models").glob("*.yaml")):
+        lines = path.read_text().splitlines(keepends=True)
+        text = "".join(line for line in lines if "yaml-language-server" not in line)
+        target = out / "models" / path.name
+        _atomic_text(target, scale_durations(text, speed))
+        written.append(target)
+    every, window = scale_durations("15m 1h", speed).split()
+    engine = LIVE_ENGINE.format(speed=speed, every=every, window=window)
+    _atomic_text(out / "engine.yaml", engine)
+    return [out / "engine.yaml", *written]
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class LiveIncident:
+    kind: str
+    start_us: int
+    end_us: int
+
+
+def live_schedule(
+    t0_us: int,
+    every_s: float,
+    length_s: float,
+    kinds: tuple[str, ...],
+    until_us: int,
+    since_us: int | None = None,
+) -> list[LiveIncident]:
+    """The incidents that start in (since, until] (since defaults to t0): incident k
+    (k = 0, 1, ...) starts at t0 + (k + 1) * every, lasts ``length`` seconds, and is
+    of kind ``kinds[k % len(kinds)]``."""
+    every, length = round(every_s * US_PER_S), round(length_s * US_PER_S)
+    since = t0_us if since_us is None else since_us
+    out, k = [], max(0, (since - t0_us) // every - 1)
+    while kinds:
+        start = t0_us + (k + 1) * every
+        if start > until_us:
+            break
+        if start > since:
+            out.append(LiveIncident(kinds[k % len(kinds)], start, start + length))
+        k += 1
+    return out
+
+
+class _Live:
+    """The live generator's state: pending labels and feedback, the demand base."""
+
+    def __init__(self, data: Path, seed: int, speed: int, schedule: tuple[Any, ...]):
+        self.data, self.seed, self.speed = data, seed, speed
+        # (t0 µs, every µs, length µs, kinds): see live_schedule
+        self.t0, self.every, self.length, self.kinds = schedule
+        self.pending: dict[str, list[pl.DataFrame]] = {"labels": [], "feedback": []}
+        rng = np.random.default_rng([seed, 2])
+        n_stores = len(REGIONS) * STORES_PER_REGION
+        self.demand_base = np.clip(
+            np.exp(rng.normal(math.log(55.0), 0.45, (n_stores, SKUS))), 20.0, 160.0
+        ) * rng.uniform(0.9, 1.1, (n_stores, 1))
+
+    def active(self, ts: np.ndarray, kind: str) -> np.ndarray:
+        """Which of the times ``ts`` (epoch µs) fall in an incident of ``kind``."""
+        if kind not in self.kinds:
+            return np.zeros(ts.size, dtype=bool)
+        rel = ts - self.t0 - self.every  # incident k starts at rel = k * every
+        k = np.maximum(rel, 0) // self.every
+        which = np.asarray(self.kinds)[k % len(self.kinds)]
+        return (rel >= 0) & (rel - k * self.every < self.length) & (which == kind)
+
+    def batch(
+        self, rng: np.random.Generator, t0: int, t1: int, tag: str, assistant: bool = True
+    ) -> int:
+        """Write every source's rows of (t0, t1] (epoch µs) and the labels and feedback
+        due by t1; returns the rows written. ``assistant=False`` skips its requests."""
+        rows = self.fraud(rng, t0, t1, tag)
+        rows += self.demand(t0, t1, tag)
+        if assistant:
+            rows += self.assistant(rng, t0, t1, tag)
+        for name, folder, fmt in (
+            ("labels", self.data / "fraud" / "labels", "ndjson"),
+            ("feedback", self.data / "assistant" / "feedback", "ndjson"),
+        ):
+            due = pl.concat(self.pending[name]) if self.pending[name] else None
+            if due is None:
+                continue
+            now = due.filter(pl.col("_us") <= t1).sort("_us")
+            self.pending[name] = [due.filter(pl.col("_us") > t1)]
+            rows += _append_daily(now, folder, fmt, tag)
+        return rows
+
+    def fraud(self, rng: np.random.Generator, t0: int, t1: int, tag: str) -> int:
+        ts = np.sort(rng.integers(t0 + 1, t1 + 1, rng.poisson(self._n(FRAUD_PER_HOUR, t0, t1))))
+        stream = (rng.random(ts.size) < FRAUD_V4_SHARE).astype(np.int64)
+        fraud = _by_stream(rng, stream, STEPS["fraud"], trim=0) < FRAUD_RATE
+        feats = _fraud_features(rng, fraud, stream)
+        score = np.minimum(_kumaraswamy(_by_stream(rng, stream, STEPS["score"]), 0.65, 9.0), 0.4999)
+        fp = ~fraud & (rng.random(ts.size) < FRAUD_FP_RATE)
+        score[fp] = rng.uniform(0.5, 0.85, int(fp.sum()))
+        recall = np.where(stream == 1, FRAUD_RECALL["v4"], FRAUD_RECALL["v3"])
+        recall = np.where((stream == 1) & self.active(ts, "accuracy-drop"), 0.5, recall)
+        hit = fraud & (rng.random(ts.size) < recall)
+        score[hit] = 0.5 + 0.49 * rng.beta(2.0, 1.2, int(hit.sum()))
+        miss = fraud & ~hit
+        score[miss] = 0.49 * rng.beta(2.5, 1.8, int(miss.sum()))
+        latency = rng.lognormal(math.log(42.0), 0.35, ts.size)
+        slow = self.active(ts, "latency-spike") & (rng.random(ts.size) < SPIKE_SLOW_SHARE)
+        latency[slow] = rng.lognormal(math.log(SPIKE_SLOW_MEDIAN_MS), 0.3, int(slow.sum()))
+        share = np.where(self.active(ts, "null-burst"), LIVE_NULL_SHARE, FRAUD_BASE_NULL)
+        null = rng.random(ts.size) < share
+        rows = _FraudRows(ts, stream, fraud, feats, score, latency, null, null, null)
+        requests = _fraud_requests(rows).with_columns(
+            request_id=pl.lit(f"tx-{tag}-") + pl.col("request_id")
+        )
+        written = _append_daily(
+            requests, self.data / "fraud" / "requests", "parquet", tag, "dt={day}/part-{tag}"
+        )
+        # labels: 95% arrive 10 minutes to 2 days (demo time) later
+        arrives = rng.random(ts.size) >= LABEL_MISSING
+        delay_s = rng.uniform(LABEL_MIN_DELAY_S, LABEL_MAX_DELAY_S, ts.size) / self.speed
+        labels = pl.DataFrame(
+            {
+                "request_id": requests["request_id"],
+                "is_fraud": fraud,
+                "model_version": requests["model_version"],
+                "_us": (ts + (delay_s * US_PER_S).astype(np.int64)) // US_PER_S * US_PER_S,
+            }
+        ).filter(pl.Series(arrives))
+        self.pending["labels"].append(
+            labels.with_columns(labeled_at=_ts().dt.strftime(ISO_S)).select(
+                "request_id", "is_fraud", "labeled_at", "model_version", "_us"
+            )
+        )
+        return written
+
+    def _n(self, per_hour: float, t0: int, t1: int) -> float:
+        return per_hour * self.speed * (t1 - t0) / HOUR_US
+
+    def demand(self, t0: int, t1: int, tag: str) -> int:
+        """Each demo day k (real length DAY / speed) has one forecast per store and SKU,
+        issued from 02:00 demo time, and its actual a demo day and 30 minutes later;
+        ``horizon_date`` names the demo day (``day-<k>``)."""
+        n_stores = len(REGIONS) * STORES_PER_REGION
+        si, ki = np.meshgrid(np.arange(n_stores), np.arange(SKUS), indexing="ij")
+        si, ki = si.ravel(), ki.ravel()
+        day_real = DAY_US // self.speed
+        forecasts, actuals = [], []
+        for k in range((t0 - 2 * day_real) // day_real, t1 // day_real + 1):
+            v0 = k * DAY_US  # the demo day's start, in demo µs
+            predicted = (v0 + 2 * HOUR_US + si * 90 * US_PER_S + ki * 2 * US_PER_S) // self.speed
+            recorded = (
+                v0 + DAY_US + 1800 * US_PER_S + si * 60 * US_PER_S + ki * US_PER_S
+            ) // self.speed
+            rng = np.random.default_rng([self.seed, 20, k])
+            expected = self.demand_base[si, ki] * WEEKDAY_FACTOR[k % 7]
+            forecast = np.round(expected * np.exp(rng.normal(0.0, 0.05, si.size)), 1)
+            sold = np.maximum(rng.poisson(expected * np.exp(rng.normal(0.0, 0.03, si.size))), 1)
+            common = {
+                "store_id": [f"S{i + 1:02d}" for i in si],
+                "sku": [f"SKU-{1001 + j}" for j in ki],
+                "horizon_date": [f"day-{k}"] * si.size,
+            }
+            f = (predicted > t0) & (predicted <= t1)
+            if f.any():
+                region = np.asarray([REGIONS[i // STORES_PER_REGION] for i in si])
+                forecasts.append(
+                    pl.DataFrame(
+                        {
+                            "_us": predicted // US_PER_S * US_PER_S,
+                            **common,
+                            "region": region,
+                            "forecast": forecast,
+                        }
+                    ).filter(pl.Series(f))
+                )
+            a = (recorded > t0) & (recorded <= t1)
+            if a.any():
+                actuals.append(
+                    pl.DataFrame(
+                        {"_us": recorded // US_PER_S * US_PER_S, **common, "units_sold": sold}
+                    ).filter(pl.Series(a))
+                )
+        written = 0
+        if forecasts:
+            df = (
+                pl.concat(forecasts).sort("_us").with_columns(predicted_at=_ts().dt.strftime(ISO_S))
+            )
+            df = df.select(
+                "predicted_at", "store_id", "sku", "horizon_date", "region", "forecast", "_us"
+            )
+            written += _append_daily(df, self.data / "demand" / "forecasts", "csv", tag)
+        if actuals:
+            df = pl.concat(actuals).sort("_us").with_columns(recorded_at=_ts().dt.strftime(ISO_S))
+            df = df.select("recorded_at", "store_id", "sku", "horizon_date", "units_sold", "_us")
+            written += _append_daily(df, self.data / "demand" / "actuals", "csv", tag)
+        return written
+
+    def assistant(self, rng: np.random.Generator, t0: int, t1: int, tag: str) -> int:
+        n = rng.poisson(self._n(ASSISTANT_PER_HOUR, t0, t1))
+        ts = np.sort(rng.integers(t0 + 1, t1 + 1, n)) // 1000 * 1000
+        requests = _assistant_requests(rng, ts).with_columns(
+            request_id=pl.lit(f"req-{tag}-") + pl.col("request_id").str.slice(4)
+        )
+        feedback = _assistant_feedback(rng, requests, np.iinfo(np.int64).max)
+        # the feedback delay (20 s + ~90 s, demo time) runs at speed too
+        fb = feedback.join(requests.select("request_id", t="_us"), on="request_id")
+        fb = fb.with_columns(
+            _us=(pl.col("t") + (pl.col("_us") - pl.col("t")) // self.speed) // US_PER_S * US_PER_S
+        ).with_columns(ts=_ts().dt.strftime(ISO_S))
+        self.pending["feedback"].append(
+            fb.select("ts", "request_id", "model_version", "rating", "_us")
+        )
+        changed = self.active(ts, "schema-change")
+        written = 0
+        for part, renamed in (
+            (requests.filter(pl.Series(~changed)), False),
+            (requests.filter(pl.Series(changed)), True),
+        ):
+            if renamed:
+                part = part.with_columns(latency_s=(pl.col("latency_ms") / 1000).round(4)).drop(
+                    "latency_ms"
+                )
+            written += _append_daily(
+                part, self.data / "assistant" / "requests", "ndjson", tag + ("s" if renamed else "")
+            )
+        return written
+
+
+def _append_daily(
+    df: pl.DataFrame, folder: Path, fmt: str, tag: str, name: str = "{day}-{tag}"
+) -> int:
+    """Write ``df``'s rows, one new file per UTC day of ``_us``, each atomically (a
+    temporary name in the same folder, then a rename); returns the rows written."""
+    if df.height == 0:
+        return 0
+    days = (df["_us"] // DAY_US).to_numpy()
+    for d in np.unique(days):
+        part = df.filter(pl.Series(days == d)).drop("_us")
+        day = (date(1970, 1, 1) + timedelta(days=int(d))).isoformat()
+        path = folder / f"{name.format(day=day, tag=tag)}.{fmt}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        if fmt == "parquet":
+            part.write_parquet(tmp, compression="zstd", statistics=True)
+        elif fmt == "csv":
+            part.write_csv(tmp)
+        else:
+            part.write_ndjson(tmp)
+        os.replace(tmp, path)
+    return df.height
+
+
+def live(
+    out_dir: Path,
+    *,
+    interval: float = 5.0,
+    speed: int = 60,
+    incident_every: float = 60.0,
+    incident_length: float = 40.0,
+    kinds: tuple[str, ...] = LIVE_KINDS,
+    seed: int = 7,
+    backfill: bool = True,
+    config: bool = True,
+    stop: threading.Event | None = None,
+    echo: Any = print,
+) -> int:
+    """Append demo logs to ``out_dir/data`` every ``interval`` seconds until ``stop``.
+
+    ``out_dir`` gets ``engine.yaml`` and ``models/*.yaml``: the demo config with every
+    duration divided by ``speed`` (``every: 15m`` becomes 15s at 60), all receivers on
+    ``json://127.0.0.1:8765`` (examples/receiver.py), state in ``out_dir/.rulesengine``.
+    Traffic runs ``speed`` times faster, so each window holds as many rows as in
+    the batch demo. ``data/`` is replaced, then backfilled with
+    ``LIVE_BACKFILL_DAYS`` demo days ending now. Batch i covers (t0 + (i-1) *
+    interval, t0 + i * interval] and is written once that time has passed; incident
+    k lasts (t0 + (k+1) * incident_every, + incident_length]. Rows come from
+    ``numpy.random.default_rng([seed, 100, i])``: the same seed and start give the
+    same rows. Returns the number of batches written.
+    """
+    if not 0 < incident_length < incident_every:
+        raise ValueError("--incident-length must be positive and shorter than --incident-every")
+    if interval <= 0 or speed < 1:
+        raise ValueError("--interval must be positive and --speed at least 1")
+    stop = stop or threading.Event()
+    out = Path(out_dir)
+    data = out / "data"
+    if config:
+        write_live_config(out, speed)
+        echo(f"config {out}/ (durations / {speed}); run: rulesengine daemon {out}")
+    t0 = _us(datetime.now(UTC)) // US_PER_S * US_PER_S
+    step = round(interval * US_PER_S)
+    every_us, length_us = round(incident_every * US_PER_S), round(incident_length * US_PER_S)
+    state = _Live(data, seed, speed, (t0, every_us, length_us, kinds))
+    echo(
+        f"{_iso(t0)} start: a batch every {interval:g}s at {speed}x; an incident every "
+        f"{incident_every:g}s for {incident_length:g}s, cycling {', '.join(kinds) or 'none'}"
+    )
+    if backfill:
+        for sub in ("fraud", "demand", "assistant"):
+            _fresh(data / sub)
+        _fraud_training(np.random.default_rng([seed, 1]), data / "fraud" / "training.parquet")
+        span = LIVE_BACKFILL_DAYS * DAY_US // speed
+        chunk = LIVE_BACKFILL_CHUNK_S * US_PER_S
+        rows = 0
+        for j, start in enumerate(range(t0 - span, t0, chunk)):
+            rng = np.random.default_rng([seed, 99, j])
+            recent = start >= t0 - ASSISTANT_MAX_DAYS * DAY_US // speed  # as in the batch demo
+            rows += state.batch(rng, start, min(start + chunk, t0), f"b{j:04d}", recent)
+        echo(f"backfill {rows} rows ({LIVE_BACKFILL_DAYS} demo days) ending {_iso(t0)}")
+    i = 0
+    while True:
+        i += 1
+        t1 = t0 + i * step
+        wait = (t1 - _us(datetime.now(UTC))) / US_PER_S
+        if stop.wait(max(wait, 0.0)):
+            break
+        for inc in live_schedule(t0, incident_every, incident_length, kinds, t1, t1 - step):
+            echo(f"{_iso(inc.start_us)} incident start {inc.kind}: {LIVE_DESCRIPTIONS[inc.kind]}")
+        rows = state.batch(np.random.default_rng([seed, 100, i]), t1 - step, t1, f"{t1 // 1000}")
+        echo(f"{_iso(t1)} batch {i}: {rows} rows")
+        since = t1 - step - length_us
+        for inc in live_schedule(t0, incident_every, incident_length, kinds, t1 - length_us, since):
+            echo(f"{_iso(inc.end_us)} incident end {inc.kind}")
+    echo(f"stopped after {i - 1} batches")
+    return i - 1
+
+
+def _live_main(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    kinds = tuple(k.strip() for k in args.incidents.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in LIVE_KINDS]
+    if unknown:
+        raise ValueError(f"unknown incident kind {unknown[0]!r}; known: {', '.join(LIVE_KINDS)}")
+    live(
+        args.out_dir,
+        interval=args.interval,
+        speed=args.speed,
+        incident_every=args.incident_every,
+        incident_length=args.incident_length,
+        kinds=kinds,
+        seed=args.seed,
+        backfill=not args.no_backfill,
+        config=not args.no_config,
+        stop=stop,
+        echo=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
 def _parse_at(text: str) -> datetime:
     try:
         return _utc(datetime.fromisoformat(text))
@@ -780,7 +1204,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument("--days", type=int, default=9, help="days of history (default 9)")
+    live_opts = parser.add_argument_group("live mode (--live)")
+    live_opts.add_argument(
+        "--live", action="store_true", help="keep appending logs and write a live config"
+    )
+    live_opts.add_argument("--interval", type=float, default=5.0, help="seconds (default 5)")
+    live_opts.add_argument("--speed", type=int, default=60, help="time scale (default 60)")
+    live_opts.add_argument(
+        "--incident-every", type=float, default=60.0, help="seconds (default 60)"
+    )
+    live_opts.add_argument(
+        "--incident-length", type=float, default=40.0, help="seconds (default 40)"
+    )
+    live_opts.add_argument(
+        "--incidents", default=",".join(LIVE_KINDS), help="kinds to cycle, comma-separated"
+    )
+    live_opts.add_argument("--no-backfill", action="store_true", help="append only")
+    live_opts.add_argument("--no-config", action="store_true", help="write no config")
     args = parser.parse_args(argv)
+    if args.live:
+        try:
+            return _live_main(args)
+        except ValueError as exc:
+            parser.error(str(exc))
     started = time.perf_counter()
     try:
         manifest = generate(args.out_dir, at=args.at, days=args.days, seed=args.seed)
