@@ -50,6 +50,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from rulesengine.cli import main
+from tests.daemon.conftest import ENGINE
 from tests.delivery.conftest import HOST, HttpReceiver, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -436,15 +437,6 @@ checks:
      critical: {above: 0.05}}
   - {name: amount-nulls-slow, source: requests, type: null_rate, column: amount,
      critical: {above: 0.05}, for: 1h}
-"""
-ENGINE = """\
-version: 1
-state: state/state.db
-receivers:
-  hook: {{urls: ["json://127.0.0.1:{port}/hook"]}}
-routes: [{{match: {{model: m1}}, receivers: [hook]}}]
-grouping: {{by: [model], wait: 0s, interval: 5m, repeat: 4h}}
-delivery: {{timeout: 3s, backoff: 1s, run_budget: 2s}}
 """
 PROMETHEUS = """\
 global: {{scrape_interval: 1s, evaluation_interval: 1s}}
