@@ -70,6 +70,7 @@ def snapshot(work: Path) -> Path:
         check=True,
     )
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True)
+    (work / "commit").write_text(_commit())
     return src
 
 
@@ -286,7 +287,7 @@ def summarize(watch: Watch, evals: dict[str, list[float]], args: argparse.Namesp
     growth = (end[2] - warm[2]) / warm[2] if warm and end else float("nan")
     return {
         "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": _commit(),
+        "commit": (WORK / "commit").read_text(),  # the snapshot's
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "ticks_target": args.ticks,
         "live_generator": args.live,

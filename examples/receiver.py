@@ -4,8 +4,9 @@
 
 Listens on 127.0.0.1 (stdlib only) and answers 200 to every POST. For each one it
 prints a line: the time it arrived, the path (``/alerts``, ``/oncall``,
-``/retrain`` in the live config), the notification's title and the first line of
-its body (Apprise's ``json://`` sends ``{"title": ..., "message": ..., "type": ...}``).
+``/retrain`` in the live config), the notification's title, the first line of
+its body (Apprise's ``json://`` sends ``{"title": ..., "message": ..., "type": ...}``)
+and, for each alert in it, its segment and state (``firing`` or ``resolved``).
 Ctrl-C or SIGTERM stops it.
 """
 
@@ -21,18 +22,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def summary(path: str, body: bytes) -> str:
-    """One line for a received notification: time, path, title, first body line."""
+    """One line for a received notification: time, path, title, first body line,
+    then each alert's segment and state (a group is sent again when one changes)."""
     try:
         payload = json.loads(body)
     except ValueError:
         payload = None
     if isinstance(payload, dict):
         title = str(payload.get("title") or "").strip()
-        first = (str(payload.get("message") or "").strip().splitlines() or [""])[0]
+        message = str(payload.get("message") or "").strip()
     else:
-        title, first = "", (body.decode("utf-8", "replace").strip().splitlines() or [""])[0]
+        title, message = "", body.decode("utf-8", "replace").strip()
+    first = (message.splitlines() or [""])[0]
+    alerts = []
+    for block in message.split("\n\n"):  # rulesengine's body: one block per alert
+        lines = block.strip().splitlines()
+        state = lines[0].split("]")[0].lstrip("[") if lines and "]" in lines[0] else ""
+        segment = next((x[len("segment: ") :] for x in lines if x.startswith("segment: ")), "")
+        if state and segment:
+            alerts.append(f"{segment} {state.lower()}")
     now = datetime.now(UTC).strftime("%H:%M:%S")
-    return f"{now} {path} {title} | {first}"
+    line = f"{now} {path} {title} | {first}"
+    return f"{line} | {', '.join(alerts)}" if alerts else line
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,6 +112,37 @@ def test_live_batches_are_deterministic(tmp_path: Path):
     assert a == b and len(a) >= 6
     for rel in a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_receiver_prints_one_line_per_notification(procs):
+    port = free_port()
+    receiver = start(procs, [sys.executable, str(RECEIVER), "--port", str(port)])
+    wait_until(lambda: receiver.matching("listening"), 10, "the receiver")
+    message = (
+        "[FIRING] m / nulls (check null_rate, warn)\nsegment: (all)\nvalue: 0.02\n\n"
+        "[RESOLVED] m / nulls (check null_rate, warn)\nsegment: model_version=v4\nvalue: 0"
+    )
+    for body in (json.dumps({"title": "[warn] m / nulls", "message": message}), "plain\ntext"):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts", body.encode())
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+    wait_until(lambda: len(receiver.matching(" /alerts ")) == 2, 10, "two lines")
+    first, second = (line.split(" ", 1)[1] for line in receiver.matching(" /alerts "))
+    assert first == (
+        "/alerts [warn] m / nulls | [FIRING] m / nulls (check null_rate, warn) "
+        "| (all) firing, model_version=v4 resolved"
+    )
+    assert second == "/alerts  | plain"
+    receiver.proc.send_signal(signal.SIGTERM)
+    assert receiver.proc.wait(10) == 0
+    busy = HttpReceiver(free_port())  # a port in use: one line, exit 1
+    try:
+        taken = start(procs, [sys.executable, str(RECEIVER), "--port", str(busy.port)])
+        assert taken.proc.wait(10) == 1
+    finally:
+        busy.close()
+    wait_until(lambda: taken.lines, 5, "the error line")
+    assert taken.lines == [f"error: cannot listen on 127.0.0.1:{busy.port}: Address already in use"]
 
 
 # --- the generator as a subprocess ------------------------------------------------
@@ -239,7 +271,7 @@ def test_walkthrough_alert_arrives_once(tmp_path, procs):
         wait_until(lambda: gen.matching("backfill"), 30, "the backfill")
         env = {
             "ML_TEAM_WEBHOOK": f"json://127.0.0.1:{hook.port}/alerts",
-            "ONCALL_WEBHOOK": f"json://127.0.0.1:{side}/oncall",
+            "ONCALL_WEBHOOK": f"json://127.0.0.1:{hook.port}/oncall",
             "RETRAIN_HOOK": f"json://127.0.0.1:{side}/retrain",
         }
         daemon = start(
@@ -266,11 +298,11 @@ def test_walkthrough_alert_arrives_once(tmp_path, procs):
     bodies = [r.payload for r in hook.at("/alerts")]
     assert "fraud-detector / amount-nulls" in bodies[0]["title"], bodies
     assert "FIRING" in bodies[0]["message"]
-    keys = [(b["title"], b["message"]) for b in bodies]
-    assert len(keys) == len(set(keys)), "a notification arrived twice"
-    side_lines = [line for line in receiver.lines if " /oncall " in line or " /retrain " in line]
-    assert len(side_lines) == len(set(line.split(" ", 1)[1] for line in side_lines))
+    for path in ("/alerts", "/oncall"):  # each body names its alerts' values and windows
+        keys = [(r.payload["title"], r.payload["message"]) for r in hook.at(path)]
+        assert len(keys) == len(set(keys)), f"a notification arrived twice at {path}"
+    retrain = [line for line in receiver.lines if " /retrain " in line]
     logs = [json.loads(line) for line in daemon.lines if line.startswith("{")]
     sent = sum(rec.get("sent", 0) for rec in logs if rec["msg"] == "delivery")
-    assert sent == len(bodies) + len(side_lines)
+    assert sent == len(hook.requests) + len(retrain)  # each one received exactly once
     assert not [rec for rec in logs if rec["msg"] == "tick failed"]
