@@ -31,6 +31,13 @@ undrifted data quite often, which would blur the incidents.
 
 Run ``python examples/demo.py configs/data [--at ISO] [--seed N] [--days N]`` from a
 checkout (the demo is not part of the installed package).
+
+Live mode, ``python examples/demo.py configs/data/live --live`` (see :func:`live` and
+the README's "Watch it live"), writes a config directory for ``rulesengine daemon``
+(the demo config with every duration divided by ``--speed``) and keeps appending
+every source's logs, timestamped now, with incidents on a schedule. It writes new
+files only, each under a temporary name first and then renamed, and never touches
+the batch mode's output.
 """
 
 from __future__ import annotations
@@ -828,18 +835,20 @@ def scale_durations(text: str, speed: int) -> str:
 def write_live_config(out: Path, speed: int, configs: Path | None = None) -> list[Path]:
     """engine.yaml and models/*.yaml for the live demo in ``out`` (see :func:`live`)."""
     configs = configs or Path(__file__).resolve().parents[1] / "configs"
-    (out / "models").mkdir(parents=True, exist_ok=True)
-    written = []
+    texts: dict[Path, str] = {}
     for path in sorted((configs / "models").glob("*.yaml")):
         lines = path.read_text().splitlines(keepends=True)
         text = "".join(line for line in lines if "yaml-language-server" not in line)
-        target = out / "models" / path.name
-        _atomic_text(target, scale_durations(text, speed))
-        written.append(target)
+        try:
+            texts[out / "models" / path.name] = scale_durations(text, speed)
+        except ValueError as exc:  # nothing is written then
+            raise ValueError(f"--speed {speed}: {exc} (60 divides every demo duration)") from None
     every, window = scale_durations("15m 1h", speed).split()
-    engine = LIVE_ENGINE.format(speed=speed, every=every, window=window)
-    _atomic_text(out / "engine.yaml", engine)
-    return [out / "engine.yaml", *written]
+    texts[out / "engine.yaml"] = LIVE_ENGINE.format(speed=speed, every=every, window=window)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    for target, text in texts.items():
+        _atomic_text(target, text)
+    return sorted(texts, key=lambda p: (p.name != "engine.yaml", p.name))
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -1129,18 +1138,9 @@ def live(
         f"{_iso(t0)} start: a batch every {interval:g}s at {speed}x; an incident every "
         f"{incident_every:g}s for {incident_length:g}s, cycling {', '.join(kinds) or 'none'}"
     )
-    if backfill:
-        for sub in ("fraud", "demand", "assistant"):
-            _fresh(data / sub)
-        _fraud_training(np.random.default_rng([seed, 1]), data / "fraud" / "training.parquet")
-        span = LIVE_BACKFILL_DAYS * DAY_US // speed
-        chunk = LIVE_BACKFILL_CHUNK_S * US_PER_S
-        rows = 0
-        for j, start in enumerate(range(t0 - span, t0, chunk)):
-            rng = np.random.default_rng([seed, 99, j])
-            recent = start >= t0 - ASSISTANT_MAX_DAYS * DAY_US // speed  # as in the batch demo
-            rows += state.batch(rng, start, min(start + chunk, t0), f"b{j:04d}", recent)
-        echo(f"backfill {rows} rows ({LIVE_BACKFILL_DAYS} demo days) ending {_iso(t0)}")
+    if backfill and not _backfill(state, t0, stop, echo):
+        echo("stopped during the backfill")
+        return 0
     i = 0
     while True:
         i += 1
@@ -1157,6 +1157,27 @@ def live(
             echo(f"{_iso(inc.end_us)} incident end {inc.kind}")
     echo(f"stopped after {i - 1} batches")
     return i - 1
+
+
+def _backfill(state: _Live, t0: int, stop: threading.Event, echo: Any) -> bool:
+    """Replace the logs under ``state.data`` with LIVE_BACKFILL_DAYS demo days ending
+    at ``t0`` (the assistant's last ASSISTANT_MAX_DAYS only, as in the batch demo),
+    in files of LIVE_BACKFILL_CHUNK_S real seconds; False if stopped meanwhile."""
+    data, seed, speed = state.data, state.seed, state.speed
+    for sub in ("fraud", "demand", "assistant"):
+        _fresh(data / sub)
+    _fraud_training(np.random.default_rng([seed, 1]), data / "fraud" / "training.parquet")
+    span = LIVE_BACKFILL_DAYS * DAY_US // speed
+    chunk = LIVE_BACKFILL_CHUNK_S * US_PER_S
+    rows = 0
+    for j, start in enumerate(range(t0 - span, t0, chunk)):
+        if stop.is_set():
+            return False
+        rng = np.random.default_rng([seed, 99, j])
+        recent = start >= t0 - ASSISTANT_MAX_DAYS * DAY_US // speed
+        rows += state.batch(rng, start, min(start + chunk, t0), f"b{j:04d}", recent)
+    echo(f"backfill {rows} rows ({LIVE_BACKFILL_DAYS} demo days) ending {_iso(t0)}")
+    return True
 
 
 def _live_main(args: argparse.Namespace) -> int:
