@@ -139,6 +139,15 @@ def prepare(work: Path, at: datetime) -> None:
     generate(work / "data", at=at)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid``, all its threads (/proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -156,7 +165,8 @@ class Watch:
         self.proc = proc
         self.ticks: list[dict[str, Any]] = []
         self.other: dict[str, int] = {}
-        self.rss: list[tuple[float, int, int]] = []  # (elapsed s, tick lines so far, KiB)
+        # (elapsed s, tick lines so far, RSS KiB, CPU s)
+        self.rss: list[tuple[float, int, int, float]] = []
         self.per_model: dict[str, int] = {}
         self.started = time.monotonic()
         self._log = log_path.open("w")
@@ -186,11 +196,14 @@ class Watch:
 
     def _sample(self, every: float) -> None:
         while self.proc.poll() is None:
-            kib = rss_kib(self.proc.pid)
-            if kib is not None:
-                with self._lock:
-                    self.rss.append((time.monotonic() - self.started, len(self.ticks), kib))
+            self.sample_now()
             time.sleep(every)
+
+    def sample_now(self) -> None:
+        kib, cpu = rss_kib(self.proc.pid), cpu_seconds(self.proc.pid)
+        if kib is not None and cpu is not None:
+            with self._lock:
+                self.rss.append((time.monotonic() - self.started, len(self.ticks), kib, cpu))
 
 
 def run_daemon(work: Path, src: Path, ticks: int, sample: float, live: bool) -> Watch:
@@ -224,6 +237,7 @@ def run_daemon(work: Path, src: Path, ticks: int, sample: float, live: bool) -> 
                 shown = watch.count() // 100
                 print(f"  {watch.count()} ticks", file=sys.stderr, flush=True)
     finally:
+        watch.sample_now()  # the end figures, just before the stop
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         if gen is not None:
@@ -237,78 +251,98 @@ def run_daemon(work: Path, src: Path, ticks: int, sample: float, live: bool) -> 
     return watch
 
 
-def eval_only(work: Path, ticks: list[dict[str, Any]], per_model: int) -> dict[str, list[float]]:
-    """Seconds of :func:`evaluate_tick` alone for ``per_model`` ticks per model, spread
-    over the ticks the daemon evaluated (the first call per model is a warm-up)."""
+def eval_only(
+    work: Path, ticks: list[dict[str, Any]], per_model: int
+) -> dict[str, dict[str, list[float]]]:
+    """For ``per_model`` ticks per model, spread over the ticks the daemon evaluated
+    (one untimed warm-up call first): the wall and CPU seconds of
+    :func:`evaluate_tick` alone (what ``run --at TICK`` computes, without start-up),
+    and the wall seconds of :func:`record_tick` into a scratch store."""
     os.environ["RULESENGINE_CACHE_DIR"] = str(work / ".rulesengine" / "cache")
-    from rulesengine.daemon.tick import evaluate_tick
+    from rulesengine.alerting.store import Store
+    from rulesengine.daemon.tick import evaluate_tick, record_tick
     from rulesengine.spec.loader import load
 
     config = load([work])
-    out: dict[str, list[float]] = {}
-    for model in config.models:
-        mine = [datetime.fromisoformat(t["tick"]) for t in ticks if t["model"] == model.model]
-        step = max(1, len(mine) // per_model)
-        sample = mine[::step][:per_model]
-        evaluate_tick(config, model, sample[0])
-        times = []
-        for tick in sample:
-            started = time.monotonic()
-            evaluate_tick(config, model, tick)
-            times.append(time.monotonic() - started)
-        out[model.model] = times
+    out: dict[str, dict[str, list[float]]] = {}
+    scratch = work / ".rulesengine" / "scratch.db"
+    scratch.unlink(missing_ok=True)
+    with Store(scratch) as store:
+        for model in config.models:
+            mine = [datetime.fromisoformat(t["tick"]) for t in ticks if t["model"] == model.model]
+            sample = mine[:: max(1, len(mine) // per_model)][:per_model]
+            evaluate_tick(config, model, sample[0])
+            times: dict[str, list[float]] = {"wall": [], "cpu": [], "record": []}
+            for tick in sample:
+                wall, cpu = time.monotonic(), time.process_time()
+                results = evaluate_tick(config, model, tick)
+                times["wall"].append(time.monotonic() - wall)
+                times["cpu"].append(time.process_time() - cpu)
+                wall = time.monotonic()
+                record_tick(store, config, model, tick, results, datetime.now(UTC))
+                times["record"].append(time.monotonic() - wall)
+            out[model.model] = times
     return out
 
 
-def summarize(watch: Watch, evals: dict[str, list[float]], args: argparse.Namespace) -> dict:
+def _per_model(ticks: list[dict[str, Any]], evals: dict[str, dict[str, list[float]]]) -> dict:
+    out: dict[str, Any] = {}
+    for name, e in sorted(evals.items()):
+        mine = [t["seconds"] for t in ticks if t["model"] == name]
+        out[name] = {
+            "ticks": len(mine),
+            "tick_p50_s": _quantile(mine, 0.5),
+            "tick_p99_s": _quantile(mine, 0.99),
+            "eval_only_p50_s": _quantile(e["wall"], 0.5),
+            "eval_only_cpu_mean_s": statistics.fmean(e["cpu"]),
+            "record_p50_s": _quantile(e["record"], 0.5),
+            "samples": len(e["wall"]),
+            "tick_minus_eval_p50_s": _quantile(mine, 0.5) - _quantile(e["wall"], 0.5),
+        }
+    return out
+
+
+def summarize(watch: Watch, evals: dict[str, dict[str, list[float]]], args: Any) -> dict:
     ticks = watch.ticks
     secs = [t["seconds"] for t in ticks]
     lag = [
         (datetime.fromisoformat(t["ts"]) - datetime.fromisoformat(t["tick"])).total_seconds()
         for t in ticks
     ]
-    warm = next((s for s in watch.rss if s[1] >= WARMUP_TICKS), None)
-    end = watch.rss[-1] if watch.rss else None
-    models: dict[str, Any] = {}
-    for name, times in sorted(evals.items()):
-        mine = [t["seconds"] for t in ticks if t["model"] == name]
-        models[name] = {
-            "ticks": len(mine),
-            "tick_p50_s": _quantile(mine, 0.5),
-            "tick_p99_s": _quantile(mine, 0.99),
-            "eval_only_p50_s": _quantile(times, 0.5),
-            "eval_only_samples": len(times),
-            "overhead_p50_s": _quantile(mine, 0.5) - _quantile(times, 0.5),
-        }
-    daemon_mean = statistics.fmean(secs) if secs else float("nan")
-    eval_mean = sum(statistics.fmean(evals[n]) * models[n]["ticks"] for n in models) / max(
-        1, sum(m["ticks"] for m in models.values())
-    )
-    growth = (end[2] - warm[2]) / warm[2] if warm and end else float("nan")
+    warm = next((s for s in watch.rss if s[1] >= WARMUP_TICKS), watch.rss[0])
+    end = watch.rss[-1]
+    models = _per_model(ticks, evals)
+    n = sum(m["ticks"] for m in models.values())
+    # CPU per tick after warm-up: the daemon's (all threads), and the evaluation's
+    # alone for the same mix of models
+    daemon_cpu = (end[3] - warm[3]) / max(1, end[1] - warm[1])
+    eval_cpu = sum(m["eval_only_cpu_mean_s"] * m["ticks"] for m in models.values()) / n
     return {
         "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": (WORK / "commit").read_text(),  # the snapshot's
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "ticks_target": args.ticks,
         "live_generator": args.live,
-        "wall_s": round(watch.rss[-1][0], 1) if watch.rss else None,
+        "wall_s": round(end[0], 1),
         "tick_lines": len(ticks),
         "other_lines": watch.other,
         "notifications_received": getattr(watch, "sink_count", 0),
         "tick_p50_s": _quantile(secs, 0.5),
         "tick_p99_s": _quantile(secs, 0.99),
-        "tick_max_s": max(secs) if secs else None,
+        "tick_max_s": max(secs),
         "lag_p50_s": _quantile(lag, 0.5),
         "lag_p99_s": _quantile(lag, 0.99),
-        "rss_warm_kib": warm[2] if warm else None,
-        "rss_warm_at_tick": warm[1] if warm else None,
-        "rss_end_kib": end[2] if end else None,
-        "rss_end_at_tick": end[1] if end else None,
-        "rss_max_kib": max(s[2] for s in watch.rss) if watch.rss else None,
-        "rss_growth": growth,
-        "overhead_mean_s": daemon_mean - eval_mean,
-        "eval_only_mean_s": eval_mean,
-        "tick_mean_s": daemon_mean,
+        "rss_warm_kib": warm[2],
+        "rss_warm_at_tick": warm[1],
+        "rss_end_kib": end[2],
+        "rss_end_at_tick": end[1],
+        "rss_max_kib": max(s[2] for s in watch.rss),
+        "rss_min_after_warm_kib": min(s[2] for s in watch.rss if s[1] >= warm[1]),
+        "rss_growth": (end[2] - warm[2]) / warm[2],
+        "cpu_per_tick_daemon_s": daemon_cpu,
+        "cpu_per_tick_eval_only_s": eval_cpu,
+        "cpu_overhead_per_tick_s": daemon_cpu - eval_cpu,
+        "record_p50_s": _quantile([x for e in evals.values() for x in e["record"]], 0.5),
         "models": models,
         "rss_samples": watch.rss,
     }
@@ -325,12 +359,12 @@ def _commit() -> str:
 
 
 def render(s: dict[str, Any]) -> str:
-    mib = lambda k: s[k] / 1024 if s[k] is not None else float("nan")  # noqa: E731
+    mib = lambda k: s[k] / 1024  # noqa: E731
     ms = lambda v: f"{v * 1000:.1f} ms"  # noqa: E731
     lines = [
         f"# Soak: {s['ticks_target']} daemon ticks at a 1 s cadence",
         "",
-        f"Finished {s['finished']} on commit `{s['commit']}` ({s['machine']}); "
+        f"Finished {s['finished']}; rulesengine at commit `{s['commit']}` ({s['machine']}); "
         f"{s['tick_lines']} tick lines in {s['wall_s']} s; live generator: "
         f"{'yes' if s['live_generator'] else 'no'}; notifications received: "
         f"{s['notifications_received']}; other log lines: {s['other_lines']}.",
@@ -341,20 +375,25 @@ def render(s: dict[str, Any]) -> str:
         f"| {mib('rss_warm_kib'):.1f} MiB |",
         f"| RSS at the end (tick line {s['rss_end_at_tick']}) | {mib('rss_end_kib'):.1f} MiB |",
         f"| RSS growth after warm-up | {s['rss_growth']:+.1%} |",
-        f"| RSS max | {mib('rss_max_kib'):.1f} MiB |",
+        f"| RSS min / max after warm-up | {mib('rss_min_after_warm_kib'):.1f} / "
+        f"{mib('rss_max_kib'):.1f} MiB |",
         f"| Tick latency p50 / p99 / max (all models) | {ms(s['tick_p50_s'])} / "
         f"{ms(s['tick_p99_s'])} / {ms(s['tick_max_s'])} |",
         f"| Lag (log line - tick time) p50 / p99 | {ms(s['lag_p50_s'])} / {ms(s['lag_p99_s'])} |",
-        f"| Mean tick (daemon) / evaluation only / overhead | {ms(s['tick_mean_s'])} / "
-        f"{ms(s['eval_only_mean_s'])} / {ms(s['overhead_mean_s'])} |",
+        f"| CPU per tick: daemon / evaluation alone / overhead | {ms(s['cpu_per_tick_daemon_s'])} "
+        f"/ {ms(s['cpu_per_tick_eval_only_s'])} / {ms(s['cpu_overhead_per_tick_s'])} "
+        f"({s['cpu_overhead_per_tick_s'] / s['cpu_per_tick_eval_only_s']:+.1%}) |",
+        f"| Recording a tick (record_tick), p50 | {ms(s['record_p50_s'])} |",
         "",
-        "| Model | Ticks | Tick p50 | Tick p99 | Evaluation only p50 | Overhead p50 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| Model | Ticks | Tick p50 | Tick p99 | Evaluation alone p50 | Evaluation CPU mean "
+        "| record_tick p50 | Tick - evaluation p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in s["models"].items():
         lines.append(
             f"| {name} | {m['ticks']} | {ms(m['tick_p50_s'])} | {ms(m['tick_p99_s'])} "
-            f"| {ms(m['eval_only_p50_s'])} | {ms(m['overhead_p50_s'])} |"
+            f"| {ms(m['eval_only_p50_s'])} | {ms(m['eval_only_cpu_mean_s'])} "
+            f"| {ms(m['record_p50_s'])} | {ms(m['tick_minus_eval_p50_s'])} |"
         )
     return "\n".join(lines) + "\n"
 
