@@ -99,9 +99,9 @@ class Outbox:
                 self.status.store_writable = False
             event(logging.ERROR, "delivery failed", error=first_line(exc))
             return
+        self.status.publish_alerts(listing)  # first: a counter seen moved means this is out
         self.metrics.delivered(sent)
         self.metrics.set_queued(pending)
-        self.status.publish_alerts(listing)
         if sent.sent or sent.gave_up:
             event(
                 logging.INFO, "delivery", sent=sent.sent, pending=sent.pending, gave_up=sent.gave_up

@@ -37,7 +37,13 @@ def _firing(site: Site) -> DaemonProc:
     site.wait_ticks(1)
     site.append_nulls()
     site.receiver.wait_for(1, "/hook", timeout=20)
+    # /api/alerts is published after the delivery pass that sent it
+    wait_until(lambda: _alerts(d) == ["firing"], 10, "the firing alert in /api/alerts")
     return d
+
+
+def _alerts(d: DaemonProc) -> list[str]:
+    return [a["state"] for a in json.loads(d.get("/api/alerts")[1])["alerts"]]
 
 
 def _statuses(site: Site, since: int) -> list[str]:
