@@ -45,12 +45,21 @@ def reason(exc: BaseException) -> str:
 FILE_COLUMN = "__file"  # the file each row came from (projected only when used)
 
 
+def hive_on(source: SourceSpec) -> bool:
+    """Whether ``key=value`` folders become columns: by default for parquet, only
+    when asked for ipc, never for CSV and NDJSON."""
+    if source.format == "parquet":
+        return True if source.hive_partitioning is None else source.hive_partitioning
+    return source.format == "ipc" and bool(source.hive_partitioning)
+
+
 def _scan_one(
     source: SourceSpec,
     path: str | list[str],
     *,
     with_file: bool = False,
     schema: pl.Schema | None = None,
+    hive: bool | None = None,
 ) -> pl.LazyFrame:
     opts = dict(source.storage_options) or None
     extra: dict[str, Any] = {"include_file_paths": FILE_COLUMN} if with_file else {}
@@ -60,8 +69,9 @@ def _scan_one(
         extra["cast_options"] = pl.ScanCastOptions(
             integer_cast=["upcast", "allow-float"], float_cast="upcast"
         )
+    if hive is None:
+        hive = hive_on(source)
     if source.format == "parquet":
-        hive = True if source.hive_partitioning is None else source.hive_partitioning
         return pl.scan_parquet(
             path,
             hive_partitioning=hive,
@@ -72,7 +82,6 @@ def _scan_one(
             **extra,
         )
     if source.format == "ipc":
-        hive = bool(source.hive_partitioning)
         return pl.scan_ipc(path, hive_partitioning=hive, storage_options=opts, **literal, **extra)
     if source.format == "csv":
         return pl.scan_csv(
@@ -102,11 +111,28 @@ def cannot_read(source: SourceSpec, path: str, why: str) -> DataError:
 
 
 def file_schema(source: SourceSpec, path: str) -> pl.Schema:
-    """One file's own schema (metadata or first lines only), cached by path, size
-    and mtime for local files. A local CSV file is checked for ragged rows first
+    """One file's schema as the source's scan reads it: its own columns (metadata
+    or first lines only) plus, with hive partitioning on, the columns of its
+    ``key=value`` folders (see :func:`hive_columns`). Cached by path, size and
+    mtime for local files. A local CSV file is checked for ragged rows first
     (one pass over its bytes, cached the same way). Raises :class:`DataError`
     naming an unreadable file."""
-    key: tuple[Any, ...] = (path, source.format, source.separator)
+    return _file_schema(source, path, hive_on(source))
+
+
+def hive_columns(source: SourceSpec, path: str) -> frozenset[str]:
+    """The columns of ``path`` that come from its ``key=value`` folders, not from
+    the file itself: those of :func:`file_schema` that the file read without hive
+    partitioning lacks. Empty when hive partitioning is off (CSV, NDJSON, ipc by
+    default). A column the file stores itself is never one of them."""
+    if not hive_on(source):
+        return frozenset()
+    own = _file_schema(source, path, False)
+    return frozenset(c for c in file_schema(source, path).names() if c not in own)
+
+
+def _file_schema(source: SourceSpec, path: str, hive: bool) -> pl.Schema:
+    key: tuple[Any, ...] = (path, source.format, source.separator, hive)
     if "://" not in path:
         st = os.stat(path)
         key = (*key, st.st_size, st.st_mtime_ns)
@@ -122,7 +148,7 @@ def file_schema(source: SourceSpec, path: str) -> pl.Schema:
                     f"the header has {header}"
                 )
         try:
-            schema = _scan_one(source, path).collect_schema()
+            schema = _scan_one(source, path, hive=hive).collect_schema()
         except POLARS_ERRORS as exc:
             raise cannot_read(source, path, reason(exc)) from None
         _SCHEMA_CACHE[key] = schema

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from rulesengine.engine.files import display_path
-from rulesengine.engine.sources import FILE_COLUMN, file_schema
+from rulesengine.engine.sources import FILE_COLUMN, file_schema, hive_columns
 from rulesengine.engine.timestamps import timestamp_expr
 from rulesengine.monitors.base import (  # metrics.py imports the same: base's whole API
     EvalContext,
@@ -129,6 +129,8 @@ class Schema(_Check):
             schemas = [(None, ctx.schemas[m.source])]
         problems: dict[str, list[str]] = {}
         for file, schema in schemas:
+            # a hive partition column is checked only when expected_columns names it
+            partition = hive_columns(source, file) if file else frozenset()
             for column, expected in m.expected_columns.items():
                 if column not in schema:
                     problems.setdefault(f"missing column '{column}'", []).append(file)
@@ -138,7 +140,10 @@ class Schema(_Check):
                     ).append(file)
             if m.strict:
                 for column in schema.names():
-                    if column not in m.expected_columns and column != FILE_COLUMN:
+                    if column not in m.expected_columns and column not in (
+                        FILE_COLUMN,
+                        *partition,
+                    ):
                         problems.setdefault(f"unexpected column '{column}'", []).append(file)
         listing = []
         for text, in_files in sorted(problems.items()):
