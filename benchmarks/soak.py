@@ -358,9 +358,20 @@ def _commit() -> str:
         return "?"
 
 
+def _fifths(samples: list[list[float]], warm: int, end: int) -> tuple[float, float]:
+    """Mean RSS (MiB) of the samples in the first and the last fifth of the tick lines
+    between warm-up and the end: RSS swings with the evaluations in flight, so
+    single samples are noisy."""
+    cut = (end - warm) / 5
+    first = [x[2] / 1024 for x in samples if warm <= x[1] <= warm + cut]
+    last = [x[2] / 1024 for x in samples if end - cut <= x[1] <= end]
+    return statistics.fmean(first), statistics.fmean(last)
+
+
 def render(s: dict[str, Any]) -> str:
     mib = lambda k: s[k] / 1024  # noqa: E731
     ms = lambda v: f"{v * 1000:.1f} ms"  # noqa: E731
+    first, last = _fifths(s["rss_samples"], s["rss_warm_at_tick"], s["rss_end_at_tick"])
     lines = [
         f"# Soak: {s['ticks_target']} daemon ticks at a 1 s cadence",
         "",
@@ -375,6 +386,8 @@ def render(s: dict[str, Any]) -> str:
         f"| {mib('rss_warm_kib'):.1f} MiB |",
         f"| RSS at the end (tick line {s['rss_end_at_tick']}) | {mib('rss_end_kib'):.1f} MiB |",
         f"| RSS growth after warm-up | {s['rss_growth']:+.1%} |",
+        f"| RSS mean, first / last fifth of the ticks after warm-up | {first:.1f} / "
+        f"{last:.1f} MiB ({last / first - 1:+.1%}) |",
         f"| RSS min / max after warm-up | {mib('rss_min_after_warm_kib'):.1f} / "
         f"{mib('rss_max_kib'):.1f} MiB |",
         f"| Tick latency p50 / p99 / max (all models) | {ms(s['tick_p50_s'])} / "
@@ -407,7 +420,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-samples", type=int, default=100, help="ticks per model")
     parser.add_argument("--live", action="store_true", help="run the live generator too")
     parser.add_argument("--eval-only", type=int, metavar="N", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite soak-N.md from soak-N.json"
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        base = RESULTS / f"soak-{args.ticks}"
+        if not base.with_suffix(".json").is_file():
+            parser.error(f"no {base.with_suffix('.json')}; run the soak first")
+        md = render(json.loads(base.with_suffix(".json").read_text()))
+        base.with_suffix(".md").write_text(md)
+        print(md)
+        return 0
     if args.eval_only:  # step 4, in a child whose PYTHONPATH is the snapshot
         ticks = json.loads((WORK / "ticks.json").read_text())
         evals = eval_only(WORK, ticks, args.eval_only)
