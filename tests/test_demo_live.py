@@ -254,7 +254,7 @@ def test_live_appends_whole_files_with_incidents_on_schedule(tmp_path, procs):
     assert lag.min() >= 0  # never before its request (label times are whole seconds)
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)  # the waits below add up to 30 + 45 + 20 + 25 s at worst
 def test_walkthrough_alert_arrives_once(tmp_path, procs):
     """Receiver, live generator and daemon, as the README's walkthrough runs them
     (faster): a null burst's alert reaches the webhook, and every notification the
