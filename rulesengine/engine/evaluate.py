@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rulesengine.engine.derived import derive
 from rulesengine.engine.execute import execute
 from rulesengine.engine.plan import Plan, compile_model, reference_plan, window_plan
 from rulesengine.engine.results import ModelResults
@@ -69,7 +70,8 @@ def _kept_references(plan: Plan) -> dict[str, Any]:
 def plan_model(model: ModelSpec, at: datetime, cache_dir: Path | None = None) -> Plan:
     """The window's plan of ``model`` as of ``at``, ready to execute: compiled, its
     references prepared (their queries run), the window's queries built."""
-    return window_plan(prepare_references(compile_model(model, at, cache_dir=cache_dir)))
+    prepared = prepare_references(compile_model(model, at, cache_dir=cache_dir))
+    return window_plan(derive(prepared))  # derived thresholds: after the references
 
 
 def evaluate_model(model: ModelSpec, at: datetime, cache_dir: Path | None = None) -> ModelResults:

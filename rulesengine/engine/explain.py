@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import polars as pl
@@ -9,6 +10,7 @@ import polars as pl
 from rulesengine.engine.evaluate import plan_model, profile_cache
 from rulesengine.engine.plan import Plan, Query
 from rulesengine.engine.results import iso
+from rulesengine.engine.thresholds import resolve
 from rulesengine.spec.model import Config
 
 
@@ -28,6 +30,33 @@ def _frame_text(q: Query) -> str:
         )
     parts.append("by " + ", ".join(q.segment_by) if q.segment_by else "overall")
     return "; ".join(parts)
+
+
+def _derived_text(plan: Plan) -> list[str]:
+    """The derived thresholds: where they come from and the overall bands (per
+    segment, each segment's own chunks give its bands at run time)."""
+    lines: list[str] = []
+    for mp in plan.monitors:
+        m = mp.monitor
+        if m.name not in plan.ctx.derived:
+            continue
+        found = plan.ctx.derived[m.name]
+        if isinstance(found, str):
+            lines.append(f"  {m.name}: no bands: {found}")
+            continue
+        resolved = resolve(m, {}, found)
+        origin = resolved.details.get("derived", {})
+        chunk = ", ".join(f"{k}: {v}" for k, v in found.chunk.items())
+        stats = ", ".join(f"{k} {origin[k]:.6g}" for k in ("mean", "std") if k in origin)
+        lines.append(
+            f"  {m.name}: from {found.source}, chunks of {chunk}: {len(found.overall)} chunk(s)"
+            f" ({stats}; {found.dropped} dropped), cache {found.cache}"
+        )
+        for sev, shown in resolved.shown.items():
+            lines.append(f"      {sev}: {json.dumps(shown)}")
+        if found.segments:
+            lines.append(f"      per segment: {len(found.segments)} segment(s) with chunk values")
+    return ["", "derived thresholds:", *lines] if lines else []
 
 
 def explain_plan(plan: Plan, *, polars_plan: bool = True) -> str:
@@ -50,6 +79,7 @@ def explain_plan(plan: Plan, *, polars_plan: bool = True) -> str:
             aggs = ", ".join(sorted(set(b.names.values()))) or "rows"
             uses.append(f"{b.role}: {'+'.join(ids)} [{aggs}]")
         lines.append(f"{head} -> " + "; ".join(uses))
+    lines += _derived_text(plan)
     lines += ["", "aggregates:"]
     for i, q in enumerate(queries):
         lines.append(f"  q{i}: {_frame_text(q)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from rulesengine.engine.execute import Collected
 from rulesengine.engine.plan import ALL, BUCKET, ROWS, Binding, MonitorPlan, Plan
 from rulesengine.engine.results import ModelResults, Result, reported
 from rulesengine.engine.sources import POLARS_ERRORS, reason
+from rulesengine.engine.thresholds import Resolved, needs_resolving, resolve
 from rulesengine.monitors.base import ROWS_BY, SEGMENTS, Scored, Segment, Undefined
 from rulesengine.spec.model import MonitorSpec, Thresholds
 
@@ -310,6 +312,9 @@ class _Scorer:
             scored_all = [Scored(None, {"reason": str(exc)}, "insufficient_data")]
         except POLARS_ERRORS as exc:  # a scoring bug must not hide the other results
             scored_all = [Scored(None, {"error": reason(exc)}, "error")]
+        if needs_resolving(m):
+            resolved = resolve(m, seg_dict, self.plan.ctx.derived.get(m.name))
+            return [_resolved_result(common, scored, resolved) for scored in scored_all]
         return [_result(common, scored, m.thresholds) for scored in scored_all]
 
 
@@ -340,3 +345,17 @@ def _result(common: dict[str, Any], scored: Scored, thresholds: Thresholds) -> R
     if scored.threshold is not None:
         fields["threshold"] = scored.threshold
     return Result(**fields, value=value, status=status, details=scored.details)
+
+
+def _resolved_result(common: dict[str, Any], scored: Scored, resolved: Resolved) -> Result:
+    """A scored value judged by its segment's or derived thresholds
+    (engine/thresholds.py): ``threshold`` shows the numbers used, ``details`` where
+    they came from; a derived severity without a band makes an ``ok``
+    ``insufficient_data``."""
+    r = _result({**common, "threshold": resolved.shown}, scored, resolved.thresholds)
+    details = {**r.details, **resolved.details}
+    status = r.status
+    if resolved.unknown and status == "ok" and scored.status is None:
+        status = "insufficient_data"
+        details["reason"] = "; ".join(resolved.unknown)
+    return replace(r, status=status, details=details)

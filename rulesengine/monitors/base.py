@@ -110,6 +110,8 @@ class EvalContext:
     schemas: Mapping[str, pl.Schema]  # per source, after timestamp normalisation
     prepared: dict[str, Any] = field(default_factory=dict)  # monitor → prepared values
     cache_dir: Path | None = None  # where reference profiles are kept
+    # monitor → its reference chunk values for derived thresholds, or why none
+    derived: dict[str, Any] = field(default_factory=dict)
 
     def window(
         self, m: MonitorSpec, *, shift: timedelta = timedelta(0)

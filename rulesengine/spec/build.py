@@ -17,6 +17,7 @@ from rulesengine.spec.model import (
     CheckSpec,
     ColumnOverride,
     DeliverySpec,
+    Derived,
     DriftSpec,
     EngineSpec,
     EvaluationSpec,
@@ -33,9 +34,11 @@ from rulesengine.spec.model import (
     ReceiverSpec,
     ReferenceSpec,
     RouteSpec,
+    SegmentOverride,
     TemplatesSpec,
     Threshold,
     Thresholds,
+    ThresholdsFrom,
     TimeInterval,
     TimeRange,
 )
@@ -61,6 +64,14 @@ def threshold(raw: Mapping[str, Any] | None, every: timedelta | None = None) -> 
         return None
     op, value = next(iter(raw.items()))
     change = None
+    if op == "derived":
+        q = value.get("quantiles")
+        derived = Derived(
+            std=float(value["std"]) if "std" in value else None,
+            quantiles=(float(q[0]), float(q[1])) if q else None,
+            side=value.get("side", "both"),
+        )
+        return Threshold("outside", (0.0, 0.0), derived=derived)
     if op == "change":
         tolerance = _td(value.get("tolerance"))
         change = Change(
@@ -147,7 +158,35 @@ def _common(
         "runbook": raw.get("runbook"),
         "enabled": raw.get("enabled", True),
         "path": path,
+        **_derived_keys(raw, ev),
     }
+
+
+def _derived_keys(raw: Mapping[str, Any], ev: EvaluationSpec) -> dict[str, Any]:
+    """``thresholds_from``, ``bounds`` and ``segments`` (see engine/thresholds.py)."""
+    out: dict[str, Any] = {}
+    src = raw.get("thresholds_from")
+    if src:
+        chunk = src["chunk"]
+        out["thresholds_from"] = ThresholdsFrom(
+            src["source"], rows=chunk.get("rows"), every=_td(chunk.get("every"))
+        )
+    bounds = raw.get("bounds")
+    if bounds:
+        lo, hi = bounds.get("min"), bounds.get("max")
+        out["bounds"] = (None if lo is None else float(lo), None if hi is None else float(hi))
+    if raw.get("segments"):
+        out["segments"] = tuple(
+            SegmentOverride(
+                _frozen(o["match"]),
+                threshold(o.get("warn"), ev.every),
+                threshold(o.get("critical"), ev.every),
+                "warn" in o,
+                "critical" in o,
+            )
+            for o in raw["segments"]
+        )
+    return out
 
 
 def _join(raw: Mapping[str, Any] | None) -> JoinSpec | None:

@@ -49,15 +49,71 @@ class Change:
         }
 
 
+DerivedSide = Literal["both", "lower", "upper"]
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A band derived from the reference's chunk values (see
+    :mod:`rulesengine.engine.derived`): mean ± ``std``·σ (σ the population
+    standard deviation, ddof 0) or the ``quantiles`` (linear interpolation).
+    ``side`` picks ``outside`` the band, ``below`` its low edge or ``above`` its
+    high edge."""
+
+    std: float | None = None
+    quantiles: tuple[float, float] | None = None
+    side: DerivedSide = "both"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"std": self.std} if self.std is not None else {}
+        if self.quantiles is not None:
+            out["quantiles"] = list(self.quantiles)
+        return {**out, "side": self.side}
+
+
+@dataclass(frozen=True)
+class ThresholdsFrom:
+    """Where derived thresholds come from: ``source`` read whole, cut into chunks
+    of ``rows`` rows or of ``every`` (aligned to the Unix epoch on the source's
+    timestamp)."""
+
+    source: str
+    rows: int | None = None
+    every: timedelta | None = None
+
+    def chunk(self) -> dict[str, Any]:
+        if self.rows is not None:
+            return {"rows": self.rows}
+        assert self.every is not None
+        return {"every": format_duration(self.every)}
+
+
+@dataclass(frozen=True)
+class SegmentOverride:
+    """``segments[i]``: thresholds for the segments whose values match ``match``
+    (every key; a value matches when it equals the segment's value or its text
+    does). ``warn``/``critical`` replace the monitor's, each one left out keeps
+    the monitor's."""
+
+    match: Mapping[str, Any]
+    warn: Threshold | None = None
+    critical: Threshold | None = None
+    has_warn: bool = False
+    has_critical: bool = False
+
+
 @dataclass(frozen=True)
 class Threshold:
     """One violation condition, e.g. ``{above: 0.01}`` or ``{outside: [0, 1]}``.
     With ``change``, the condition applies to the value's change since an offset
-    earlier (``{change: {offset: 7d, below: -0.1}}``), not to the value."""
+    earlier (``{change: {offset: 7d, below: -0.1}}``), not to the value. With
+    ``derived``, the condition is a band computed from the reference at scoring
+    time (:mod:`rulesengine.engine.thresholds`); ``op``/``value`` are unused."""
 
     op: str
     value: float | tuple[float, float]
     change: Change | None = None
+    derived: Derived | None = None
 
     @property
     def direction(self) -> str:
@@ -68,7 +124,7 @@ class Threshold:
         """Whether the value ``x`` violates this threshold. A change threshold is
         never violated by the value alone: :mod:`rulesengine.history.change`
         decides it from the result history (with :meth:`holds` on the change)."""
-        return self.change is None and self.holds(x)
+        return self.change is None and self.derived is None and self.holds(x)
 
     def holds(self, x: float) -> bool:
         """Whether ``x`` meets the condition ``op`` ``value`` (the value itself,
@@ -88,6 +144,8 @@ class Threshold:
         return lo <= x <= hi
 
     def as_dict(self) -> dict[str, Any]:
+        if self.derived is not None:
+            return {"derived": self.derived.as_dict()}
         cond = {self.op: list(self.value) if isinstance(self.value, tuple) else self.value}
         return cond if self.change is None else {"change": {**self.change.as_dict(), **cond}}
 
@@ -97,6 +155,11 @@ class Thresholds:
     warn: Threshold | None = None
     critical: Threshold | None = None
     resolve: Threshold | None = None
+
+    @property
+    def derives(self) -> bool:
+        """Whether ``warn`` or ``critical`` is derived from the reference."""
+        return any(t is not None and t.derived is not None for t in (self.warn, self.critical))
 
     @property
     def changes(self) -> bool:
@@ -201,6 +264,10 @@ class MonitorSpec:
     runbook: str | None = None
     enabled: bool = True
     path: KeyPath = ()
+    # derived thresholds and per-segment overrides (engine/derived.py, engine/thresholds.py)
+    thresholds_from: ThresholdsFrom | None = None
+    bounds: tuple[float | None, float | None] = (None, None)  # clamps derived edges
+    segments: tuple[SegmentOverride, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -140,6 +140,8 @@ def _threshold(
     op, value = next(iter(raw.items()))
     if op == "change":
         return _change(problems, value, (*path, "change"))
+    if op == "derived":
+        return _derived(problems, value, (*path, "derived"))
     if op not in THRESHOLD_OPS:
         return None
     if op in ("outside", "between"):
@@ -184,9 +186,57 @@ def _change(problems: ProblemList, raw: Any, path: KeyPath) -> tuple[str, Any] |
     return "change", (cond[0], cond[1], mode, offset)
 
 
+def _derived(problems: ProblemList, raw: Any, path: KeyPath) -> tuple[str, Any] | None:
+    """A ``derived`` mapping as ``("derived", (kind, spread, side))``: kind ``std``
+    with k, or ``quantiles`` with (lo, hi), lo < hi."""
+    if not isinstance(raw, dict):
+        return None  # the schema reported it
+    if "std" in raw and "quantiles" in raw:
+        problems.add(
+            (*path, "quantiles"),
+            "a derived threshold needs exactly one of: std, quantiles, got both",
+            key=True,
+        )
+        return None
+    side = raw.get("side", "both")
+    k = raw.get("std")
+    q = raw.get("quantiles")
+    if isinstance(k, int | float) and not isinstance(k, bool) and "quantiles" not in raw:
+        return "derived", ("std", float(k), side)
+    if isinstance(q, list) and len(q) == 2 and "std" not in raw:
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in q):
+            return None
+        if not q[0] < q[1]:
+            problems.add((*path, "quantiles"), f"needs lo < hi, got [{q[0]}, {q[1]}]")
+            return None
+        return "derived", ("quantiles", (float(q[0]), float(q[1])), side)
+    return None
+
+
+def _derived_pair(warn: tuple[str, Any], crit: tuple[str, Any]) -> str | None:
+    """Why two derived thresholds disagree (warn must trip no later than critical,
+    on the same side), if they do; bands of different kinds are not compared."""
+    (wkind, w, wside), (ckind, c, cside) = warn[1], crit[1]
+    if wside != cside:
+        return f"warn is derived on side '{wside}' but critical on side '{cside}': use one side"
+    if wkind != ckind:
+        return None
+    if wkind == "std" and w > c:
+        return f"warn must trip no later than critical (warn std {w:g}, critical std {c:g})"
+    if wkind == "quantiles" and not (c[0] <= w[0] and w[1] <= c[1]):
+        return (
+            "warn must trip no later than critical: warn's quantiles "
+            f"{_fmt(w)} must lie inside critical's {_fmt(c)}"
+        )
+    return None
+
+
 def _comparable(a: tuple[str, Any], b: tuple[str, Any]) -> tuple[Any, Any] | None:
     """Two thresholds as (op, value) pairs when they measure the same thing: both
-    the value, or both the change with one mode and offset; else None."""
+    the value, or both the change with one mode and offset; else None. A derived
+    band is known only at run time: never compared here (see _derived_pair)."""
+    if "derived" in (a[0], b[0]):
+        return None
     if a[0] != "change" and b[0] != "change":
         return a, b
     if a[0] == b[0] == "change" and a[1][2:] == b[1][2:]:
@@ -223,7 +273,13 @@ def check_thresholds(
     if required and "warn" not in item and "critical" not in item:
         problems.add(path, "no threshold: add warn: and/or critical:, e.g. critical: {above: 0.01}")
     warn, crit, res = parsed.get("warn"), parsed.get("critical"), parsed.get("resolve")
-    blocked = _change_resolve(problems, item, path)
+    blocked = _change_resolve(problems, item, path) or _derived_resolve(problems, item, path)
+    if warn and crit and warn[0] == crit[0] == "derived":
+        why = _derived_pair(warn, crit)
+        if why:
+            problems.add((*path, "warn"), why)
+    warn = None if warn and warn[0] == "derived" else warn
+    crit = None if crit and crit[0] == "derived" else crit
     pair = _comparable(warn, crit) if warn and crit else None
     if pair:
         warn, crit = pair
@@ -257,7 +313,10 @@ def check_thresholds(
                     "alert must stop violating it later, not sooner",
                 )
                 break
-        if not warn and not crit and "resolve" in item:
+        derived_only = any(
+            isinstance(item.get(k), dict) and "derived" in item[k] for k in ("warn", "critical")
+        )
+        if not warn and not crit and "resolve" in item and not derived_only:
             problems.add((*path, "resolve"), "resolve needs a warn or critical threshold")
 
 
@@ -283,6 +342,20 @@ def _change_resolve(problems: ProblemList, item: dict[str, Any], path: KeyPath) 
             (*path, "resolve"),
             f"resolve cannot be used with a change threshold ({changed[0]}): hysteresis "
             "compares the value itself, not its change",
+            key=True,
+        )
+        return True
+    return False
+
+
+def _derived_resolve(problems: ProblemList, item: dict[str, Any], path: KeyPath) -> bool:
+    """A problem for a derived ``resolve`` (True when one was added)."""
+    raw = item.get("resolve")
+    if isinstance(raw, dict) and "derived" in raw:
+        problems.add(
+            (*path, "resolve", "derived"),
+            "resolve cannot be derived: hysteresis needs a fixed condition such as "
+            "resolve: {below: 0.75}",
             key=True,
         )
         return True
@@ -430,6 +503,8 @@ def check_model(data: Any, problems: ProblemList) -> None:
                 else:
                     seen[name] = path
             _check_monitor(problems, section, item, path, sources)
+            if section != "drift":
+                check_derived(problems, item, path, sources, evaluation)
 
 
 def _check_source(problems: ProblemList, src: Any, path: KeyPath) -> None:
@@ -646,3 +721,186 @@ def _check_drift_threshold(
             f"'{method}' compares a p-value: the threshold must be between 0 "
             f"and 1, got {threshold}",
         )
+
+
+# ------------------------------------------- derived thresholds and segments
+
+# types whose value means nothing over a chunk of the reference
+NOT_DERIVABLE = {
+    ("check", "schema"): "the schema check counts problems in the window's files",
+    ("check", "freshness"): "freshness is an age at `at`",
+    ("metric", "throughput"): "throughput divides by the monitor's window",
+}
+
+
+def _derived_severities(item: dict[str, Any]) -> list[KeyPath]:
+    """The paths of every derived threshold of a monitor, its segments' included."""
+    found: list[KeyPath] = []
+    for sev in ("warn", "critical"):
+        if isinstance(item.get(sev), dict) and "derived" in item[sev]:
+            found.append((sev, "derived"))
+    for i, entry in enumerate(_list(item, "segments")):
+        for sev in ("warn", "critical"):
+            raw = entry.get(sev) if isinstance(entry, dict) else None
+            if isinstance(raw, dict) and "derived" in raw:
+                found.append(("segments", i, sev, "derived"))
+    return found
+
+
+def check_derived(
+    problems: ProblemList,
+    item: dict[str, Any],
+    path: KeyPath,
+    sources: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> None:
+    """``thresholds_from``, ``bounds``, derived thresholds and ``segments`` of a
+    check, metric or KPI."""
+    uses = _derived_severities(item)
+    src = _dict(item, "thresholds_from")
+    if uses and "thresholds_from" not in item:
+        problems.add(
+            (*path, *uses[0]),
+            "a derived threshold needs thresholds_from: "
+            "{source: <reference>, chunk: {rows: 5000}} on the monitor",
+            key=True,
+        )
+    if "thresholds_from" in item and not uses:
+        problems.add(
+            (*path, "thresholds_from"),
+            "thresholds_from feeds derived thresholds, but none is set: "
+            "add e.g. critical: {derived: {std: 3}}",
+            key=True,
+        )
+    if "bounds" in item and not uses:
+        problems.add(
+            (*path, "bounds"), "bounds clamps derived thresholds, but none is set", key=True
+        )
+    bounds = _dict(item, "bounds")
+    lo, hi = bounds.get("min"), bounds.get("max")
+    if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+        problems.add((*path, "bounds", "min"), f"min ({lo}) must not exceed max ({hi})")
+    if src:
+        _check_thresholds_from(problems, src, (*path, "thresholds_from"), sources)
+    _check_not_derivable(problems, item, path, uses)
+    _check_segments(problems, item, path, evaluation)
+
+
+def _check_thresholds_from(
+    problems: ProblemList, src: dict[str, Any], path: KeyPath, sources: dict[str, Any]
+) -> None:
+    name = src.get("source")
+    known = check_ref(problems, name, sources, (*path, "source"), "source")
+    chunk = _dict(src, "chunk")
+    _duration(problems, chunk.get("every"), (*path, "chunk", "every"))
+    if "every" in chunk and known and "timestamp" not in _dict(sources, str(name)):
+        problems.add(
+            (*path, "chunk", "every"),
+            f"chunks by time need a timestamp: source '{name}' has none; use rows: instead",
+        )
+
+
+def _check_not_derivable(
+    problems: ProblemList, item: dict[str, Any], path: KeyPath, uses: list[KeyPath]
+) -> None:
+    """Derived thresholds on a type whose value a chunk cannot give, or next to a
+    ``compare`` or a ``change`` threshold."""
+    if not uses:
+        return
+    typ = _str(item, "type")
+    for (_kind, t), why in NOT_DERIVABLE.items():
+        if typ == t:  # the three names belong to one section each
+            problems.add((*path, *uses[0]), f"{t} cannot derive thresholds: {why}", key=True)
+            return
+    if "compare" in item:
+        problems.add(
+            (*path, *uses[0]),
+            "a derived threshold cannot be used with compare: chunks of the reference "
+            "have no earlier window",
+            key=True,
+        )
+    _check_no_change(problems, item, path, "a derived threshold")
+
+
+def _check_no_change(problems: ProblemList, item: dict[str, Any], path: KeyPath, what: str) -> None:
+    changed = [
+        sev
+        for sev in ("warn", "critical")
+        if isinstance(item.get(sev), dict) and "change" in item[sev]
+    ]
+    if changed:
+        problems.add(
+            (*path, changed[0], "change"),
+            f"a change threshold cannot be combined with {what} on one monitor",
+            key=True,
+        )
+
+
+def _check_segments(
+    problems: ProblemList, item: dict[str, Any], path: KeyPath, evaluation: dict[str, Any]
+) -> None:
+    """Each ``segments`` entry: a warn or critical, match keys among the segment
+    columns (when the model file names them), consistent with the monitor's."""
+    entries = _list(item, "segments")
+    if not entries:
+        return
+    _check_no_change(problems, item, path, "segments")
+    seg_by = item.get("segment_by", evaluation.get("segment_by"))
+    columns = [c for c in seg_by if isinstance(c, str)] if isinstance(seg_by, list) else None
+    for i, entry in enumerate(entries):
+        epath = (*path, "segments", i)
+        if not isinstance(entry, dict):
+            continue
+        if "warn" not in entry and "critical" not in entry:
+            problems.add(epath, "a segments entry needs warn: or critical:")
+        for col in _dict(entry, "match"):
+            if columns is not None and col not in columns:
+                problems.add(
+                    (*epath, "match", col),
+                    f"'{col}' is not a segment column of this monitor "
+                    f"(segment_by: [{', '.join(columns)}]){did_you_mean(col, columns)}",
+                    key=True,
+                )
+        merged = {k: entry.get(k, item.get(k)) for k in ("warn", "critical")}
+        for sev in ("warn", "critical"):
+            if isinstance(entry.get(sev), dict) and "change" in entry[sev]:
+                problems.add(
+                    (*epath, sev, "change"),
+                    "a segment's threshold cannot be a change threshold",
+                    key=True,
+                )
+        _check_segment_pair(problems, entry, merged, epath)
+
+
+def _check_segment_pair(
+    problems: ProblemList, entry: dict[str, Any], merged: dict[str, Any], path: KeyPath
+) -> None:
+    """The entry's thresholds, merged with the monitor's, follow the warn/critical
+    rules of check_thresholds (reported at the entry)."""
+    parsed = {}
+    for sev in ("warn", "critical"):
+        raw = merged.get(sev)
+        if sev in entry:
+            parsed[sev] = _threshold(problems, raw, (*path, sev), durations_ok=True)
+        else:
+            # the monitor's own: its problems are reported at the monitor
+            parsed[sev] = _threshold(ProblemList(problems.file), raw, (), durations_ok=True)
+    warn, crit = parsed["warn"], parsed["critical"]
+    if not warn or not crit:
+        return
+    if warn[0] == crit[0] == "derived":
+        why = _derived_pair(warn, crit)
+    elif "derived" in (warn[0], crit[0]) or "change" in (warn[0], crit[0]):
+        why = None
+    elif DIRECTIONS[warn[0]] != DIRECTIONS[crit[0]]:
+        why = f"warn uses '{warn[0]}' but critical uses '{crit[0]}': both must point the same way"
+    elif not _no_later(warn, crit):
+        why = (
+            f"warn must trip no later than critical (warn {warn[0]} {_fmt(warn[1])}, "
+            f"critical {crit[0]} {_fmt(crit[1])})"
+        )
+    else:
+        why = None
+    if why:
+        where = "warn" if "warn" in entry else "critical"
+        problems.add((*path, where), why)

@@ -124,7 +124,7 @@ def test_a_change_threshold_is_not_violated_by_the_value():
         (
             "    warn: {change: {offset: 7d, below: -0.1}, below: 3}\n",
             "11:11: a threshold has exactly one of: above, at_or_above, below, at_or_below, "
-            "outside, between, change, got change, below",
+            "outside, between, change, derived, got change, below",
         ),
     ],
 )
