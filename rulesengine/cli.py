@@ -310,12 +310,12 @@ def silence() -> None:
     "--for", "duration", required=True, metavar="DURATION", help="How long, e.g. 2h or 1d."
 )
 @click.option("--comment", required=True, help="Why (shown in listings).")
-@click.option("--author", default=None, help="Who. Default: $USER.")
+@click.option("--author", default=None, help="Who. Default: $USER, else the login name.")
 def silence_add(
     config_path: str, matchers: tuple[str, ...], duration: str, comment: str, author: str | None
 ) -> None:
     """Add a silence; prints its id."""
-    from rulesengine.alerting.admin import add_silence
+    from rulesengine.alerting.admin import add_silence, default_author
     from rulesengine.alerting.routing import parse_matcher
     from rulesengine.durations import parse_duration
 
@@ -332,7 +332,7 @@ def silence_add(
             list(matchers),
             span,
             comment,
-            author or os.environ.get("USER"),
+            author or default_author(),
             datetime.now(UTC),
         )
     click.echo(sid)

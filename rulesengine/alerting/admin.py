@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -98,6 +100,19 @@ def listing_text(listing: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def default_author() -> str:
+    """Who adds a silence when ``--author`` is not given: ``$USER``, else the
+    login name (``getpass``: ``$LOGNAME``, …, then the password database), else
+    ``uid N``; never nothing."""
+    user = os.environ.get("USER")
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a passwd entry (some containers)
+        return f"uid {os.getuid()}"
+
+
 def add_silence(
     store: Store,
     matchers: list[str],
@@ -167,6 +182,7 @@ def expire_silence(store: Store, sid: str, now: datetime) -> bool:
 __all__ = [
     "add_silence",
     "alert_listing",
+    "default_author",
     "expire_silence",
     "listing_text",
     "silence_listing",

@@ -15,6 +15,10 @@ PID namespace) a lease whose owner process is gone is free at once. Delivery is 
 once: a crash between sending and recording the success sends that
 notification again (once per crash, as a process holds one row at a time).
 
+Each message carries an Apprise notify type from its row (:func:`notify_type`):
+``failure`` for a critical notification, ``warning`` for a warn one, ``success``
+for a resolved one, ``info`` otherwise (and for rows queued before schema 7).
+
 Fingerprints are ``hmac-sha256:`` + HMAC-SHA256(store key, URL), with a random
 key made once per store (``meta`` table): a hash of a guessed URL matches
 nothing, and one URL fingerprints differently in every store. Rows queued
@@ -45,7 +49,7 @@ from rulesengine.alerting.store import Store, now_text, parse_ts
 from rulesengine.masking import mask_url
 from rulesengine.spec.model import DeliverySpec, EngineSpec
 
-__all__ = ["AppriseNotifier", "DeliveryReport", "Notifier", "deliver", "enqueue"]
+__all__ = ["AppriseNotifier", "DeliveryReport", "Notifier", "deliver", "enqueue", "notify_type"]
 
 log = logging.getLogger("rulesengine.delivery")
 
@@ -112,9 +116,24 @@ def _legacy_target_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
+# Apprise's notify types (apprise.NotifyType values), by what a notification says
+NOTIFY_TYPES = {"critical": "failure", "warn": "warning"}
+
+
+def notify_type(kind: str, severity: str | None) -> str:
+    """The Apprise notify type of an outbox row: ``success`` when resolved,
+    ``failure`` for critical, ``warning`` for warn, else ``info``."""
+    if kind == "resolved":
+        return "success"
+    return NOTIFY_TYPES.get(severity or "", "info")
+
+
 class Notifier(Protocol):
-    def send(self, url: str, title: str, body: str, timeout: float) -> str | None:
-        """Send one message; None on success, else why it failed (masked)."""
+    def send(
+        self, url: str, title: str, body: str, timeout: float, notify_type: str = "info"
+    ) -> str | None:
+        """Send one message with an Apprise notify type (``info``, ``success``,
+        ``warning``, ``failure``); None on success, else why it failed (masked)."""
 
 
 class AppriseNotifier:
@@ -127,7 +146,9 @@ class AppriseNotifier:
     interpreter joins at exit, and a thread blocked reading a socket cannot be
     cancelled; ``timeout`` bounds the attempt instead."""
 
-    def send(self, url: str, title: str, body: str, timeout: float) -> str | None:
+    def send(
+        self, url: str, title: str, body: str, timeout: float, notify_type: str = "info"
+    ) -> str | None:
         import apprise
 
         outcome: dict[str, object] = {}
@@ -139,7 +160,12 @@ class AppriseNotifier:
                     outcome["error"] = "invalid Apprise URL"
                     return
                 # plain text: mail keeps its lines and markup in values stays text
-                result = ap.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
+                result = ap.notify(
+                    title=title,
+                    body=body,
+                    body_format=apprise.NotifyFormat.TEXT,
+                    notify_type=apprise.NotifyType(notify_type),
+                )
                 outcome["ok"] = bool(result)
                 if not result:
                     outcome["error"] = "the service refused or could not be reached"
@@ -179,8 +205,10 @@ def enqueue(
     title: str,
     body: str,
     now: datetime,
+    severity: str = "",
 ) -> int:
-    """Outbox rows for every target of ``receiver``; call inside a transaction."""
+    """Outbox rows for every target of ``receiver``; call inside a transaction.
+    ``severity`` (of a firing notification) sets the notify type it is sent with."""
     spec = engine.receivers.get(receiver)
     if spec is None:
         return 0
@@ -190,7 +218,7 @@ def enqueue(
     for url in receiver_urls(engine, receiver):
         store.db.execute(
             "INSERT INTO outbox (group_key, receiver, target, target_label, kind, title, body,"
-            " created_at, deadline, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " created_at, deadline, next_attempt_at, severity) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 group_key,
                 receiver,
@@ -202,6 +230,7 @@ def enqueue(
                 now_text(now),
                 now_text(deadline),
                 now_text(now),
+                severity,
             ),
         )
         n += 1
@@ -408,7 +437,8 @@ def _attempt(
         return
     timeout = engine.delivery.timeout.total_seconds()
     try:
-        error = notifier.send(url, row["title"], row["body"], timeout)
+        kind = notify_type(row["kind"], row["severity"])
+        error = notifier.send(url, row["title"], row["body"], timeout, notify_type=kind)
     except Exception as exc:  # a notifier bug must not stop the other deliveries
         error = f"{type(exc).__name__}"
     attempts += 1

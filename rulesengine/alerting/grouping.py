@@ -14,6 +14,8 @@ persists its answer and queues the notifications.
   newly firing alert, a severity change, a resolution when ``send_resolved``)
   waits for ``interval`` since the last notification, and an unchanged group
   repeats after ``repeat``. Nothing is sent while a mute time interval is on.
+* Every time here is the evaluation time (``--at``, the daemon's tick), never
+  the wall clock: silences and mute intervals too.
 * A group whose alerts have all resolved is notified once, then forgotten.
 """
 
@@ -94,12 +96,12 @@ def plan_dispatch(
     logs: Mapping[str, GroupLog],
     now: datetime,
     *,
-    wall: datetime,
     flush: bool,
 ) -> DispatchPlan:
-    """The notifications due at ``now`` (the evaluation time, which drives the
-    group timers) and the groups' logs after them. Silences and mute intervals
-    are checked at ``wall``, the time of sending. ``flush`` (one-shot runs) skips
+    """The notifications due at ``now`` (the evaluation time) and the groups' logs
+    after them. ``now`` drives the group timers and decides whether a silence or
+    a mute time interval is active, so a run ``--at`` a past time (or a backfill
+    tick) is muted as it would have been then. ``flush`` (one-shot runs) skips
     ``wait``: there is no later moment in the process to wait for.
 
     A group whose route changed away is dropped from the logs.
@@ -111,10 +113,10 @@ def plan_dispatch(
             aid
             for aid, s in g.members.items()
             if s.state == "firing"
-            and not silenced(silences, s.labels, wall)
+            and not silenced(silences, s.labels, now)
             and not inhibited(engine.inhibit, s.labels, firing_labels)
         }
-        muted = muted_by_interval(engine, g.route.mute_time_intervals, wall)
+        muted = muted_by_interval(engine, g.route.mute_time_intervals, now)
         log, due = _decide(g, firing, logs.get(key), now, flush=flush, muted=muted)
         if log is not None:
             plan.logs[key] = log

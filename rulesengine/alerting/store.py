@@ -168,6 +168,15 @@ MIGRATIONS: list[str] = [
         tick TEXT NOT NULL
     );
     """,
+    # 7: the severity of a firing notification (the highest of its firing alerts),
+    # which sets the Apprise notify type; rows queued before it have '' and send as
+    # before ("info"; "success" when resolved). source_health remembers the
+    # evaluation time it last counted, so a re-run at the same time counts no
+    # empty evaluation twice (NULL on older rows: the next one counts).
+    """
+    ALTER TABLE outbox ADD COLUMN severity TEXT NOT NULL DEFAULT '';
+    ALTER TABLE source_health ADD COLUMN counted_at TEXT;
+    """,
 ]
 
 OUTBOX_KEY = "outbox_key"

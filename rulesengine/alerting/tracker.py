@@ -122,11 +122,17 @@ def _stale_step(
     for source, nothings in by_source.items():
         empty = all(nothings)
         row = store.row(
-            "SELECT empty_streak FROM source_health WHERE model=? AND source=?", model.model, source
+            "SELECT empty_streak, counted_at FROM source_health WHERE model=? AND source=?",
+            model.model,
+            source,
         )
+        if row is not None and row["counted_at"] == now_text(now):
+            continue  # the same evaluation time again (a re-run of --at): nothing moves
         streak = (row["empty_streak"] + 1 if row else 1) if empty else 0
         store.db.execute(
-            "INSERT OR REPLACE INTO source_health VALUES (?,?,?)", (model.model, source, streak)
+            "INSERT OR REPLACE INTO source_health (model, source, empty_streak, counted_at)"
+            " VALUES (?,?,?,?)",
+            (model.model, source, streak, now_text(now)),
         )
         aid = fingerprint(model.model, STALE_MONITOR, {"source": source}, None)
         prev = alerts.get(aid)
@@ -312,6 +318,16 @@ def _descriptions(config: Config) -> dict[tuple[str, str], str | None]:
     }
 
 
+def _severity(due: Due) -> str:
+    """A firing notification's severity: the highest of its firing alerts
+    (``critical`` over ``warn``); "" for a resolved one."""
+    members = due.group.members
+    found = {members[a].severity for a in due.alerts if members[a].state == "firing"}
+    if due.kind != "firing":
+        return ""
+    return "critical" if "critical" in found else "warn" if "warn" in found else ""
+
+
 def _queue(
     store: Store,
     engine: EngineSpec,
@@ -345,6 +361,7 @@ def _queue(
             title=title,
             body=body,
             now=queued_at,
+            severity=_severity(due),
         )
         report.notifications.append(
             {
@@ -366,13 +383,14 @@ def dispatch(
     flush: bool,
     queued_at: datetime | None = None,
 ) -> ProcessReport:
-    """Queue the notifications that are due (:func:`plan_dispatch` decides which)
-    and keep the groups' logs. ``queued_at`` (default ``now``) is when they are
-    sent: silences and mute intervals are checked then, and it stamps the outbox."""
+    """Queue the notifications that are due (:func:`plan_dispatch` decides which,
+    silences and mute intervals judged at ``now``, the evaluation time) and keep
+    the groups' logs. ``queued_at`` (the wall clock, default ``now``) stamps the
+    outbox rows, whose deadlines count from it."""
     wall = queued_at or now
     before = load_group_logs(store)
     silences = load_silences(store)
-    plan = plan_dispatch(config.engine, alerts, silences, before, now, wall=wall, flush=flush)
+    plan = plan_dispatch(config.engine, alerts, silences, before, now, flush=flush)
     _save_group_logs(store, before, plan)
     report = ProcessReport()
     runbooks, descriptions = _runbooks(config, alerts), _descriptions(config)

@@ -359,9 +359,7 @@ def _count_notifications(
     returns every notification the tracker could have queued, and for each the same
     alerts whatever ``flush`` the tracker used (``flush`` only makes a new group due
     sooner), so every queued row is found in it."""
-    plan = plan_dispatch(
-        config.engine, after, load_silences(store), logs, tick, wall=tick, flush=True
-    )
+    plan = plan_dispatch(config.engine, after, load_silences(store), logs, tick, flush=True)
     named = {d.group.key: d.alerts for d in plan.due}
     for key in keys:
         report.notifications += 1

@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 STATUSES = ("ok", "warn", "critical", "no_data", "insufficient_data", "error")
@@ -135,9 +135,12 @@ def _fmt_value(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def _fmt_threshold(threshold: Mapping[str, Any], status: str) -> str:
+def _fmt_threshold(
+    threshold: Mapping[str, Any], status: str, number: Callable[[Any], str] | None = None
+) -> str:
     pick = threshold.get(status) if status in ("warn", "critical") else None
-    return threshold_text([(status, pick)] if pick else list(threshold.items()), _fmt_value)
+    items = [(status, pick)] if pick else list(threshold.items())
+    return threshold_text(items, number or _fmt_value)
 
 
 def threshold_text(
@@ -165,32 +168,75 @@ def segment_text(segment: Mapping[str, Any], empty: str = "(all)") -> str:
     return ",".join(f"{k}={v}" for k, v in segment.items()) or empty
 
 
+def human_age(seconds: float) -> str:
+    """``2h 13m``: an age in its two largest units, whole seconds rounded down
+    (``45s``, ``12m 5s``, ``2h 13m``, ``3d 4h``)."""
+    sign, left = ("-" if seconds < 0 else ""), int(abs(seconds))
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for i, (unit, size) in enumerate(units):
+        if left >= size or size == 1:
+            if size == 1:
+                return f"{sign}{left}s"
+            nxt, nsize = units[i + 1]
+            return f"{sign}{left // size}{unit} {left % size // nsize}{nxt}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+WHY_WIDTH = 200  # the why line's length in the text table; the JSON has it whole
+
+
+def why(r: Result) -> str | None:
+    """Why a result is not ok, in one line: the schema check's problems, an
+    error's first line, or the reason a value is missing; None for an ok result
+    or one whose value and threshold say it all."""
+    if r.status == "ok":
+        return None
+    problems = r.details.get("problems")
+    text: str | None = None
+    if isinstance(problems, list | tuple) and problems:
+        text = "; ".join(str(p) for p in problems)
+    elif r.details.get("error"):
+        text = str(r.details["error"]).strip().splitlines()[0]
+    elif r.details.get("reason"):
+        text = str(r.details["reason"])
+    if text is None:
+        return None
+    return text if len(text) <= WHY_WIDTH else text[: WHY_WIDTH - 1] + "…"
+
+
+def _row(model: str, r: Result) -> tuple[str, ...]:
+    """One result's cells; a freshness value and threshold as durations."""
+    name = r.monitor + (f"[{r.column}]" if r.column and r.kind == "drift" else "")
+    if r.type == "freshness":
+        value = "-" if r.value is None else human_age(r.value)
+        threshold = _fmt_threshold(r.threshold, r.status, _fmt_seconds)
+    else:
+        value = _fmt_value(r.value)
+        threshold = _fmt_threshold(r.threshold, r.status)
+    rows = "-" if r.rows is None else str(r.rows)
+    return (r.status.upper(), model, name, segment_text(r.segment), value, threshold, rows)
+
+
+def _fmt_seconds(value: Any) -> str:
+    from rulesengine.durations import format_duration
+
+    if isinstance(value, int | float) and math.isfinite(value):
+        return format_duration(timedelta(seconds=value))
+    return str(value)
+
+
 def to_text(models: Sequence[ModelResults]) -> str:
-    """A readable table per model, worst first, and a one-line summary."""
+    """A readable table per model, worst first, and a one-line summary. A result
+    that is not ok says why on an indented line under its row (see :func:`why`)."""
     header = ("STATUS", "MODEL", "MONITOR", "SEGMENT", "VALUE", "THRESHOLD", "ROWS")
-    rows: list[tuple[str, ...]] = []
+    rows: list[tuple[tuple[str, ...], str | None]] = []
     counts: dict[str, int] = {}
     for m in models:
         for r in worst_first(m.results):
             counts[r.status] = counts.get(r.status, 0) + 1
-            name = r.monitor + (f"[{r.column}]" if r.column and r.kind == "drift" else "")
-            note = r.details.get("reason") or r.details.get("error")
-            if note and len(str(note)) > 70:  # the JSON output has it whole
-                note = str(note)[:69] + "…"
-            value = _fmt_value(r.value) if r.value is not None else f"- ({note})" if note else "-"
-            rows.append(
-                (
-                    r.status.upper(),
-                    m.model,
-                    name,
-                    segment_text(r.segment),
-                    value,
-                    _fmt_threshold(r.threshold, r.status),
-                    "-" if r.rows is None else str(r.rows),
-                )
-            )
+            rows.append((_row(m.model, r), why(r)))
     widths = [
-        max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+        max(len(h), *(len(row[i]) for row, _ in rows)) if rows else len(h)
         for i, h in enumerate(header)
     ]
     widths[-2] = min(widths[-2], 40)
@@ -198,7 +244,11 @@ def to_text(models: Sequence[ModelResults]) -> str:
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    out = [line(header), *(line(r) for r in rows)]
+    out = [line(header)]
+    for cells, because in rows:
+        out.append(line(cells))
+        if because:
+            out.append(f"{' ' * (widths[0] + 2)}↳ {because}")
     total = sum(counts.values())
     summary = ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=SEVERITY_ORDER.get))
     out.append("")

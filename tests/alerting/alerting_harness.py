@@ -58,6 +58,7 @@ class Sent:
     body: str
     at: datetime
     timeout: float = 0.0
+    notify_type: str = "info"
 
     @property
     def receiver(self) -> str:
@@ -81,8 +82,10 @@ class RecordingNotifier:
         self.sent: list[Sent] = []
         self.failing: dict[str, str] = {}
 
-    def send(self, url: str, title: str, body: str, timeout: float) -> str | None:
-        msg = Sent(url, title, body, self.clock() if self.clock else T0, timeout)
+    def send(
+        self, url: str, title: str, body: str, timeout: float, notify_type: str = "info"
+    ) -> str | None:
+        msg = Sent(url, title, body, self.clock() if self.clock else T0, timeout, notify_type)
         self.attempts.append(msg)
         for key, error in self.failing.items():
             if key in url:

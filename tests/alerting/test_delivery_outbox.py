@@ -168,9 +168,9 @@ def test_backoff_doubles_up_to_max_backoff_then_the_deadline_gives_up(h, notifie
 
 def test_a_budget_keeps_retrying_on_the_injected_clock(h, clock):
     class FailsTwice(RecordingNotifier):
-        def send(self, url, title, body, timeout):
+        def send(self, url, title, body, timeout, notify_type="info"):
             self.failing = {"flaky": "boom"} if len(self.attempts) < 2 else {}
-            return super().send(url, title, body, timeout)
+            return super().send(url, title, body, timeout, notify_type)
 
     notifier = FailsTwice(clock=clock)
     queue(h, "flaky")

@@ -52,9 +52,7 @@ def run_table(
     logs: dict[str, GroupLog] = {}
     for minutes, states, want in table:
         now = at(minutes)
-        plan = plan_dispatch(
-            engine, alerts(states), silences or [], logs, now, wall=now, flush=flush
-        )
+        plan = plan_dispatch(engine, alerts(states), silences or [], logs, now, flush=flush)
         assert summary(plan) == want, f"t={minutes}m {dict(states)}"
         logs = plan.logs
     return logs
@@ -150,14 +148,18 @@ def test_a_mute_interval_keeps_the_group_and_sends_nothing():
     assert (log.first_seen, log.last_notified_at) == (at(0), at(60))
 
 
-def test_silences_are_checked_at_the_wall_time_and_timers_run_on_now():
+def test_silences_are_checked_at_the_evaluation_time():
+    # a silence from 100 to 200 minutes mutes evaluations inside that span only,
+    # whenever the planner runs (a re-run --at, a backfill tick)
     silence = {"id": "s1", "matchers": [], "starts_at": at(100), "ends_at": at(200)}
     firing = alerts({"a": "firing/warn"})
-    during = plan_dispatch(ENGINE, firing, [silence], {}, at(0), wall=at(150), flush=False)
+    during = plan_dispatch(ENGINE, firing, [silence], {}, at(150), flush=True)
     assert (summary(during), during.logs) == ("", {})
-    after = plan_dispatch(ENGINE, firing, [silence], {}, at(0), wall=at(250), flush=False)
+    before = plan_dispatch(ENGINE, firing, [silence], {}, at(50), flush=True)
+    assert summary(before) == "firing:a"
+    after = plan_dispatch(ENGINE, firing, [silence], {}, at(200), flush=False)
     assert summary(after) == ""  # group_wait counts from now, the evaluation time
-    assert [log.first_seen for log in after.logs.values()] == [at(0)]
+    assert [log.first_seen for log in after.logs.values()] == [at(200)]
 
 
 def test_groups_split_by_their_labels_and_a_routed_away_group_is_dropped():
@@ -165,7 +167,7 @@ def test_groups_split_by_their_labels_and_a_routed_away_group_is_dropped():
     states["churn"].id = "churn"
     states["fraud"].id = "fraud"
     orphan = {"9|{}": GroupLog(T0 - timedelta(days=1), T0, {"x": "warn"})}
-    plan = plan_dispatch(ENGINE, states, [], orphan, T0, wall=T0, flush=True)
+    plan = plan_dispatch(ENGINE, states, [], orphan, T0, flush=True)
     assert [(d.group.labels, d.alerts, d.group.route.receivers) for d in plan.due] == [
         ({"model": "fraud"}, ("fraud",), ("slack",)),
         ({"model": "churn"}, ("churn",), ("slack",)),
@@ -180,5 +182,5 @@ def test_an_inhibited_alert_is_not_firing_for_its_group(critical_fires):
         "crit": alert("m", ("firing" if critical_fires else "resolved") + "/critical"),
     }
     states["warn"].id, states["crit"].id = "warn", "crit"
-    plan = plan_dispatch(ENGINE, states, [], {}, T0, wall=T0, flush=True)
+    plan = plan_dispatch(ENGINE, states, [], {}, T0, flush=True)
     assert summary(plan) == ("firing:crit" if critical_fires else "firing:warn")
