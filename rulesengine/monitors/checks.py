@@ -1,10 +1,15 @@
 """Data checks: counts and rates over the window's rows.
 
-Each rate is over the non-null values of its column unless said otherwise.
+Each rate is over the non-null values of its column unless said otherwise. The
+per-column checks (``null_count``, ``null_rate``, ``out_of_range``,
+``allowed_values``, ``new_categories``, ``pattern``) take ``column:`` or
+``columns:`` (a list, or a selector resolved by :mod:`rulesengine.monitors.columns`)
+and then give one result per column, every column's aggregates in the same query.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
@@ -23,6 +28,7 @@ from rulesengine.monitors.base import (  # metrics.py imports the same: base's w
     ratio,
     register,
 )
+from rulesengine.monitors.columns import select_columns, skipped_columns
 from rulesengine.spec.model import CheckSpec, MonitorSpec
 from rulesengine.spec.sql import compile_sql
 
@@ -42,6 +48,64 @@ class _Check(MonitorType):
         return [Need(window_frame(m, ctx), self.aggs(m, ctx))]  # type: ignore[arg-type]
 
 
+class _PerColumn(_Check):
+    """A check of one column, or of each of ``columns:`` (one result per column).
+    With one ``column:`` the aggregates keep their plain names; with a list, each
+    is named ``name:column`` in the monitor's one need."""
+
+    def column_aggs(self, m: CheckSpec, ctx: EvalContext, column: str) -> dict[str, pl.Expr]:
+        raise NotImplementedError
+
+    def score_column(
+        self, m: CheckSpec, v: Mapping[str, Any], column: str, rows: int, ctx: EvalContext
+    ) -> Scored:
+        """One column's value from its aggregates ``v`` and the segment's ``rows``."""
+        raise NotImplementedError
+
+    def aggs(self, m, ctx):
+        if m.column is not None:
+            return self.column_aggs(m, ctx, m.column)
+        return {
+            f"{name}:{c}": expr
+            for c in checked_columns(m, ctx)
+            for name, expr in self.column_aggs(m, ctx, c).items()
+        }
+
+    def score(self, m, values, rows, ctx) -> Scored:
+        return self.score_column(m, values["main"], m.column, rows["main"], ctx)
+
+    def score_all(self, m, values, rows, ctx, segment=()) -> list[Scored]:
+        if m.column is not None:
+            return [self.score(m, values, rows, ctx)]
+        columns = checked_columns(m, ctx)
+        if not columns:
+            why = f"columns: {m.selector} picks no column of source '{m.source}'"
+            why += " (after exclude)" if m.exclude else ""
+            return [Scored(None, {"error": why}, "error")]
+        out = []
+        for c in columns:
+            suffix = f":{c}"
+            v = {k.removesuffix(suffix): x for k, x in values["main"].items() if k.endswith(suffix)}
+            try:
+                scored = self.score_column(m, v, c, rows["main"], ctx)
+            except Undefined as exc:
+                scored = Scored(None, {"reason": str(exc)}, "insufficient_data")
+            scored.column = c
+            out.append(scored)
+        return out
+
+
+def checked_columns(m: CheckSpec, ctx: EvalContext) -> list[str]:
+    """The columns a per-column check covers: ``column``, the ``columns`` list, or
+    its selector resolved against the source's schema (file metadata, no scan)."""
+    if m.column is not None:
+        return [m.column]
+    if m.selector is None:
+        return list(m.columns)
+    skip = skipped_columns(ctx.model, m.source, m.segment_by)
+    return select_columns(ctx.schemas[m.source], m.selector, skip=skip, exclude=m.exclude)
+
+
 @register
 class RowCount(_Check):
     names = ("row_count",)
@@ -52,15 +116,15 @@ class RowCount(_Check):
 
 
 @register
-class NullCount(_Check):
+class NullCount(_PerColumn):
     names = ("null_count", "null_rate")
 
-    def aggs(self, m, ctx):
-        return {"nulls": pl.col(m.column).null_count()}
+    def column_aggs(self, m, ctx, column):
+        return {"nulls": pl.col(column).null_count()}
 
-    def score(self, m, values, rows, ctx) -> Scored:
-        nulls = values["main"]["nulls"]
-        value = float(nulls) if m.type == "null_count" else ratio(nulls, rows["main"], "null_rate")
+    def score_column(self, m, v, column, rows, ctx) -> Scored:
+        nulls = v["nulls"]
+        value = float(nulls) if m.type == "null_count" else ratio(nulls, rows, "null_rate")
         return Scored(value, {"nulls": nulls})
 
 
@@ -162,11 +226,11 @@ def _rate(bad: Any, n: Any, what: str) -> float:
 
 
 @register
-class OutOfRange(_Check):
+class OutOfRange(_PerColumn):
     names = ("out_of_range",)
 
-    def aggs(self, m, ctx):
-        c = pl.col(m.column)
+    def column_aggs(self, m, ctx, column):
+        c = pl.col(column)
         cond = pl.lit(False)
         if m.min is not None:
             cond = cond | (c < m.min)
@@ -174,8 +238,7 @@ class OutOfRange(_Check):
             cond = cond | (c > m.max)
         return {"bad": cond.sum(), "n": c.count()}
 
-    def score(self, m, values, rows, ctx) -> Scored:
-        v = values["main"]
+    def score_column(self, m, v, column, rows, ctx) -> Scored:
         return Scored(
             _rate(v["bad"], v["n"], "out_of_range"), {"outside": v["bad"], "non_null": v["n"]}
         )
@@ -192,43 +255,45 @@ def _not_in(column: str, allowed: list[Any], dtype: pl.DataType | None) -> pl.Ex
 
 
 @register
-class AllowedValues(_Check):
+class AllowedValues(_PerColumn):
     names = ("allowed_values",)
 
-    def aggs(self, m, ctx):
-        dtype = ctx.schemas[m.source].get(m.column)
-        bad = _not_in(m.column, list(m.values), dtype)
-        return {"bad": bad.sum(), "n": pl.col(m.column).count()}
+    def column_aggs(self, m, ctx, column):
+        dtype = ctx.schemas[m.source].get(column)
+        bad = _not_in(column, list(m.values), dtype)
+        return {"bad": bad.sum(), "n": pl.col(column).count()}
 
-    def score(self, m, values, rows, ctx) -> Scored:
-        v = values["main"]
+    def score_column(self, m, v, column, rows, ctx) -> Scored:
         return Scored(
             _rate(v["bad"], v["n"], "allowed_values"), {"not_allowed": v["bad"], "non_null": v["n"]}
         )
 
 
 @register
-class NewCategories(_Check):
+class NewCategories(_PerColumn):
     names = ("new_categories",)
 
+    @staticmethod
+    def _key(m: CheckSpec, column: str) -> str:
+        return "values" if m.column is not None else f"values:{column}"
+
     def prepare(self, m, ctx):
-        values = pl.col(m.column).drop_nulls().cast(pl.String).unique()
-        return [Need(FrameKey(m.reference, None, None), {"values": values}, segmented=False)]
+        aggs = {
+            self._key(m, c): pl.col(c).drop_nulls().cast(pl.String).unique()
+            for c in checked_columns(m, ctx)
+        }
+        return [Need(FrameKey(m.reference, None, None), aggs, segmented=False)]
 
-    def aggs(self, m, ctx):
-        known = sorted(as_list(ctx.prepared[m.name]["values"]))  # a stable plan text
-        bad = ~pl.col(m.column).cast(pl.String).is_in(known)
-        return {"bad": bad.sum(), "n": pl.col(m.column).count()}
+    def column_aggs(self, m, ctx, column):
+        known = sorted(as_list(ctx.prepared[m.name][self._key(m, column)]))  # stable plan text
+        bad = ~pl.col(column).cast(pl.String).is_in(known)
+        return {"bad": bad.sum(), "n": pl.col(column).count()}
 
-    def score(self, m, values, rows, ctx) -> Scored:
-        v = values["main"]
+    def score_column(self, m, v, column, rows, ctx) -> Scored:
+        known = len(as_list(ctx.prepared[m.name][self._key(m, column)]))
         return Scored(
             _rate(v["bad"], v["n"], "new_categories"),
-            {
-                "unseen": v["bad"],
-                "non_null": v["n"],
-                "reference_categories": len(as_list(ctx.prepared[m.name]["values"])),
-            },
+            {"unseen": v["bad"], "non_null": v["n"], "reference_categories": known},
         )
 
 
@@ -246,15 +311,14 @@ class DuplicateRate(_Check):
 
 
 @register
-class Pattern(_Check):
+class Pattern(_PerColumn):
     names = ("pattern",)
 
-    def aggs(self, m, ctx):
-        c = pl.col(m.column)
+    def column_aggs(self, m, ctx, column):
+        c = pl.col(column)
         return {"matching": c.cast(pl.String).str.contains(m.regex).sum(), "n": c.count()}
 
-    def score(self, m, values, rows, ctx) -> Scored:
-        v = values["main"]
+    def score_column(self, m, v, column, rows, ctx) -> Scored:
         matching = _rate(v["matching"], v["n"], "pattern")
         value = matching if m.rate_of == "matching" else 1.0 - matching
         return Scored(value, {"matching": v["matching"], "non_null": v["n"]})

@@ -4,13 +4,16 @@ statistics, rates, throughput and SQL aggregates.
 Every quality metric is built from mergeable aggregates (confusion counts, sums of
 residuals, rank sums) except average precision, which needs the sorted scores.
 With ``join:``, rows without a label are left out and ``label_coverage`` (labelled
-rows / all rows in the window) goes into the details.
+rows / all rows in the window) goes into the details. With ``compare:``, the value
+is the change against the same metric over the window one offset earlier
+(:mod:`rulesengine.monitors.compare`), each side with its own label coverage guard.
 """
 
 from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,7 @@ from rulesengine.monitors.base import (
     ratio,
     register,
 )
+from rulesengine.monitors.compare import compared, earlier_needs, earlier_side
 from rulesengine.spec.model import MetricSpec
 from rulesengine.spec.sql import compile_sql
 
@@ -91,6 +95,8 @@ class _Metric(MonitorType):
         needs = [Need(frame, self.aggs(m, ctx))]
         if everything is not None:
             needs.append(Need(everything, {}, role="all"))
+        if m.compare is not None:
+            needs += earlier_needs(needs, m.compare.offset)
         return needs
 
     @abstractmethod
@@ -103,6 +109,22 @@ class _Metric(MonitorType):
         return super().when_empty(m, rows)
 
     def score(self, m, values, rows, ctx) -> Scored:
+        now = self.side(m, values, rows)
+        if m.compare is None:
+            return now
+        if now.status is not None:  # the value would be the metric, not its change
+            return Scored(None, now.details, now.status)
+        roles = ("main", "all") if m.join is not None else ("main",)
+        then = self.earlier(m, *earlier_side(values, rows, roles))
+        if then.status is not None:
+            why = f"comparison window: {then.details['reason']}"
+            return Scored(None, {**now.details, "reason": why}, then.status)
+        extra = {**now.details, "previous_details": then.details}
+        assert now.value is not None and then.value is not None
+        return compared(m.compare, now.value, then.value, rows.get("previous", 0), extra)
+
+    def side(self, m: MetricSpec, values: Mapping, rows: Mapping[str, int]) -> Scored:
+        """The metric over one side's rows, with its label coverage guard."""
         value, details = self.value(m, dict(values["main"]), rows["main"])
         if m.join is not None:
             total = rows.get("all", 0)
@@ -116,6 +138,21 @@ class _Metric(MonitorType):
                 )
                 return Scored(value, details, "insufficient_data")
         return Scored(value, details)
+
+    def earlier(self, m: MetricSpec, values: Mapping, rows: Mapping[str, int]) -> Scored:
+        """The earlier side (compare), guarded as the current one is: rows, labels,
+        ``min_rows``, label coverage, a defined value."""
+        n = rows["main"]
+        if n == 0 and not self.zero_rows_ok(m):
+            _, why = self.when_empty(m, rows)
+            return Scored(None, {"reason": why}, "insufficient_data")
+        if self.min_rows_apply(m) and n < m.min_rows:
+            why = f"{n} rows, min_rows is {m.min_rows}"
+            return Scored(None, {"reason": why}, "insufficient_data")
+        try:
+            return self.side(m, values, rows)
+        except Undefined as exc:
+            return Scored(None, {"reason": str(exc)}, "insufficient_data")
 
 
 @register

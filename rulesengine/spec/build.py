@@ -16,6 +16,7 @@ from rulesengine.spec.model import (
     Change,
     CheckSpec,
     ColumnOverride,
+    CompareSpec,
     DeliverySpec,
     Derived,
     DriftSpec,
@@ -229,7 +230,9 @@ def _check(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) ->
     return CheckSpec(
         **_common(raw, "check", typ, ev, path),
         thresholds=th,
-        columns=tuple(raw.get("columns", ())),
+        columns=tuple(raw["columns"]) if isinstance(raw.get("columns"), list) else (),
+        selector=raw["columns"] if isinstance(raw.get("columns"), str) else None,
+        exclude=tuple(raw.get("exclude", ())),
         expected_columns=_frozen(raw.get("expected_columns")),
         values=tuple(raw.get("values", ())),
         **{k: raw[k] for k in _CHECK_FIELDS if k in raw},
@@ -242,18 +245,24 @@ def _metric(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) -
         **_common(raw, "metric", typ, ev, path),
         thresholds=thresholds(raw, ev.every),
         join=_join(raw.get("join")),
+        compare=_compare(raw.get("compare")),
         **{k: raw[k] for k in _METRIC_FIELDS if k in raw},
     )
 
 
+def _compare(raw: Mapping[str, Any] | None) -> CompareSpec | None:
+    if not raw:
+        return None
+    return CompareSpec(_td(raw["offset"]), raw.get("mode", "relative"))
+
+
 def _kpi(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) -> KpiSpec:
-    compare = raw.get("compare")
     return KpiSpec(
         **_common(raw, "kpi", "kpi", ev, path),
         thresholds=thresholds(raw, ev.every),
         expr=raw["expr"],
         join=_join(raw.get("join")),
-        compare_offset=_td(compare["offset"]) if compare else None,
+        compare=_compare(raw.get("compare")),
     )
 
 

@@ -270,10 +270,33 @@ class MonitorSpec:
     segments: tuple[SegmentOverride, ...] = ()
 
 
+COLUMN_SELECTORS = ("numeric", "categorical", "all")  # columns: as a word, not a list
+PER_COLUMN_CHECKS = (
+    "null_count",
+    "null_rate",
+    "out_of_range",
+    "allowed_values",
+    "new_categories",
+    "pattern",
+)
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """``compare: {offset, mode}`` on a metric or KPI: the value becomes its change
+    against the same monitor recomputed over the window ``offset`` earlier."""
+
+    offset: timedelta
+    mode: ChangeMode = "relative"
+
+
 @dataclass(frozen=True, kw_only=True)
 class CheckSpec(MonitorSpec):
     column: str | None = None
+    # duplicate_rate: the key columns; a per-column check: the listed columns
     columns: tuple[str, ...] = ()
+    selector: str | None = None  # a per-column check's ``columns: numeric|categorical|all``
+    exclude: tuple[str, ...] = ()  # … minus these
     expected_columns: Mapping[str, str] = field(default_factory=dict)
     strict: bool = False
     min: float | None = None
@@ -299,13 +322,22 @@ class MetricSpec(MonitorSpec):
     expr: str | None = None
     join: JoinSpec | None = None
     min_label_coverage: float | None = None
+    compare: CompareSpec | None = None
+
+    @property
+    def compare_offset(self) -> timedelta | None:
+        return self.compare.offset if self.compare else None
 
 
 @dataclass(frozen=True, kw_only=True)
 class KpiSpec(MonitorSpec):
     expr: str
     join: JoinSpec | None = None
-    compare_offset: timedelta | None = None
+    compare: CompareSpec | None = None
+
+    @property
+    def compare_offset(self) -> timedelta | None:
+        return self.compare.offset if self.compare else None
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,14 @@ import polars as pl
 
 from rulesengine.durations import PATTERN as DURATION_PATTERN
 from rulesengine.durations import parse_duration
-from rulesengine.errors import KeyPath, ProblemList, did_you_mean, first_line
+from rulesengine.errors import KeyPath, ProblemList, did_you_mean, first_line, one_of
 from rulesengine.monitors.drift.vocabulary import CATEGORICAL_ONLY, NUMERIC_ONLY, PVALUE_METHODS
-from rulesengine.spec.model import DIRECTIONS, THRESHOLD_OPS
+from rulesengine.spec.model import (
+    COLUMN_SELECTORS,
+    DIRECTIONS,
+    PER_COLUMN_CHECKS,
+    THRESHOLD_OPS,
+)
 from rulesengine.spec.schema import banned_keys
 from rulesengine.spec.sql import SqlError, check_shape, compile_sql
 
@@ -616,6 +621,8 @@ def _check_check(
             f"freshness needs a time column: source "
             f"'{untimed}' has no timestamp; add one there or set column:",
         )
+    if typ in PER_COLUMN_CHECKS:
+        _check_columns(problems, item, path, typ)
 
 
 def _check_metric(
@@ -639,16 +646,59 @@ def _check_metric(
         problems.add(
             (*path, "source"), f"throughput needs a timestamp: source '{untimed}' has none"
         )
+    _check_compare(problems, item, path, untimed)
 
 
 def _check_kpi(
     problems: ProblemList, item: dict[str, Any], path: KeyPath, untimed: str | None
 ) -> None:
     check_sql(problems, item, path, "expr", "aggregate")
+    _check_compare(problems, item, path, untimed)
+
+
+def _check_compare(
+    problems: ProblemList, item: dict[str, Any], path: KeyPath, untimed: str | None
+) -> None:
+    """``compare:`` of a metric or KPI: a duration, over a source with a timestamp."""
     compare = _dict(item, "compare")
     _duration(problems, compare.get("offset"), (*path, "compare", "offset"))
     if compare and untimed is not None:
         problems.add((*path, "compare"), f"compare needs a timestamp: source '{untimed}' has none")
+
+
+def _check_columns(problems: ProblemList, item: dict[str, Any], path: KeyPath, typ: str) -> None:
+    """``columns:`` (a list or a selector) and ``exclude:`` of a per-column check."""
+    columns = item.get("columns")
+    if "column" in item and "columns" in item:
+        problems.add(
+            (*path, "columns"),
+            f"{typ} takes either column: (one column) or columns: (several), not both",
+            key=True,
+        )
+    if isinstance(columns, str) and columns not in COLUMN_SELECTORS:
+        hint = did_you_mean(columns, COLUMN_SELECTORS) or f" (for one column: [{columns}])"
+        problems.add(
+            (*path, "columns"),
+            f"unknown selector '{columns}'{hint}; columns: takes a list of columns "
+            f"or a selector: {one_of(COLUMN_SELECTORS)}",
+        )
+    if "columns" in item and "thresholds_from" in item:
+        problems.add(
+            (*path, "thresholds_from"),
+            "thresholds_from derives one band for one column: use column:, or one check per column",
+            key=True,
+        )
+    if "exclude" in item and not isinstance(columns, str):
+        why = (
+            "with a list of columns, leave the names out of the list"
+            if isinstance(columns, list)
+            else "there is no columns: selector to exclude from"
+        )
+        problems.add(
+            (*path, "exclude"),
+            f"exclude applies to a columns: selector (numeric, categorical or all); {why}",
+            key=True,
+        )
 
 
 def _check_drift(

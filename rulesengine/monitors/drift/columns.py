@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from rulesengine.monitors.columns import numeric_dtype
 from rulesengine.monitors.drift.profiles import ColumnProfile
+
+# numeric_dtype lives in monitors/columns.py, shared with the per-column checks
+__all__ = ["Role", "Use", "as_array", "as_float", "changed_type", "labels"]
+__all__ += ["numbers", "numeric_dtype"]
 
 
 class Use(Enum):
@@ -51,10 +56,6 @@ class Role:
             return cls(Use(prefix), column)
         except ValueError:
             return None
-
-
-def numeric_dtype(dtype: pl.DataType) -> bool:
-    return dtype.is_numeric() and dtype != pl.Boolean
 
 
 def as_array(values: Any) -> np.ndarray:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rulesengine.engine.sources import FILE_COLUMN
 from rulesengine.monitors.base import (
     ROWS,
     ROWS_BY,
@@ -27,6 +26,7 @@ from rulesengine.monitors.base import (
     FrameKey,
     Need,
 )
+from rulesengine.monitors.columns import select_columns, skipped_columns
 from rulesengine.monitors.drift.choices import Choices, ColumnChoice
 from rulesengine.monitors.drift.columns import (
     Role,
@@ -52,15 +52,12 @@ from rulesengine.spec.model import DriftSpec
 
 def drift_columns(m: DriftSpec, ctx: EvalContext) -> list[str]:
     """The listed columns, or every column of the source except the timestamp,
-    segment columns, ``exclude``, temporal and nested columns."""
+    segment columns, ``exclude``, temporal and nested columns (the ``all``
+    selector of :mod:`rulesengine.monitors.columns`)."""
     if m.columns:
         return list(m.columns)
-    source = ctx.model.sources[m.source]
-    schema = ctx.schemas[m.source]
-    skip = {source.timestamp, FILE_COLUMN, *m.segment_by, *m.exclude}
-    return [
-        c for c, t in schema.items() if c not in skip and not t.is_temporal() and not t.is_nested()
-    ]
+    skip = skipped_columns(ctx.model, m.source, m.segment_by)
+    return select_columns(ctx.schemas[m.source], "all", skip=skip, exclude=m.exclude)
 
 
 def reference_frame(m: DriftSpec, ctx: EvalContext) -> FrameKey:
