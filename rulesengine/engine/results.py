@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -204,9 +205,12 @@ def why(r: Result) -> str | None:
     return text if len(text) <= WHY_WIDTH else text[: WHY_WIDTH - 1] + "…"
 
 
-def _row(model: str, r: Result) -> tuple[str, ...]:
-    """One result's cells; a freshness value and threshold as durations."""
-    name = r.monitor + (f"[{r.column}]" if r.column and r.kind == "drift" else "")
+def _row(model: str, r: Result, per_column: bool = False) -> tuple[str, ...]:
+    """One result's cells; a freshness value and threshold as durations. The
+    column shows as ``monitor[column]`` for drift and for a monitor that reports
+    per column (``per_column``: a check with a column list)."""
+    shown = r.column and (r.kind == "drift" or per_column)
+    name = r.monitor + (f"[{r.column}]" if shown else "")
     if r.type == "freshness":
         value = "-" if r.value is None else human_age(r.value)
         threshold = _fmt_threshold(r.threshold, r.status, _fmt_seconds)
@@ -232,9 +236,11 @@ def to_text(models: Sequence[ModelResults]) -> str:
     rows: list[tuple[tuple[str, ...], str | None]] = []
     counts: dict[str, int] = {}
     for m in models:
+        seen = Counter((r.monitor, segment_text(r.segment)) for r in m.results)
         for r in worst_first(m.results):
             counts[r.status] = counts.get(r.status, 0) + 1
-            rows.append((_row(m.model, r), why(r)))
+            many = seen[(r.monitor, segment_text(r.segment))] > 1
+            rows.append((_row(m.model, r, many), why(r)))
     widths = [
         max(len(h), *(len(row[i]) for row, _ in rows)) if rows else len(h)
         for i, h in enumerate(header)

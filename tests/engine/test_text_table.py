@@ -103,3 +103,23 @@ def test_why_is_one_line_cut_at_200_characters():
 )
 def test_human_age(seconds, text):
     assert human_age(seconds) == text
+
+
+def test_a_check_with_a_column_list_names_each_column():
+    from rulesengine.engine.results import ModelResults
+
+    def res(monitor: str, column: str, value: float) -> Result:
+        return Result(monitor, "check", "null_rate", "r", "ok", value, column=column)
+
+    text = to_text(
+        [
+            ModelResults(
+                "m",
+                AT,
+                (res("nulls", "a", 0.0), res("nulls", "b", 0.25), res("single", "c", 0.5)),
+            )
+        ]
+    )
+    assert "nulls[a]" in text and "nulls[b]" in text
+    # one result per monitor: the name alone, as before
+    assert "single[c]" not in text and "  single  " in text
