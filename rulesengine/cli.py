@@ -524,6 +524,48 @@ def backfill(
 
 
 @main.command()
+@click.option(
+    "--from-reference",
+    "reference",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A local parquet, CSV or NDJSON file of typical rows (e.g. training data).",
+)
+@click.option("--model", required=True, metavar="NAME", help="The model's name.")
+@click.option("--timestamp", metavar="COL", help="The event-time column of the live logs.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Write the spec here (never over an existing file). Default: stdout.",
+)
+def init(reference: str, model: str, timestamp: str | None, out: str | None) -> None:
+    """Write a starter model spec from a reference dataset.
+
+    A schema check, null-rate and range checks with stated margins, allowed
+    values for text columns with few values, and drift on every feature, each
+    number with a comment saying where it came from. The spec is validated
+    before it is written; evaluated against the reference itself it fires
+    nothing. Exit codes: 0 written, 2 bad options, 4 unreadable reference.
+    """
+    from pathlib import Path
+
+    from rulesengine.review.init import engine_note, reference_path, starter_spec, write
+
+    target = Path(out) if out else None
+    text = starter_spec(Path(reference), model, timestamp, reference_path(Path(reference), target))
+    if target is None:
+        click.echo(text, nl=False)
+        return
+    write(text, target)
+    click.echo(f"wrote {target}", err=True)
+    note = engine_note(target)
+    if note:
+        click.echo(note, err=True)
+
+
+@main.command()
 @click.argument("kind", type=click.Choice(["model", "engine"]), default="model")
 def schema(kind: str) -> None:
     """Print the JSON Schema of model files (default) or engine.yaml."""
