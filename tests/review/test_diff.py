@@ -12,7 +12,11 @@ with a route for critical alerts. The oracle is the data, counted by hand (see
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -286,3 +290,38 @@ def test_direction_of_change_thresholds():
     assert direction(t("below", -0.1, week), t("below", -0.2, week)) == "loosened"
     assert direction(t("below", -0.1, week), t("below", -0.2, day)) == "changed"  # other offset
     assert direction(t("below", -0.1), t("below", -0.1, week)) == "changed"
+
+
+def test_replay_progress_on_a_terminal(repo: Path):
+    """stderr a terminal: click's bar counts both sides' ticks (20 + 20); stdout
+    still holds only the document."""
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rulesengine.cli", "diff", "cfg", "--git", "base",
+         "--replay", RANGE, "--format", "json"],
+        cwd=repo, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child_fd,
+        env={**os.environ, **ENV, "TERM": "xterm", "COLUMNS": "120"},
+    )  # fmt: skip
+    os.close(child_fd)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(main_fd, 4096)
+            except OSError:  # EIO once the child side is closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=100)
+    reader.join(10)
+    os.close(main_fd)
+    assert proc.returncode == 0
+    bar = b"".join(chunks).decode(errors="replace")
+    assert "replay" in bar and "40/40" in bar and "HEAD m1" in bar, bar
+    assert json.loads(out)["replay"]["base"]["ticks"] == 20
+    assert SECRET not in bar
