@@ -110,7 +110,7 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def diff(repo: Path, *args: str):  # type: ignore[no-untyped-def]
+def diff(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli("diff", *args, cwd=repo, env=ENV)
 
 
