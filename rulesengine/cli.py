@@ -524,6 +524,33 @@ def backfill(
     click.echo(to_json(report) if fmt == "json" else to_text(report))
 
 
+@main.command("test")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def test_command(files: tuple[str, ...]) -> None:
+    """Run rule unit tests: fixture rows, evaluation times, expected results,
+    alert states and notifications (docs/testing.md).
+
+    Each evaluation time runs the real evaluation and alert tracker on a scratch
+    state file; nothing is delivered. A failure prints expected against actual
+    at the test file's line.
+
+    Exit codes: 0 all passed, 1 a test failed, 2 invalid test file, 3 invalid config.
+    """
+    from rulesengine.ruletest.format import read_test_file
+    from rulesengine.ruletest.report import to_text
+    from rulesengine.ruletest.runner import check_names, load_config, run_test
+
+    _logging()
+    loaded = []
+    for f in files:  # every file and its config checked before anything runs
+        tf = read_test_file(f)
+        config = load_config(tf)
+        loaded.append((tf, config, check_names(tf, config)))
+    outcomes = [run_test(tf, t, c, models[t.index]) for tf, c, models in loaded for t in tf.tests]
+    click.echo(to_text(outcomes))
+    sys.exit(0 if all(o.passed for o in outcomes) else 1)
+
+
 @main.command("diff")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option(

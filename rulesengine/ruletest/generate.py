@@ -146,6 +146,11 @@ def parse_part(spec: Any) -> Column:
         start, step = _number(m["start"]), _number(m["step"])
         step = -step if m["sign"] == "-" else step
         return Column([start + i * step for i in range(_count(m["n"]))])
+    if re.match(r"^\d{4}-\d\d-\d\dT", text) and re.search(r"[-+]\s*\d+[a-z]+\s*x\s*\d+$", text):
+        zoneless = text[:19]
+        raise NotationError(
+            f"'{text}' is not TIME±STEPxN: '{zoneless}' needs a time zone (Z for UTC)"
+        )
     if m := _REPEAT.match(text):
         return Column([resolve_plain_scalar(m["value"].strip())] * _count(m["n"]))
     if text.startswith(("cycle(", "normal(", "uniform(", "choice(")):
@@ -183,10 +188,9 @@ def expand_columns(columns: dict[str, Any]) -> dict[str, list[Any]]:
     if not lengths:
         raise NotationError("no column has a count (xN): say how many rows with one")
     n = max(lengths.values())
-    short = {name: k for name, k in lengths.items() if k != n}
-    if short:
-        which = ", ".join(f"'{name}' has {k}" for name, k in short.items())
-        raise NotationError(f"columns differ in length: {n} rows, but {which}")
+    if len(set(lengths.values())) > 1:
+        which = ", ".join(f"'{name}' has {k}" for name, k in lengths.items())
+        raise NotationError(f"columns differ in length: {which}")
     return {name: c.expand(n) for name, c in parsed.items()}
 
 
