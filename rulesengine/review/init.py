@@ -357,18 +357,18 @@ def reference_path(reference: Path, out: Path | None) -> str:
 def config_root(out: Path) -> Path:
     """The directory relative paths of the spec at ``out`` resolve against: that of
     the engine.yaml in its directory or the parent, else its own (docs/spec.md)."""
-    from rulesengine.spec.loader import _engine_near
+    from rulesengine.spec.loader import engine_near
 
     out = out.resolve()
-    engine = _engine_near(out)
+    engine = engine_near(out)
     return engine.parent if engine else out.parent
 
 
 def engine_note(out: Path) -> str | None:
     """A note when no engine.yaml governs ``out``: the model then runs alone."""
-    from rulesengine.spec.loader import _engine_near
+    from rulesengine.spec.loader import engine_near
 
-    if _engine_near(out.resolve()) is not None:
+    if engine_near(out.resolve()) is not None:
         return None
     return (
         f"note: no engine.yaml in {out.parent} or its parent: the model runs alone, with "

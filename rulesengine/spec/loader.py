@@ -192,7 +192,7 @@ def _is_template(path: tuple[Any, ...]) -> bool:
     )
 
 
-def _engine_near(path: Path) -> Path | None:
+def engine_near(path: Path) -> Path | None:
     """engine.yaml in a model file's directory or its parent."""
     for folder in (path.parent, path.parent.parent):
         for name in ENGINE_NAMES:
@@ -249,7 +249,7 @@ def discover(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path], list[
                 models.extend(sorted(q for q in p.parent.glob(pattern) if q.is_file()))
         else:
             models.append(p)
-            near = _engine_near(p)
+            near = engine_near(p)
             if near:
                 engines.append(near)
     dedup = lambda xs: list(dict.fromkeys(x.resolve() for x in xs))  # noqa: E731
@@ -268,8 +268,8 @@ def load_report(paths: Sequence[str | Path], env: Mapping[str, str] | None = Non
                 1,
                 1,
                 (),
-                f"more than one engine config given ({listing}): validate "
-                "one config directory at a time",
+                f"more than one engine config given ({listing}): run one config "
+                "directory at a time (validate takes several)",
             )
         )
     engine_file = read_file(engine_paths[0], "engine", env) if engine_paths else None
@@ -307,6 +307,28 @@ def load_report(paths: Sequence[str | Path], env: Mapping[str, str] | None = Non
         Path(p).is_dir() or Path(p).name in ENGINE_NAMES for p in paths
     )
     return LoadReport(Config(engine, tuple(models), tuple(names), complete), [], names)
+
+
+def config_root_of(path: str | Path) -> Path | None:
+    """The engine file that governs ``path`` (resolved), or None: a directory's own
+    engine file, an engine file itself, or a model file's :func:`engine_near`."""
+    p = Path(path)
+    if p.is_dir():
+        found = next((p / n for n in ENGINE_NAMES if (p / n).is_file()), None)
+    elif p.name in ENGINE_NAMES:
+        found = p
+    else:
+        found = engine_near(p)
+    return found.resolve() if found else None
+
+
+def group_by_root(paths: Sequence[str | Path]) -> list[list[str | Path]]:
+    """``paths`` grouped by the engine file that governs each (first-seen order);
+    the paths no engine file governs form one group of their own."""
+    groups: dict[Path | None, list[str | Path]] = {}
+    for p in paths:
+        groups.setdefault(config_root_of(p), []).append(p)
+    return list(groups.values())
 
 
 def load(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> Config:

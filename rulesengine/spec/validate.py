@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rulesengine.errors import Problem, format_path
-from rulesengine.spec.loader import LoadReport, load_report
+from rulesengine.spec.loader import LoadReport, group_by_root, load_report
 
 
 def validate(
@@ -19,7 +19,25 @@ def validate(
     env: Mapping[str, str] | None = None,
 ) -> LoadReport:
     """Load everything under ``paths``; with ``check_sources`` also read each source's
-    schema (no data) and check the columns the spec uses."""
+    schema (no data) and check the columns the spec uses.
+
+    Paths of several config directories (a commit touching two of them) are
+    grouped by the engine file that governs each and every group is validated
+    against its own; the problems of all groups come back together. The merged
+    report's ``config`` is the first group's when every group loaded (only
+    ``ok`` is read from it), else None."""
+    reports = [_validate_one(group, check_sources, env) for group in group_by_root(paths)]
+    if len(reports) == 1:
+        return reports[0]
+    problems = sorted((p for r in reports for p in r.problems), key=Problem.sort_key)
+    files = list(dict.fromkeys(f for r in reports for f in r.files))
+    loaded = all(r.config is not None for r in reports)
+    return LoadReport(reports[0].config if loaded else None, problems, files)
+
+
+def _validate_one(
+    paths: Sequence[str | Path], check_sources: bool, env: Mapping[str, str] | None
+) -> LoadReport:
     report = load_report(paths, env)
     if check_sources and report.config is not None:
         from rulesengine.spec.sourcecheck import check_sources as run_check
