@@ -304,6 +304,8 @@ def starter_spec(reference: Path, model: str, timestamp: str | None, ref_path: s
             "starting with a letter or digit, at most 128 characters"
         )
     schema, frame = read_reference(reference)
+    if frame.height == 0:
+        raise InitError(f"--from-reference: {reference.name} has no rows: nothing to learn from")
     if timestamp is not None and timestamp not in schema:
         raise InitError(
             f"--timestamp: {reference.name} has no column '{timestamp}' "

@@ -160,12 +160,14 @@ def test_csv_reference_to_stdout_runs_static(tmp_path: Path) -> None:
         (["--from-reference", "nope.parquet"], "nope.parquet is not a file"),
         (["--from-reference", "notes.txt"], "cannot tell the format of notes.txt"),
         (["--out", "taken.yaml"], "taken.yaml exists; init never overwrites a file"),
+        (["--from-reference", "empty.parquet"], "empty.parquet has no rows"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     reference_frame().head(10).write_parquet(tmp_path / "ref.parquet")
     (tmp_path / "notes.txt").write_text("a\n")
     (tmp_path / "taken.yaml").write_text("keep me\n")
+    reference_frame().head(0).write_parquet(tmp_path / "empty.parquet")
     base = {"--from-reference": "ref.parquet", "--model": "m"}
     for i in range(0, len(args), 2):
         base[args[i]] = args[i + 1]
@@ -186,3 +188,11 @@ def test_note_when_no_engine_governs_the_output(tmp_path: Path) -> None:
     assert "note: no engine.yaml" in r.stderr
     spec = spec_of((tmp_path / "specs" / "m.yaml").read_text())
     assert spec["sources"]["reference"]["path"] == str((tmp_path / "ref.parquet").resolve())
+
+
+def test_unreadable_reference_exits_4(tmp_path: Path) -> None:
+    (tmp_path / "bad.parquet").write_text("not parquet\n")
+    r = run_cli("init", "--from-reference", "bad.parquet", "--model", "m", cwd=tmp_path)
+    assert r.returncode == 4
+    assert r.stderr.startswith("error: source 'reference': cannot read bad.parquet:")
+    assert r.stdout == ""
