@@ -37,6 +37,44 @@ def run_cli(
     )
 
 
+def run_cli_on_tty(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[int, bytes, str]:
+    """Run the real command line with stderr on a pseudo-terminal (as in a shell):
+    (exit code, stdout, what the terminal showed)."""
+    import pty
+    import threading
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rulesengine.cli", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=child_fd,
+        env={**os.environ, **(env or {}), "TERM": "xterm", "COLUMNS": "120"},
+    )
+    os.close(child_fd)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(main_fd, 4096)
+            except OSError:  # EIO once the child side is closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=timeout)
+    reader.join(10)
+    os.close(main_fd)
+    return proc.returncode, out, b"".join(chunks).decode(errors="replace")
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -19,13 +19,8 @@ file is never created or changed.
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import shutil
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +32,7 @@ import yaml
 from examples.demo import DEMO_AT, generate
 from rulesengine.daemon.backfill import count_ticks
 from rulesengine.daemon.schedule import Cadence
-from tests.conftest import CONFIGS, run_cli
+from tests.conftest import CONFIGS, run_cli, run_cli_on_tty
 from tests.delivery.conftest import HttpReceiver, free_port
 
 pytestmark = pytest.mark.timeout(240)
@@ -334,33 +329,10 @@ def test_live_state_is_left_byte_for_byte(small: Path):
 
 
 def test_progress_bar_on_a_terminal_only(small: Path):
-    main_fd, child_fd = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rulesengine.cli", "backfill", ".", "--from", minute(0),
-         "--to", minute(20)],
-        cwd=small, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child_fd,
-        env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
-    )  # fmt: skip
-    os.close(child_fd)
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(main_fd, 4096)
-            except OSError:  # EIO once the child side is closed
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    out, _ = proc.communicate(timeout=120)
-    reader.join(10)
-    os.close(main_fd)
-    assert proc.returncode == 0
-    bar = b"".join(chunks).decode(errors="replace")
+    code, out, bar = run_cli_on_tty(
+        "backfill", ".", "--from", minute(0), "--to", minute(20), cwd=small
+    )
+    assert code == 0
     assert "backfill" in bar and "20/20" in bar, bar
     assert re.search(r"\b19 left, m1 2026-03-02T10:01Z", bar), bar  # ticks left, last tick
     assert out.decode().startswith("backfill 2026-03-02T10:00:00Z")  # the report on stdout

@@ -12,11 +12,7 @@ with a route for critical alerts. The oracle is the data, counted by hand (see
 from __future__ import annotations
 
 import json
-import os
-import pty
 import subprocess
-import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +20,7 @@ import pytest
 
 from rulesengine.review.diff import direction
 from rulesengine.spec.model import Change, Threshold
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_on_tty
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -295,33 +291,11 @@ def test_direction_of_change_thresholds():
 def test_replay_progress_on_a_terminal(repo: Path):
     """stderr a terminal: click's bar counts both sides' ticks (20 + 20); stdout
     still holds only the document."""
-    main_fd, child_fd = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rulesengine.cli", "diff", "cfg", "--git", "base",
-         "--replay", RANGE, "--format", "json"],
-        cwd=repo, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child_fd,
-        env={**os.environ, **ENV, "TERM": "xterm", "COLUMNS": "120"},
+    code, out, bar = run_cli_on_tty(
+        "diff", "cfg", "--git", "base", "--replay", RANGE, "--format", "json",
+        cwd=repo, env=ENV, timeout=100,
     )  # fmt: skip
-    os.close(child_fd)
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(main_fd, 4096)
-            except OSError:  # EIO once the child side is closed
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    out, _ = proc.communicate(timeout=100)
-    reader.join(10)
-    os.close(main_fd)
-    assert proc.returncode == 0
-    bar = b"".join(chunks).decode(errors="replace")
+    assert code == 0
     assert "replay" in bar and "40/40" in bar and "HEAD m1" in bar, bar
     assert json.loads(out)["replay"]["base"]["ticks"] == 20
     assert SECRET not in bar
