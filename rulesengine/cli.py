@@ -676,6 +676,62 @@ def init(reference: str, model: str, timestamp: str | None, out: str | None) -> 
 
 
 @main.command()
+@PATHS
+@AT
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    metavar="DURATION|TIME",
+    help="History from this long before --at (e.g. 7d, 12h), or from an ISO-8601 time.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "json"]),
+    default="html",
+    show_default=True,
+    help="html: one self-contained page; json: the same content as data.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), metavar="PATH", help="Write here. Default: stdout."
+)
+def report(paths: tuple[str, ...], at: str | None, since: str, fmt: str, out: str | None) -> None:
+    """Write a report: per model, status, drift charts, trends and alert timeline.
+
+    The results are evaluated as of --at like `run`; trends and the timeline come
+    from the state file's history (read only, never created). HTML needs the
+    report extra (matplotlib). Exit codes: 0 written, 2 bad options or matplotlib
+    missing, 3 invalid config, 5 unreadable state database.
+    """
+    import json
+    from pathlib import Path
+
+    from rulesengine.report.build import build_report
+    from rulesengine.spec.loader import load
+
+    end = _parse_at(at)
+    start = _parse_since(since, end)
+    if fmt == "html":
+        from rulesengine.report.charts import require
+
+        require()
+    config = load(paths)
+    doc = build_report(config, end, start)
+    if fmt == "json":
+        text = json.dumps(doc, indent=2) + "\n"
+    else:
+        from rulesengine.report.html import to_html
+
+        text = to_html(doc)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    Path(out).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out}", err=True)
+
+
+@main.command()
 @click.argument("kind", type=click.Choice(["model", "engine"]), default="model")
 def schema(kind: str) -> None:
     """Print the JSON Schema of model files (default) or engine.yaml."""

@@ -1,0 +1,1 @@
+"""``rulesengine report``: one self-contained HTML page (or its JSON) per config."""

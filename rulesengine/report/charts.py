@@ -1,0 +1,147 @@
+"""The report's charts: inline SVG drawn with matplotlib's SVG backend.
+
+matplotlib is the optional ``report`` extra; :func:`require` raises a one-line
+error naming it when it is missing. Every chart comes back as an ``<svg>``
+element with an ``id``, a ``viewBox`` and ``width:100%`` so the page scales it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime
+from typing import Any
+
+from rulesengine.errors import RulesEngineError
+
+COLORS = {"ok": "#2e7d32", "warn": "#f9a825", "critical": "#c62828"}
+REF, CUR = "#7f8c9a", "#1565c0"
+
+
+class MissingExtra(RulesEngineError):
+    """matplotlib is not installed."""
+
+    exit_code = 2
+
+
+def require() -> Any:
+    """The pyplot module on the SVG backend, or :class:`MissingExtra`."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingExtra(
+            "the report needs matplotlib: pip install 'rulesengine[report]'"
+        ) from None
+    matplotlib.use("svg", force=True)
+    matplotlib.rcParams.update(
+        {"svg.fonttype": "none", "svg.hashsalt": "rulesengine", "font.size": 9}
+    )
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _svg(fig: Any, chart_id: str, cls: str) -> str:
+    """The figure as an inline ``<svg>`` element that scales to its container."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    require().close(fig)
+    text = buf.getvalue()
+    text = text[text.index("<svg") :]
+    text = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", text, count=1)
+    attrs = f'<svg id="{chart_id}" class="chart {cls}" style="width:100%;height:auto"'
+    return text.replace("<svg", attrs, 1)
+
+
+def drift_chart(entry: dict[str, Any], chart_id: str) -> str:
+    """Reference against current: shares per bin (numeric) or per category."""
+    plt = require()
+    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+    if entry["kind"] == "categorical":
+        names = entry["categories"]
+        x = list(range(len(names)))
+        ax.bar([i - 0.2 for i in x], entry["reference_shares"], 0.4, color=REF, label="reference")
+        ax.bar([i + 0.2 for i in x], entry["current_shares"], 0.4, color=CUR, label="current")
+        ax.set_xticks(x, names, rotation=30, ha="right")
+    else:
+        edges = entry["edges"]
+        if entry["open_ends"]:  # cells (-inf, e0] and (e_last, inf): drawn one step wide
+            step = (edges[-1] - edges[0]) / max(len(edges) - 1, 1) or 1.0
+            edges = [edges[0] - step, *edges, edges[-1] + step]
+        for key, color in (("reference", REF), ("current", CUR)):
+            counts = entry[key]
+            total = sum(counts) or 1.0
+            ax.stairs(
+                [c / total for c in counts],
+                edges,
+                color=color,
+                label=key,
+                fill=key == "reference",
+                alpha=0.5 if key == "reference" else 1.0,
+            )
+    ax.set_ylabel("share")
+    stat = "n/a" if entry["statistic"] is None else f"{entry['statistic']:.4g}"
+    ax.set_title(
+        f"{entry['monitor']} · {entry['column']}: {entry['method']} {stat} "
+        f"(threshold {entry['threshold']:.4g}, {entry['status']})"
+    )
+    ax.legend(loc="upper right", frameon=False)
+    return _svg(fig, chart_id, "drift")
+
+
+def _bands(ax: Any, threshold: dict[str, Any]) -> None:
+    """Shade where each severity's fixed threshold holds."""
+    for sev in ("warn", "critical"):
+        cond = threshold.get(sev) or {}
+        color = COLORS[sev]
+        if "above" in cond:
+            ax.axhline(cond["above"], color=color, ls="--", lw=1, label=f"{sev} above")
+        if "below" in cond:
+            ax.axhline(cond["below"], color=color, ls="--", lw=1, label=f"{sev} below")
+        if "outside" in cond:
+            lo, hi = cond["outside"]
+            ax.axhline(lo, color=color, ls=":", lw=1, label=f"{sev} outside [{lo:g}, {hi:g}]")
+            ax.axhline(hi, color=color, ls=":", lw=1)
+
+
+def trend_chart(trend: dict[str, Any], chart_id: str) -> str:
+    """One line per segment over time, with the thresholds as lines or bands."""
+    plt = require()
+    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+    for s in trend["series"]:
+        pts = [p for p in s["points"] if p["value"] is not None]
+        xs = [datetime.fromisoformat(p["at"]) for p in pts]
+        ax.plot(xs, [p["value"] for p in pts], marker="o", ms=3, label=s["segment"])
+    _bands(ax, trend["threshold"])
+    if not trend["series"]:
+        ax.text(0.5, 0.5, "no history in this range", ha="center", transform=ax.transAxes)
+    ax.set_title(f"{trend['monitor']} ({trend['kind']})")
+    fig.autofmt_xdate()
+    ax.legend(loc="best", frameon=False, fontsize=7)
+    return _svg(fig, chart_id, "trend")
+
+
+def timeline_chart(
+    timeline: list[dict[str, Any]], start: datetime, end: datetime, chart_id: str
+) -> str:
+    """Violating spans per monitor (an open span runs to ``end``)."""
+    plt = require()
+    import matplotlib.dates as mdates
+
+    rows = timeline or []
+    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.35 * max(len(rows), 1)))
+    for i, row in enumerate(rows):
+        for span in row["spans"]:
+            a = datetime.fromisoformat(span["start"])
+            b = datetime.fromisoformat(span["end"]) if span["end"] else end
+            width = max(mdates.date2num(b) - mdates.date2num(a), 0.01)
+            ax.broken_barh(
+                [(mdates.date2num(a), width)], (i - 0.35, 0.7), color=COLORS[span["status"]]
+            )
+    labels = [r["monitor"] + (f" · {r['column']}" if r["column"] else "") for r in rows]
+    ax.set_yticks(range(len(rows)), labels)
+    ax.set_xlim(mdates.date2num(start), mdates.date2num(end))
+    ax.xaxis_date()
+    ax.set_title("violations over time (warn / critical)")
+    fig.autofmt_xdate()
+    return _svg(fig, chart_id, "timeline")
