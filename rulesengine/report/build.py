@@ -172,12 +172,13 @@ def _drift_columns(model: ModelSpec, plan: Any, results: list[Result], recorders
 
 
 def _summary(results: list[Result]) -> list[dict[str, Any]]:
-    """The overall results (no segment), worst first."""
+    """The overall results, and the segments' results that are not ok, worst first."""
     out = []
-    for r in worst_first(x for x in results if not x.segment):
+    for r in worst_first(x for x in results if not x.segment or x.status != "ok"):
         out.append(
             {
                 "monitor": r.monitor,
+                "segment": dict(r.segment),
                 "kind": r.kind,
                 "type": r.type,
                 "column": r.column,

@@ -43,6 +43,8 @@ def _summary(summary: list[dict[str, Any]]) -> str:
     rows = []
     for r in summary:
         monitor = r["monitor"] + (f" · {r['column']}" if r["column"] else "")
+        if r["segment"]:
+            monitor += " [" + ", ".join(f"{k}={v}" for k, v in r["segment"].items()) + "]"
         rows.append(
             f'<tr><td class="n"><span class="status s-{escape(r["status"])}">{escape(r["status"])}'
             f"</span></td><td>{escape(monitor)}</td><td>{escape(r['kind'])}</td>"
