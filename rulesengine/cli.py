@@ -702,7 +702,7 @@ def report(paths: tuple[str, ...], at: str | None, since: str, fmt: str, out: st
     The results are evaluated as of --at like `run`; trends and the timeline come
     from the state file's history (read only, never created). HTML needs the
     report extra (matplotlib). Exit codes: 0 written, 2 bad options or matplotlib
-    missing, 3 invalid config, 5 unreadable state database.
+    missing, 3 invalid config.
     """
     import json
     from pathlib import Path
