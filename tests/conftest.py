@@ -75,6 +75,21 @@ def run_cli_on_tty(
     return proc.returncode, out, b"".join(chunks).decode(errors="replace")
 
 
+def need_tool(tool: str, package: str, required_in_ci: bool = True) -> str:
+    """The path of a system program the tests need; else skip naming its package
+    (``package`` says which), or fail under ``CI=true`` when the README's test
+    command installs it there (``required_in_ci``)."""
+    import shutil
+
+    path = shutil.which(tool)
+    if path:
+        return path
+    message = f"{package}: `{tool}` is not on PATH"
+    if required_in_ci and os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rulesengine.alerting.store import store_error
 from rulesengine.engine.evaluate import plan_model, profile_cache
 from rulesengine.engine.execute import execute
 from rulesengine.engine.results import Result, iso, worst_first
@@ -294,7 +295,10 @@ def build_report(config: Config, at: datetime, since: datetime) -> dict[str, Any
     with read_only(config.engine.state) as (source, why):
         if source is not None:
             source.db.row_factory = sqlite3.Row  # read_history reads columns by name
-        models = [model_report(m, at, since, cache, source) for m in config.models]
+        try:
+            models = [model_report(m, at, since, cache, source) for m in config.models]
+        except sqlite3.DatabaseError as exc:  # damaged past its header: exit 5, one line
+            raise store_error(config.engine.state, exc) from exc
     return {
         "version": REPORT_VERSION,
         "at": iso(at),

@@ -29,7 +29,6 @@ strings); LEFT, and RIGHT unless it is a number, are queried.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -50,6 +49,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from rulesengine.cli import main
+from tests.conftest import need_tool
 from tests.daemon.conftest import ENGINE
 from tests.delivery.conftest import HOST, HttpReceiver, free_port, wait_until
 
@@ -76,15 +76,7 @@ HEALTH_RULES = {
 
 
 def need(tool: str, package: str = PACKAGE, required_in_ci: bool = True) -> str:
-    """The tool's path; else skip naming the package (fail under ``CI=true`` if
-    the README's command installs it there)."""
-    path = shutil.which(tool)
-    if path:
-        return path
-    message = f"{package}: `{tool}` is not on PATH"
-    if required_in_ci and os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return need_tool(tool, package, required_in_ci)
 
 
 # ----------------------------------------------------------- rule expressions

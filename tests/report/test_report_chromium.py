@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from examples.demo import generate
-from tests.conftest import CONFIGS, run_cli
-from tests.daemon.test_prometheus import need
+from tests.conftest import CONFIGS, need_tool, run_cli
 
 PACKAGE = "needs Debian's chromium package (apt-get install chromium)"
 TICKS = ("2026-11-27T06:00:00Z", "2026-11-27T09:00:00Z", "2026-11-27T10:30:00Z")
@@ -59,7 +58,7 @@ def doc(demo: Path) -> dict:
 
 
 def _chromium(page: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    browser = need("chromium", PACKAGE)
+    browser = need_tool("chromium", PACKAGE)
     profile = tmp / "profile"
     profile.mkdir(exist_ok=True)
     cmd = [browser, *FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()]
