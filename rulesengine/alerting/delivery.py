@@ -35,6 +35,7 @@ import logging
 import os
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 import uuid
@@ -43,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rulesengine.alerting.store import Store, now_text, parse_ts
 from rulesengine.masking import mask_url
@@ -133,7 +134,10 @@ class Notifier(Protocol):
         self, url: str, title: str, body: str, timeout: float, notify_type: str = "info"
     ) -> str | None:
         """Send one message with an Apprise notify type (``info``, ``success``,
-        ``warning``, ``failure``); None on success, else why it failed (masked)."""
+        ``warning``, ``failure``); None on success, else why it failed (masked).
+        A row with a file (a scheduled report) is sent with a keyword argument
+        ``attachment=(filename, bytes)`` as well, which only notifiers that take
+        it are given."""
 
 
 class AppriseNotifier:
@@ -147,8 +151,16 @@ class AppriseNotifier:
     cancelled; ``timeout`` bounds the attempt instead."""
 
     def send(
-        self, url: str, title: str, body: str, timeout: float, notify_type: str = "info"
+        self,
+        url: str,
+        title: str,
+        body: str,
+        timeout: float,
+        notify_type: str = "info",
+        attachment: tuple[str, bytes] | None = None,
     ) -> str | None:
+        """``attachment`` (file name, content) is written to a temporary folder of
+        its own for the send and goes with Apprise's ``attach=``."""
         import apprise
 
         outcome: dict[str, object] = {}
@@ -159,13 +171,19 @@ class AppriseNotifier:
                 if not ap.add(url):
                     outcome["error"] = "invalid Apprise URL"
                     return
-                # plain text: mail keeps its lines and markup in values stays text
-                result = ap.notify(
-                    title=title,
-                    body=body,
-                    body_format=apprise.NotifyFormat.TEXT,
-                    notify_type=apprise.NotifyType(notify_type),
-                )
+                with tempfile.TemporaryDirectory(prefix="rulesengine-attach-") as tmp:
+                    attach = None
+                    if attachment is not None:
+                        attach = str(Path(tmp) / Path(attachment[0]).name)
+                        Path(attach).write_bytes(attachment[1])
+                    # plain text: mail keeps its lines and markup in values stays text
+                    result = ap.notify(
+                        title=title,
+                        body=body,
+                        body_format=apprise.NotifyFormat.TEXT,
+                        notify_type=apprise.NotifyType(notify_type),
+                        attach=attach,
+                    )
                 outcome["ok"] = bool(result)
                 if not result:
                     outcome["error"] = "the service refused or could not be reached"
@@ -206,9 +224,12 @@ def enqueue(
     body: str,
     now: datetime,
     severity: str = "",
+    attachment: tuple[str, bytes] | None = None,
 ) -> int:
     """Outbox rows for every target of ``receiver``; call inside a transaction.
-    ``severity`` (of a firing notification) sets the notify type it is sent with."""
+    ``severity`` (of a firing notification) sets the notify type it is sent with;
+    ``attachment`` (file name, content) is kept in each row and sent with it."""
+    name, blob = attachment if attachment is not None else (None, None)
     spec = engine.receivers.get(receiver)
     if spec is None:
         return 0
@@ -218,7 +239,8 @@ def enqueue(
     for url in receiver_urls(engine, receiver):
         store.db.execute(
             "INSERT INTO outbox (group_key, receiver, target, target_label, kind, title, body,"
-            " created_at, deadline, next_attempt_at, severity) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " created_at, deadline, next_attempt_at, severity, attachment, attachment_name)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 group_key,
                 receiver,
@@ -231,6 +253,8 @@ def enqueue(
                 now_text(deadline),
                 now_text(now),
                 severity,
+                blob,
+                name,
             ),
         )
         n += 1
@@ -438,7 +462,10 @@ def _attempt(
     timeout = engine.delivery.timeout.total_seconds()
     try:
         kind = notify_type(row["kind"], row["severity"])
-        error = notifier.send(url, row["title"], row["body"], timeout, notify_type=kind)
+        extra: dict[str, Any] = {}
+        if row["attachment"] is not None:
+            extra["attachment"] = (row["attachment_name"] or "attachment", bytes(row["attachment"]))
+        error = notifier.send(url, row["title"], row["body"], timeout, notify_type=kind, **extra)
     except Exception as exc:  # a notifier bug must not stop the other deliveries
         error = f"{type(exc).__name__}"
     attempts += 1

@@ -177,6 +177,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN severity TEXT NOT NULL DEFAULT '';
     ALTER TABLE source_health ADD COLUMN counted_at TEXT;
     """,
+    # 8: a file sent with a notification (the scheduled reports' HTML page, see
+    # rulesengine/daemon/reports.py), kept in the row so queueing it is atomic;
+    # NULL on every other row, which sends as before
+    """
+    ALTER TABLE outbox ADD COLUMN attachment BLOB;
+    ALTER TABLE outbox ADD COLUMN attachment_name TEXT;
+    """,
 ]
 
 OUTBOX_KEY = "outbox_key"

@@ -41,6 +41,7 @@ from rulesengine.daemon.logs import event
 from rulesengine.daemon.metrics import DaemonMetrics, rows_scanned
 from rulesengine.daemon.outbox import Outbox
 from rulesengine.daemon.reload import Reloader
+from rulesengine.daemon.reports import Reports
 from rulesengine.daemon.schedule import (
     cadence_of,
     count_between,
@@ -112,6 +113,7 @@ class Daemon:
         self.tried: dict[str, datetime | None] = {}
         self.outbox: Outbox | None = None
         self.listen: str | None = None  # the HTTP address, for the start line
+        self.reports = Reports(store, clock, self.wake, self._kick_outbox)
         self.use(config)
 
     # ------------------------------------------------------------ config
@@ -127,6 +129,7 @@ class Daemon:
         self.metrics.configure(config)
         self.status.set_models(marks)
         self.status.config_loaded = True
+        self.reports.use(config)
         now = self.clock()
         for m in config.models:
             self.status.set_interval(m.model, interval_at(cadence_of(m.evaluation), now))
@@ -164,9 +167,15 @@ class Daemon:
                 if self.outbox is not None:
                     self.outbox.use(config)
         self.collect()
+        self.reports.collect()
         self.check_deadlines()
         if not self.stop.is_set():
             self.start_due()
+            self.reports.start_due()
+
+    def _kick_outbox(self) -> None:
+        if self.outbox is not None:
+            self.outbox.kick()
 
     def run_due(self) -> None:
         """Evaluate and record every tick due now, waiting for each (for callers
@@ -186,6 +195,7 @@ class Daemon:
         for job in list(self.jobs.values()):
             job.done.wait(max(0.0, end - time.monotonic()))
         self.collect()
+        self.reports.wait(max(0.0, end - time.monotonic()))
         for job in self.jobs.values():
             event(
                 logging.WARNING, "tick abandoned", model=job.model.model, tick=job.tick.isoformat()
@@ -330,6 +340,9 @@ class Daemon:
         """Seconds until the earliest next tick of an idle model, deadline of a
         running one, or config check (0 when a tick is already due), at most MAX_SLEEP."""
         waits = [MAX_SLEEP]
+        report = self.reports.seconds_to_next()
+        if report is not None:
+            waits.append(report)
         if self.reloader is not None:
             waits.append(self.reloader.poll_seconds)
         mono = time.monotonic()

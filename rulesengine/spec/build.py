@@ -34,6 +34,7 @@ from rulesengine.spec.model import (
     Policy,
     ReceiverSpec,
     ReferenceSpec,
+    ReportSpec,
     RouteSpec,
     SegmentOverride,
     TemplatesSpec,
@@ -364,6 +365,24 @@ def _history(raw: Mapping[str, Any]) -> HistorySpec:
     return HistorySpec(retention) if retention else HistorySpec()
 
 
+# ``since`` of a cron report that does not set it
+CRON_REPORT_SINCE = timedelta(days=7)
+
+
+def _report(raw: Mapping[str, Any]) -> ReportSpec:
+    every = _td(raw.get("every"))
+    since = _td(raw.get("since")) or every or CRON_REPORT_SINCE
+    return ReportSpec(
+        name=raw["name"],
+        receivers=tuple(raw["receivers"]),
+        since=since,
+        every=every,
+        cron=raw.get("cron"),
+        timezone=raw.get("timezone", "UTC"),
+        models=tuple(raw.get("models", ())),
+    )
+
+
 def build_engine(raw: Mapping[str, Any], *, file: str | None, root: Path) -> EngineSpec:
     receivers = {}
     for name, r in raw.get("receivers", {}).items():
@@ -422,5 +441,6 @@ def build_engine(raw: Mapping[str, Any], *, file: str | None, root: Path) -> Eng
         delivery=DeliverySpec(**delivery),
         listen=raw.get("server", {}).get("listen", "127.0.0.1:9108"),
         history=_history(raw.get("history", {})),
+        reports=tuple(_report(r) for r in raw.get("reports", ())),
         **kwargs,
     )

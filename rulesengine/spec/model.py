@@ -485,6 +485,21 @@ class HistorySpec:
 
 
 @dataclass(frozen=True)
+class ReportSpec:
+    """A report the daemon sends on a cadence (``every``, or ``cron`` read in
+    ``timezone``): the models (empty: all), the receivers, and the history it
+    covers (``since``, ending at the send time)."""
+
+    name: str
+    receivers: tuple[str, ...]
+    since: timedelta
+    every: timedelta | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     file: str | None
     root: str
@@ -500,6 +515,7 @@ class EngineSpec:
     delivery: DeliverySpec = field(default_factory=DeliverySpec)
     listen: str = "127.0.0.1:9108"
     history: HistorySpec = field(default_factory=HistorySpec)
+    reports: tuple[ReportSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -168,9 +168,32 @@ def check_engine(data: Any, problems: ProblemList, root: Path, secrets: Iterable
         _positive(problems, defaults.get(key), ("defaults", key))
     check_cadence(problems, defaults, ("defaults",))
     _positive(problems, _dict(data, "history").get("retention"), ("history", "retention"))
+    _check_reports(problems, _list(data, "reports"), receivers)
     listen = _str(_dict(data, "server"), "listen")
     if listen and re.match(r"^[^\s:]+:[0-9]{1,5}$", listen) and int(listen.rsplit(":")[1]) > 65535:
         problems.add(("server", "listen"), f"port must be at most 65535, got {listen}")
+
+
+def _check_reports(problems: ProblemList, reports: list[Any], receivers: dict[str, Any]) -> None:
+    """Each report: one of every and cron, positive durations, a unique name,
+    receivers that exist (with a did-you-mean)."""
+    seen: set[str] = set()
+    for i, report in enumerate(reports):
+        if not isinstance(report, dict):
+            continue
+        path: KeyPath = ("reports", i)
+        name = report.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.add((*path, "name"), f"report '{name}' is defined twice")
+            seen.add(name)
+        if "every" not in report and "cron" not in report:
+            problems.add(path, "a report needs every or cron (when to send it)")
+        for key in ("every", "since"):
+            _positive(problems, report.get(key), (*path, key))
+        check_cadence(problems, report, path)
+        for j, receiver in enumerate(_list(report, "receivers")):
+            check_ref(problems, receiver, receivers, (*path, "receivers", j), "receiver")
 
 
 def _positive(problems: ProblemList, value: Any, path: KeyPath) -> None:
