@@ -184,6 +184,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN attachment BLOB;
     ALTER TABLE outbox ADD COLUMN attachment_name TEXT;
     """,
+    # 9: the share of a window's rows with a joined label, for metrics with
+    # `join` (the report draws it over time); NULL for every other result
+    """
+    ALTER TABLE history ADD COLUMN label_coverage REAL;
+    """,
 ]
 
 OUTBOX_KEY = "outbox_key"

@@ -43,6 +43,7 @@ class HistoryRow:
     rows: int | None
     window_start: datetime | None
     window_end: datetime | None
+    label_coverage: float | None = None  # metrics with `join` (store schema 9 on)
 
 
 def _time(text: str | None) -> datetime | None:
@@ -63,6 +64,7 @@ def _from_db(r: Any) -> HistoryRow:
         rows=r["rows"],
         window_start=_time(r["window_start"]),
         window_end=_time(r["window_end"]),
+        label_coverage=r["label_coverage"] if "label_coverage" in r.keys() else None,  # noqa: SIM118
     )
 
 

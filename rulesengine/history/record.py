@@ -58,7 +58,14 @@ def _row(model: str, at: str, r: Result) -> tuple[Any, ...]:
         r.rows,
         stamp(r.window_start) if r.window_start else None,
         stamp(r.window_end) if r.window_end else None,
+        _coverage(r),
     )
+
+
+def _coverage(r: Result) -> float | None:
+    """The result's label coverage (metrics with ``join``), else None."""
+    value = r.details.get("label_coverage")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def record(
@@ -74,7 +81,8 @@ def record(
     rows = [_row(m.model, stamp(m.at), r) for m in models for r in m.results]
     store.db.executemany(
         "INSERT OR REPLACE INTO history (model, monitor, segment, col, at, kind, type,"
-        " value, status, rows, window_start, window_end) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        " value, status, rows, window_start, window_end, label_coverage)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
         rows,
     )
     store.db.execute("DELETE FROM history WHERE at < ?", (stamp(at - retention),))

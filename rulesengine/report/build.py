@@ -8,7 +8,8 @@ test itself used (the profile's bins for histogram methods, its fine grid for
 categories for categorical columns). Trends and the alert timeline come from
 the state file's history, opened read-only (never created); the store keeps a
 value and a status per evaluation, so the timeline's spans are derived from the
-recorded statuses, and label coverage is not in the history.
+recorded statuses; label coverage over time comes from the history too (metrics
+with ``join``).
 """
 
 from __future__ import annotations
@@ -217,6 +218,28 @@ def _trends(model: ModelSpec, rows: list[HistoryRow], results: list[Result]) -> 
     return out
 
 
+def _coverage(model: ModelSpec, rows: list[HistoryRow]) -> list[dict]:
+    """Per metric with ``join``: its label coverage over time, one series per
+    segment, from the history (store schema 9 on; older rows have none)."""
+    out = []
+    for m in model.metrics:
+        if getattr(m, "join", None) is None:
+            continue
+        series: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if row.monitor == m.name and row.label_coverage is not None:
+                point = {"at": iso(row.at), "coverage": row.label_coverage}
+                series.setdefault(_series_key(row), []).append(point)
+        out.append(
+            {
+                "monitor": m.name,
+                "min_label_coverage": getattr(m, "min_label_coverage", None),
+                "series": [{"segment": k, "points": v} for k, v in sorted(series.items())],
+            }
+        )
+    return out
+
+
 def _spans(points: list[tuple[datetime, str]]) -> list[dict[str, Any]]:
     """Runs of one status (warn or critical) in a monitor's overall history; a
     run ends at the next evaluation with another status ('resolved' if ok)."""
@@ -283,7 +306,7 @@ def model_report(model: ModelSpec, at: datetime, since: datetime, cache: Path, s
         "summary": _summary(results),
         "drift": _drift_columns(model, plan, results, recorders),
         "trends": _trends(model, rows, results),
-        "label_coverage": None,
+        "label_coverage": _coverage(model, rows),
         "timeline": _timeline(rows),
         "alerts": alerts,
     }

@@ -104,21 +104,43 @@ def _bands(ax: Any, threshold: dict[str, Any]) -> None:
             ax.axhline(hi, color=color, ls=":", lw=1)
 
 
-def trend_chart(trend: dict[str, Any], chart_id: str) -> str:
-    """One line per segment over time, with the thresholds as lines or bands."""
+def _lines(series: list[dict[str, Any]], key: str) -> tuple[Any, Any]:
+    """A figure with one line per segment of ``series``' points' ``key`` over time."""
     plt = require()
     fig, ax = plt.subplots(figsize=(6.4, 2.6))
-    for s in trend["series"]:
-        pts = [p for p in s["points"] if p["value"] is not None]
+    for s in series:
+        pts = [p for p in s["points"] if p[key] is not None]
         xs = [datetime.fromisoformat(p["at"]) for p in pts]
-        ax.plot(xs, [p["value"] for p in pts], marker="o", ms=3, label=s["segment"])
-    _bands(ax, trend["threshold"])
-    if not trend["series"]:
+        ax.plot(xs, [p[key] for p in pts], marker="o", ms=3, label=s["segment"])
+    if not series:
         ax.text(0.5, 0.5, "no history in this range", ha="center", transform=ax.transAxes)
+    return fig, ax
+
+
+def trend_chart(trend: dict[str, Any], chart_id: str) -> str:
+    """One line per segment over time, with the thresholds as lines or bands."""
+    fig, ax = _lines(trend["series"], "value")
+    _bands(ax, trend["threshold"])
     ax.set_title(f"{trend['monitor']} ({trend['kind']})")
     fig.autofmt_xdate()
     ax.legend(loc="best", frameon=False, fontsize=7)
     return _svg(fig, chart_id, "trend")
+
+
+def coverage_chart(entry: dict[str, Any], chart_id: str) -> str:
+    """A metric's label coverage (0..1) per segment over time, with its
+    ``min_label_coverage`` as a line."""
+    fig, ax = _lines(entry["series"], "coverage")
+    floor = entry["min_label_coverage"]
+    if floor is not None:
+        ax.axhline(
+            floor, color=COLORS["warn"], ls="--", lw=1, label=f"min_label_coverage {floor:g}"
+        )
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{entry['monitor']} label coverage")
+    fig.autofmt_xdate()
+    ax.legend(loc="best", frameon=False, fontsize=7)
+    return _svg(fig, chart_id, "coverage")
 
 
 def timeline_chart(

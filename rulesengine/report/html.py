@@ -10,7 +10,7 @@ from html import escape
 from typing import Any
 
 from rulesengine.engine.results import threshold_text
-from rulesengine.report.charts import drift_chart, timeline_chart, trend_chart
+from rulesengine.report.charts import coverage_chart, drift_chart, timeline_chart, trend_chart
 
 CSS = """
 body{margin:0;padding:12px;font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;
@@ -75,6 +75,11 @@ def _model(m: dict[str, Any], start: datetime, end: datetime) -> str:
         parts.append("<h3>Metric and KPI trends</h3>")
         ids = (_slug("trend", name, t["monitor"]) for t in m["trends"])
         parts.append(_charts([trend_chart(t, i) for t, i in zip(m["trends"], ids, strict=True)]))
+    if m["label_coverage"]:
+        parts.append("<h3>Label coverage (metrics with delayed labels)</h3>")
+        ids = (_slug("coverage", name, c["monitor"]) for c in m["label_coverage"])
+        charts = [coverage_chart(c, i) for c, i in zip(m["label_coverage"], ids, strict=True)]
+        parts.append(_charts(charts))
     parts.append("<h3>Alert timeline</h3>")
     if m["timeline"]:
         parts.append(timeline_chart(m["timeline"], start, end, _slug("timeline", name)))
@@ -107,6 +112,5 @@ def to_html(report: dict[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>rulesengine report {escape(report['at'])}</title><style>{CSS}</style></head>"
         f'<body><main><h1>rulesengine report</h1><p class="meta">As of {escape(report["at"])};'
-        f" history since {escape(report['since'])}. Label coverage over time is not kept in the"
-        f" history, so it is not drawn.</p>{note}{body}</main></body></html>\n"
+        f" history since {escape(report['since'])}.</p>{note}{body}</main></body></html>\n"
     )

@@ -95,6 +95,27 @@ def test_every_drift_and_trend_chart_renders(demo: Path, doc: dict, tmp_path: Pa
         assert f'id="trend--{model}--{monitor}"' in dom, (model, monitor)
     assert dom.count('class="chart drift"') == len(drift)
     assert dom.count('class="chart trend"') == len(trends)
+    # label coverage over time, for each metric with joined (delayed) labels
+    joined = {
+        (model, r["monitor"])
+        for model, r in results
+        if r["kind"] == "metric" and "label_coverage" in r["details"]
+    }
+    assert joined
+    for model, monitor in joined:
+        assert f'id="coverage--{model}--{monitor}"' in dom, (model, monitor)
+    assert dom.count('class="chart coverage"') == len(joined)
+    # the coverage at the last tick is what that run reported for the overall result
+    at_last = {
+        (model, r["monitor"]): r["details"]["label_coverage"]
+        for model, r in results
+        if (model, r["monitor"]) in joined and not r["segment"]
+    }
+    for m in doc["models"]:
+        for entry in m["label_coverage"]:
+            [overall] = [s for s in entry["series"] if s["segment"] == "(all)"]
+            want = at_last[(m["model"], entry["monitor"])]
+            assert overall["points"][-1]["coverage"] == pytest.approx(want, rel=1e-9)
 
 
 def test_no_console_errors_and_screenshots(demo: Path, tmp_path: Path):
