@@ -10,14 +10,13 @@ import base64
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from tests.daemon.conftest import Site, stop_proc
-from tests.delivery.conftest import HttpReceiver, SmtpReceiver, free_port, wait_until
+from tests.delivery.conftest import SmtpReceiver, free_port, wait_until
 
 pytest.importorskip("matplotlib")
 
@@ -33,16 +32,6 @@ reports:
   - {{name: weekly, every: {every}s, receivers: [mail, hook]}}
 """
 STAMP = re.compile(r"Report weekly as of (\S+) \(since (\S+)\)")
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    receiver = HttpReceiver(free_port())
-    s = Site(tmp_path, receiver)
-    yield s
-    for p in s.procs:
-        p.kill()
-    receiver.close()
 
 
 def _configure(site: Site, smtp: SmtpReceiver | None = None) -> None:
