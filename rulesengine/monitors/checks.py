@@ -9,6 +9,7 @@ and then give one result per column, every column's aggregates in the same query
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,14 +54,15 @@ class _PerColumn(_Check):
     With one ``column:`` the aggregates keep their plain names; with a list, each
     is named ``name:column`` in the monitor's one need."""
 
+    @abstractmethod
     def column_aggs(self, m: CheckSpec, ctx: EvalContext, column: str) -> dict[str, pl.Expr]:
-        raise NotImplementedError
+        """The aggregates one column needs, by plain name."""
 
+    @abstractmethod
     def score_column(
         self, m: CheckSpec, v: Mapping[str, Any], column: str, rows: int, ctx: EvalContext
     ) -> Scored:
         """One column's value from its aggregates ``v`` and the segment's ``rows``."""
-        raise NotImplementedError
 
     def aggs(self, m, ctx):
         if m.column is not None:
