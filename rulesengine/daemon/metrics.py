@@ -179,8 +179,8 @@ class DaemonMetrics:
         """Start every series of the config's models and receivers at 0; drop
         those of models and receivers that left it."""
         models = {m.model for m in config.models}
-        per_model = (self.duration, self.rows, self.ticks, self.errors, self.missed)
-        per_model += (self.overrun, self.last_tick)  # type: ignore[assignment]
+        per_model = [self.duration, self.rows, self.ticks, self.errors]
+        per_model += [self.missed, self.overrun, self.last_tick]
         _align(per_model, self._models, models)
         self._models = models
         receivers = set(config.engine.receivers)
