@@ -190,6 +190,17 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
     sys.exit(exit_code(outcome, fail_on))
 
 
+def _max_ticks_option(help_text: str) -> Callable[[F], F]:
+    """``--max-ticks``: the bound on replayed ticks (backfill, diff --replay)."""
+    return click.option(
+        "--max-ticks",
+        type=click.IntRange(min=1),
+        default=100_000,
+        show_default=True,
+        help=help_text,
+    )
+
+
 def _check_listen(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     from rulesengine.daemon.http import ListenError, parse_listen
 
@@ -468,13 +479,7 @@ def _backfill_range(start: str, end: str | None) -> tuple[datetime, datetime]:
     metavar="M",
     help="Only this model (repeat for several). Default: every model.",
 )
-@click.option(
-    "--max-ticks",
-    type=click.IntRange(min=1),
-    default=100_000,
-    show_default=True,
-    help="Refuse a range holding more ticks than this (all models together).",
-)
+@_max_ticks_option("Refuse a range holding more ticks than this (all models together).")
 @_format_option(TEXT_OR_JSON, "text: a table per model, worst first; json: the backfill document.")
 def backfill(
     paths: tuple[str, ...],
@@ -565,13 +570,7 @@ def test_command(files: tuple[str, ...]) -> None:
     metavar="FROM..TO",
     help="Backfill both configs over (FROM, TO] and compare firings and notifications.",
 )
-@click.option(
-    "--max-ticks",
-    type=click.IntRange(min=1),
-    default=100_000,
-    show_default=True,
-    help="With --replay: refuse a range holding more ticks than this (per side).",
-)
+@_max_ticks_option("With --replay: refuse a range holding more ticks than this (per side).")
 @_format_option(("text", "markdown", "json"), "markdown: a pull-request comment.")
 def diff(
     paths: tuple[str, ...], git: str | None, replay_range: str | None, max_ticks: int, fmt: str
