@@ -254,6 +254,9 @@ def test_live_appends_whole_files_with_incidents_on_schedule(tmp_path, procs):
     assert lag.min() >= 0  # never before its request (label times are whole seconds)
 
 
+NULLS = "fraud-detector / amount-nulls"
+
+
 @pytest.mark.timeout(150)  # the waits below add up to 30 + 45 + 20 + 25 s at worst
 def test_walkthrough_alert_arrives_once(tmp_path, procs):
     """Receiver, live generator and daemon, as the README's walkthrough runs them
@@ -286,7 +289,12 @@ def test_walkthrough_alert_arrives_once(tmp_path, procs):
             ],
             env,
         )
-        hook.wait_for(1, "/alerts", timeout=45)
+        # the null burst's alert; other monitors may speak first (see the note below)
+        wait_until(
+            lambda: any(NULLS in r.payload["title"] for r in hook.at("/alerts")),
+            45,
+            "the null burst's alert",
+        )
         time.sleep(2)  # anything sent twice would arrive now
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(20) == 0, daemon.lines
@@ -296,8 +304,11 @@ def test_walkthrough_alert_arrives_once(tmp_path, procs):
     finally:
         hook.close()
     bodies = [r.payload for r in hook.at("/alerts")]
-    assert "fraud-detector / amount-nulls" in bodies[0]["title"], bodies
-    assert "FIRING" in bodies[0]["message"]
+    # the first of the null burst's notifications fires it. Others can come before
+    # it: seen once in CI, demand-forecast's week-over-week KPI firing where the
+    # squeezed backfill meets the live rows (a demo artefact, not this test's subject)
+    first = next(b for b in bodies if NULLS in b["title"])
+    assert "FIRING" in first["message"], bodies
     for path in ("/alerts", "/oncall"):  # each body names its alerts' values and windows
         keys = [(r.payload["title"], r.payload["message"]) for r in hook.at(path)]
         assert len(keys) == len(set(keys)), f"a notification arrived twice at {path}"
