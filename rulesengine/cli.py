@@ -739,5 +739,42 @@ def schema(kind: str) -> None:
     click.echo(schema_text(kind), nl=False)
 
 
+@main.command()
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--source",
+    metavar="S",
+    help="The source whose rows a request becomes. Default: the one source the "
+    "model's contract checks cover.",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="COLUMN",
+    help="A column a request does not carry (the model's output, e.g. its score); "
+    "its rules are left out. Repeatable.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json-schema"]),
+    default="json-schema",
+    show_default=True,
+    help="json-schema: a JSON Schema (draft 2020-12) for one request.",
+)
+def contract(model_file: str, source: str | None, exclude: tuple[str, ...], fmt: str) -> None:
+    """Print the input contract of one request, derived from a model's spec.
+
+    The schema check's columns and dtypes, allowed values, ranges and not-null,
+    each kept when one bad request alone would trip the check's threshold. In
+    Python, rulesengine.contract.validator(MODEL_FILE) checks requests against
+    the same rules. Exit codes: 0 printed, 2 bad options (an unknown --source,
+    no source to choose, nothing to derive), 3 invalid config.
+    """
+    from rulesengine.contract import json_schema_text, load_contract
+
+    click.echo(json_schema_text(load_contract(model_file, source, exclude)), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
