@@ -477,21 +477,15 @@ def _range_test(
 def _allowed_test(
     name: str, values: tuple[Any, ...], check: str
 ) -> Callable[[Any], Violation | None]:
-    """As the check compares: numbers as numbers when every allowed value is one
-    (200 matches 200.0), otherwise as text with booleans written true/false."""
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    numbers = frozenset(float(v) for v in values) if numeric else frozenset()
-    texts = frozenset(_text(v) for v in values)
+    """Equal to one of ``values`` as JSON Schema's ``enum`` compares: numbers as
+    numbers (200 matches 200.0), text as text, booleans as booleans. This is never
+    looser than the check, which compares numbers as numbers in a numeric column
+    and everything else as text."""
+    keys = frozenset(_key(v) for v in values)
     listing = _values_text(values)
 
     def allowed(v: Any) -> Violation | None:
-        if v is None:
-            return None
-        kind = type(v)
-        if numeric and kind is not bool and (kind is int or kind is float):
-            if v in numbers:
-                return None
-        elif _text(v) in texts:
+        if v is None or _key(v) in keys:
             return None
         return Violation(
             name, f"value {_shown(v)} is not allowed: {listing}", check, "allowed_values"
@@ -500,10 +494,15 @@ def _allowed_test(
     return allowed
 
 
-def _text(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
+def _key(v: Any) -> tuple[str, Any]:
+    kind = type(v)
+    if kind is bool:
+        return ("b", v)
+    if kind is int or kind is float or (isinstance(v, int | float) and not isinstance(v, bool)):
+        return ("n", float(v))
+    if kind is str:
+        return ("s", v)
+    return ("s", str(v))
 
 
 # ------------------------------------------------------------------ deriving
