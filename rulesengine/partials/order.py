@@ -218,24 +218,35 @@ class ValueCounts:
         reads."""
         if self.sketch is None:
             return self.values, self.counts
-        items = list(self.sketch)
-        v = np.array([x for x, _ in items], dtype=float)
-        w = np.array([x for _, x in items], dtype=np.int64)
-        return _canonical(*_sorted(v, w))
+        # the weights the iterator reports do not add up to n after a merge
+        # (datasketches 5.2), so read them from the sketch's own CDF at its items
+        items = np.unique(np.array([x for x, _ in self.sketch], dtype=float))
+        ranks = np.asarray(self.sketch.get_cdf(items.tolist(), True), dtype=float)[:-1]
+        cum = np.rint(ranks * self.n).astype(np.int64)
+        weights = np.diff(np.concatenate([[0], cum]))
+        keep = weights > 0
+        return items[keep], weights[keep]
 
-    def quantile(self, q: float, lerp: str = "polars") -> Estimate:
+    def quantile(self, q: float, lerp: str = "polars", nulls: int = 0) -> Estimate:
         """The q-quantile with linear interpolation between order statistics: as
         Polars' ``quantile(q, "linear")`` bit for bit (``lerp="polars"``, the
         engine's), or as ``np.quantile(x, q, method="linear")`` (``"numpy"``). A
-        sketch returns one of its items instead, within its rank error."""
+        sketch returns one of its items instead, within its rank error.
+
+        Polars finds the position past the column's nulls (sorted first), so the
+        fraction it interpolates by is ``nulls + (n − 1)·q`` minus its floor, which
+        rounds differently with nulls: pass the column's null count (a
+        :class:`~rulesengine.partials.scalars.Counts`) to reproduce it."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"q must lie in [0, 1], not {q}")
         n, total = self.n, self.n + self.nans
         if total == 0:
             return Estimate(None, self.approximate, self.bound)
-        h = (total - 1) * q
+        offset = nulls if lerp == "polars" else 0
+        h = offset + (total - 1) * q
         lo = math.floor(h)
-        hi = min(lo + 1, total - 1)
+        hi = min(lo + 1, offset + total - 1)
+        h, lo, hi = h - offset, lo - offset, hi - offset
         if self.sketch is not None:
             if h > n - 1:  # among the NaNs
                 return Estimate(math.nan, True, self.bound)
@@ -310,11 +321,6 @@ class ValueCounts:
         return cls(values, counts, nans, None, exact, limit, k)
 
 
-def _sorted(v: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(v, kind="stable")
-    return v[order], w[order]
-
-
 def replace_nans(state: ValueCounts, nans: int) -> ValueCounts:
     return ValueCounts(
         state.values, state.counts, nans, state.sketch, state.exact, state.limit, state.k
@@ -331,8 +337,11 @@ def _cumulative(values: np.ndarray, weights: np.ndarray, at: np.ndarray, side: s
 
 
 def ks_statistic(a: ValueCounts, b: ValueCounts) -> Estimate:
-    """The two-sample Kolmogorov–Smirnov statistic D = sup |F_a − F_b|, computed
-    as ``scipy.stats.ks_2samp`` does (so equal to it bit for bit when exact)."""
+    """The two-sample Kolmogorov–Smirnov statistic D = sup |F_a − F_b|, from
+    integer counts: D = max |c_a·n_b − c_b·n_a| / (n_a·n_b), correctly rounded.
+    That is ``scipy.stats.ks_2samp``'s statistic bit for bit whenever scipy takes
+    its exact path (both samples up to 10,000 values), which rounds D the same way;
+    on its asymptotic path scipy subtracts two rounded CDFs, within an ulp of it."""
     approx, bound = a.approximate or b.approximate, a.bound + b.bound
     if a.nans or b.nans:
         return Estimate(math.nan, approx, bound)
@@ -340,11 +349,15 @@ def ks_statistic(a: ValueCounts, b: ValueCounts) -> Estimate:
         return Estimate(None, approx, bound)
     (va, wa), (vb, wb) = a.points(), b.points()
     union = np.union1d(va, vb)
-    cdf_a = _cumulative(va, wa, union, "right") / a.n
-    cdf_b = _cumulative(vb, wb, union, "right") / b.n
-    diffs = cdf_a - cdf_b
-    d = max(float(np.clip(-np.min(diffs), 0, 1)), float(np.max(diffs)))
-    return Estimate(d, approx, bound)
+    ca = _cumulative(va, wa, union, "right")
+    cb = _cumulative(vb, wb, union, "right")
+    na, nb = a.n, b.n
+    if na * nb < 2**62:  # exact in int64
+        gap = int(np.max(np.abs(ca * nb - cb * na)))
+        g = math.gcd(na, nb)
+        return Estimate((gap // g) / ((na // g) * nb), approx, bound)
+    diffs = ca / na - cb / nb
+    return Estimate(float(np.max(np.abs(diffs))), approx, bound)
 
 
 def mann_whitney_u(x: ValueCounts, y: ValueCounts) -> Estimate:
