@@ -71,19 +71,23 @@ class _Culprits:
 def execute(queries: Sequence[Query], model: ModelSpec | None = None) -> Collected:
     """Collect the queries in two batches; on failure, each alone, so errors stay local.
 
-    Queries grouped by a per-row key (``Query.by``: drift's categories, cells per
-    segment) run together on the streaming engine, first, while nothing else is
-    held; all others then together on the in-memory engine, whose shared scan they
-    reuse. Kept in the in-memory batch, a key of strings made that scan hold whole
-    string columns. A failure (a Polars panic too) is retried query by query, then
-    aggregate by aggregate (the lost ones in ``Collected.lost``), and its message
-    names the file that fails alone."""
+    Only the in-memory engine shares one scan between the queries of a
+    ``collect_all`` (the streaming engine scans once per query), so the in-memory
+    batch holds the queries that share a source with another query of theirs
+    (:func:`batches`); it runs second. The streaming batch runs first, while nothing
+    else is held: queries grouped by a per-row key (``Query.by``: drift's
+    categories, cells per segment; in the in-memory batch a key of strings made the
+    shared scan hold whole string columns), and queries with a source of their own,
+    such as a model's plain checks in one query, which the streaming engine runs
+    faster and in less memory (0.18 s and 112 MiB against 0.30 s and 313 MiB for
+    five checks over 7.2M rows). A failure (a Polars panic too) is retried query by
+    query, then aggregate by aggregate (the lost ones in ``Collected.lost``), and
+    its message names the file that fails alone."""
     index = {id(q): i for i, q in enumerate(queries)}
-    batches = ([q for q in queries if q.by is not None], [q for q in queries if q.by is None])
     done: dict[int, pl.DataFrame | str] = {}
     lost: dict[int, dict[str, str]] = {}
     culprit = _Culprits(model)
-    for batch, engine in zip(batches, ("streaming", "in-memory"), strict=True):
+    for batch, engine in zip(batches(queries), ("streaming", "in-memory"), strict=True):
         if not batch:
             continue
         try:
@@ -95,6 +99,24 @@ def execute(queries: Sequence[Query], model: ModelSpec | None = None) -> Collect
                 frames.append(frame)
         done.update((index[id(q)], f) for q, f in zip(batch, frames, strict=True))
     return Collected([done[i] for i in range(len(queries))], {i: m for i, m in lost.items() if m})
+
+
+def _sources(q: Query) -> set[str]:
+    return {q.frame.source, *([q.frame.join.source] if q.frame.join else [])}
+
+
+def batches(queries: Sequence[Query]) -> tuple[list[Query], list[Query]]:
+    """(streaming, in-memory): a query without a per-row key goes to the in-memory
+    batch only if another such query reads one of its sources, so that they share
+    the scan."""
+    plain = [q for q in queries if q.by is None]
+    readers: dict[str, int] = {}
+    for q in plain:
+        for name in _sources(q):
+            readers[name] = readers.get(name, 0) + 1
+    shared = [q for q in plain if any(readers[name] > 1 for name in _sources(q))]
+    alone = {id(q) for q in plain} - {id(q) for q in shared}
+    return [q for q in queries if q.by is not None or id(q) in alone], shared
 
 
 def _alone(q: Query, culprit: _Culprits) -> tuple[pl.DataFrame | str, dict[str, str]]:
