@@ -5,8 +5,10 @@ name ``file:line`` where Polars would only say that a row is malformed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy is imported on use (see engine/score.py)
+    import numpy as np
 
 CSV_CHUNK = 1 << 20  # bytes per block: NumPy works a block at a time, in cache
 
@@ -27,6 +29,8 @@ def _block(state: _Records, a: np.ndarray, sep: int) -> tuple[int, int, int] | N
     """Scan one block: (line, fields, length) of the first record whose field count
     differs from the header's. Separators and newlines inside quotes do not count;
     an escaped quote ("") toggles twice, so parity alone tells inside from outside."""
+    import numpy as np
+
     newline = a == ord("\n")
     is_sep = a == sep
     quotes = a == ord('"')
@@ -68,6 +72,8 @@ def ragged_row(path: str, separator: str = ",") -> tuple[int, int, int] | None:
     """(line, fields, header fields) of the first row of a CSV file whose number of
     fields differs from the header's, or None. Lines are 1-based, the header is line 1.
     A blank line counts as a row of one empty field (Polars reads it as a row of nulls)."""
+    import numpy as np
+
     state = _Records()
     sep = ord(separator)
     with open(path, "rb") as fh:

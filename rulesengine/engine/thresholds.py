@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from rulesengine.spec.model import MonitorSpec, SegmentOverride, Threshold, Thresholds
 
 MIN_CHUNKS = 2
@@ -94,6 +92,8 @@ def resolve(m: MonitorSpec, segment: Mapping[str, Any], derived: Any) -> Resolve
 
 def _origin(derived: Any, segment: tuple[Any, ...]) -> dict[str, Any]:
     """Where the bands come from: the reference, its chunking and chunk values."""
+    import numpy as np
+
     if derived is None or isinstance(derived, str):
         return {"from": "reference"}
     values = derived.values(segment)
@@ -117,6 +117,8 @@ def _band(
 ) -> tuple[Threshold, dict[str, Any]] | str:
     """The fixed threshold a derived one stands for here, with its details; or
     why there is none."""
+    import numpy as np
+
     d = t.derived
     assert d is not None
     if derived is None:

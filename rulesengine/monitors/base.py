@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from importlib import import_module
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -205,8 +206,22 @@ def builtin_types() -> dict[tuple[str, str], MonitorType]:
     return MONITOR_TYPES
 
 
+# the module of each built-in family, imported by lookup when its kind is first used
+FAMILIES = {
+    "check": "rulesengine.monitors.checks",
+    "metric": "rulesengine.monitors.metrics",
+    "kpi": "rulesengine.monitors.kpis",
+    "drift": "rulesengine.monitors.drift.monitor",
+}
+
+
 def lookup(m: MonitorSpec) -> MonitorType:
-    return builtin_types()[(m.kind, m.type)]
+    """The registered type of ``m`` (KeyError if none). Only ``m``'s own family is
+    imported: a model without drift never loads the drift modules and NumPy."""
+    key = (m.kind, m.type)
+    if key not in MONITOR_TYPES and m.kind in FAMILIES:
+        import_module(FAMILIES[m.kind])
+    return MONITOR_TYPES[key]
 
 
 def as_list(values: Any) -> list[Any]:

@@ -16,7 +16,6 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from rulesengine.monitors.base import (
@@ -226,6 +225,8 @@ class ScoreMetrics(_Metric):
 
 def average_precision(scores: list[float], labels: list[bool]) -> tuple[float, dict]:
     """AP = Σ (R_k − R_{k−1}) · P_k over distinct score thresholds, highest first."""
+    import numpy as np
+
     s = np.asarray(scores, dtype=float)
     y = np.asarray(labels, dtype=bool)
     pos = int(y.sum())
