@@ -250,13 +250,15 @@ class ModelLogger:
                 continue
             source = self.sources[kind]
             try:
-                files = self._write(source, rows)
-            except Exception as exc:  # keep the rows for the next flush
-                failure = self._keep(kind, rows, source, exc)
-                continue
-            self.rows_written += len(rows)
+                files, n = self._write(source, rows), len(rows)
+            except _WriteFailed as exc:  # keep the rows not yet written for the next flush
+                failure = self._keep(kind, exc.rows, source, exc.cause)
+                files, n = exc.files, len(rows) - len(exc.rows)
+                if not files:
+                    continue
+            self.rows_written += n
             self.files_written += len(files)
-            flushed = Flush(source, len(rows), tuple(files))
+            flushed = Flush(source, n, tuple(files))
             done.append(flushed)
             if self.on_flush is not None:
                 try:
@@ -286,9 +288,17 @@ class ModelLogger:
 
     def frame(self, rows: list[dict[str, Any]]) -> pl.DataFrame:
         """The rows as a DataFrame: ``request_id`` and the timestamp first (UTC,
-        microseconds), then the fields in first-seen order, cast to ``dtypes``."""
-        ts = _timestamps([r.pop(self.timestamp, None) for r in rows], self.timestamp)
+        microseconds), then the fields in first-seen order, cast to ``dtypes``.
+        The rows are left as they were."""
+        ts_raw = [r.pop(self.timestamp, None) for r in rows]
         ids = [r.pop("request_id", None) for r in rows]
+        try:
+            return self._frame(rows, ts_raw, ids)
+        finally:
+            _restore(rows, self.timestamp, ts_raw, ids)
+
+    def _frame(self, rows: list[dict[str, Any]], ts_raw: list[Any], ids: list[Any]) -> pl.DataFrame:
+        ts = _timestamps(ts_raw, self.timestamp)
         try:
             fields = pl.from_dicts(rows, infer_schema_length=None)
         except Exception:  # a column with values of several kinds: keep them as text
@@ -306,24 +316,36 @@ class ModelLogger:
         return df.with_columns(casts) if casts else df
 
     def _write(self, source: str, rows: list[dict[str, Any]]) -> list[str]:
-        df = self.frame(rows)
-        base = f"{self.root}/{self.model}/{source}"
-        if self.partition_by is None:
-            parts: list[tuple[str, pl.DataFrame]] = [(base, df)]
-        else:
-            days = df[self.timestamp].dt.date()
-            parts = []
-            for day in days.unique(maintain_order=True).to_list():
-                mask = days.is_null() if day is None else days == day
-                value = day.isoformat() if day else "__HIVE_DEFAULT_PARTITION__"
-                where = f"{self.partition_by}={value}"
-                parts.append((f"{base}/{where}", df.filter(mask)))
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        written = []
-        for folder, part in parts:
-            name = f"part-{stamp}-{self._token}-{next(self._seq):06d}.parquet"
-            written.append(self._put(folder, name, part))
-        return written
+        """Write ``rows``, one file per day; raises :class:`_WriteFailed` with the
+        files written and the rows not written (whole, as they were logged)."""
+        ts_raw = [r.pop(self.timestamp, None) for r in rows]
+        ids = [r.pop("request_id", None) for r in rows]
+        written: list[str] = []
+        left = list(range(len(rows)))
+        try:
+            df = self._frame(rows, ts_raw, ids).with_row_index("__row")
+            base = f"{self.root}/{self.model}/{source}"
+            if self.partition_by is None:
+                parts: list[tuple[str, pl.DataFrame]] = [(base, df)]
+            else:
+                days = df[self.timestamp].dt.date()
+                parts = []
+                for day in days.unique(maintain_order=True).to_list():
+                    mask = days.is_null() if day is None else days == day
+                    value = day.isoformat() if day else "__HIVE_DEFAULT_PARTITION__"
+                    parts.append((f"{base}/{self.partition_by}={value}", df.filter(mask)))
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            done: set[int] = set()
+            for folder, part in parts:
+                name = f"part-{stamp}-{self._token}-{next(self._seq):06d}.parquet"
+                written.append(self._put(folder, name, part.drop("__row")))
+                done.update(part["__row"].to_list())
+            return written
+        except Exception as exc:
+            _restore(rows, self.timestamp, ts_raw, ids)
+            if written:
+                left = [i for i in left if i not in done]
+            raise _WriteFailed(written, [rows[i] for i in left], exc) from exc
 
     def _put(self, folder: str, name: str, df: pl.DataFrame) -> str:
         target = f"{folder}/{name}"
@@ -349,6 +371,19 @@ class ModelLogger:
             raise
         _fsync_dir(folder)
         return target
+
+
+class _WriteFailed(Exception):
+    def __init__(self, files: list[str], rows: list[dict[str, Any]], cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.files, self.rows, self.cause = tuple(files), rows, cause
+
+
+def _restore(rows: list[dict[str, Any]], timestamp: str, ts: list[Any], ids: list[Any]) -> None:
+    for r, t, i in zip(rows, ts, ids, strict=True):
+        r["request_id"] = i
+        if t is not None:
+            r[timestamp] = t
 
 
 def _fsync_dir(folder: str) -> None:

@@ -135,14 +135,18 @@ def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path: Path) -> Non
     blocker = tmp_path / "logs"
     blocker.write_text("a file where the folder should be")
     lg = ModelLogger(blocker, model="scorer", flush_seconds=60)
-    lg.log(amount=1.0)
-    with pytest.raises(LoggerError, match="cannot write 1 row"):
+    given = datetime(2026, 11, 27, 8, 30, tzinfo=UTC)
+    rid = lg.log(amount=1.0, ts=given)
+    lg.log("second", amount=2.0)
+    with pytest.raises(LoggerError, match="cannot write 2 row"):
         lg.flush()
-    assert lg.pending == 1
+    assert lg.pending == 2
     blocker.unlink()
     lg.close()
-    assert lg.pending == 0 and lg.rows_written == 1
-    assert len(visible_files(blocker)) == 1
+    assert lg.pending == 0 and lg.rows_written == 2
+    df = pl.concat([pl.read_parquet(p) for p in visible_files(blocker)]).sort("amount")
+    assert df["request_id"].to_list() == [rid, "second"]  # ids and times kept for the retry
+    assert df["ts"][0] == given and df["ts"][1] > given
 
 
 def test_flushes_by_row_count_and_by_time(tmp_path: Path) -> None:
@@ -308,3 +312,19 @@ def test_logging_to_s3_through_moto(
     assert results["volume"]["value"] == 250
     assert results["label-volume"]["value"] == 1
     assert results["request-schema"]["status"] == "ok"
+
+
+def test_a_flush_that_fails_on_one_day_keeps_only_that_days_rows(tmp_path: Path) -> None:
+    blocked = tmp_path / "scorer" / "requests" / "dt=2026-11-28"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the day folder should be")
+    lg = ModelLogger(tmp_path, model="scorer", flush_seconds=60)
+    lg.log("a", amount=1.0, ts=datetime(2026, 11, 27, 23, 0, tzinfo=UTC))
+    lg.log("b", amount=2.0, ts=datetime(2026, 11, 28, 1, 0, tzinfo=UTC))
+    with pytest.raises(LoggerError, match="cannot write 1 row"):
+        lg.flush()
+    assert lg.pending == 1 and lg.rows_written == 1
+    blocked.unlink()
+    lg.close()
+    df = pl.read_parquet(tmp_path / "scorer" / "requests" / "**" / "*.parquet")
+    assert sorted(df["request_id"].to_list()) == ["a", "b"]  # each row once
