@@ -189,6 +189,25 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE history ADD COLUMN label_coverage REAL;
     """,
+    # 10: every alert's state changes (inactive/pending/firing/resolved, and a
+    # firing alert's severity), one row per change at the evaluation time that made
+    # it, written in the tick's transaction (see rulesengine/alerting/tracker.py);
+    # the report draws pending, firing and resolved spans from it. Pruned with the
+    # history's retention, keeping each alert's newest row before the cut-off.
+    """
+    CREATE TABLE alert_log (
+        alert_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        model TEXT NOT NULL,
+        monitor TEXT NOT NULL,
+        segment TEXT NOT NULL,        -- canonical JSON object
+        col TEXT NOT NULL,
+        state TEXT NOT NULL,
+        severity TEXT NOT NULL,       -- '' unless firing
+        PRIMARY KEY (alert_id, at)
+    );
+    CREATE INDEX alert_log_model_at ON alert_log(model, at);
+    """,
 ]
 
 OUTBOX_KEY = "outbox_key"

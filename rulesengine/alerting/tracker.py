@@ -23,7 +23,7 @@ from rulesengine.alerting.state import AlertState, Transition, fingerprint, step
 from rulesengine.alerting.store import Store, dumps, now_text, parse_ts
 from rulesengine.alerting.templates import notification_text
 from rulesengine.engine.results import ModelResults, Result
-from rulesengine.history.record import DEFAULT_RETENTION, record
+from rulesengine.history.record import DEFAULT_RETENTION, record, segment_key, stamp
 from rulesengine.spec.model import Config, EngineSpec, ModelSpec, MonitorSpec
 
 STALE_MONITOR = "stale-data"
@@ -61,7 +61,24 @@ def _load(row: Any) -> AlertState:
     return AlertState(**d)
 
 
-def _save(store: Store, s: AlertState) -> None:
+def _mark(s: AlertState | None) -> tuple[str, str]:
+    """What the alert log keeps of a state: the state, and the severity while firing."""
+    if s is None:
+        return ("inactive", "")
+    return (s.state, (s.severity or "") if s.state == "firing" else "")
+
+
+def _save(store: Store, s: AlertState, before: tuple[str, str], now: datetime) -> None:
+    """Write ``s``; if its state (or a firing alert's severity) differs from
+    ``before`` (:func:`_mark` of the state it replaces), log the change at ``now``."""
+    after = _mark(s)
+    if after != before:
+        store.db.execute(
+            "INSERT OR REPLACE INTO alert_log"
+            " (alert_id, at, model, monitor, segment, col, state, severity)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (s.id, stamp(now), s.model, s.monitor, segment_key(s.segment), s.column or "", *after),
+        )
     d = asdict(s)
     d["col"] = d.pop("column")
     for k in _DT_FIELDS:
@@ -73,6 +90,16 @@ def _save(store: Store, s: AlertState) -> None:
         f"INSERT OR REPLACE INTO alerts ({', '.join(cols)}) VALUES "
         f"({', '.join('?' for _ in cols)})",
         [d[c] for c in cols],
+    )
+
+
+def prune_alert_log(store: Store, cutoff: datetime) -> None:
+    """Forget state changes older than ``cutoff``, but each alert's newest one
+    before it: it tells the state the alert was in at the cut-off."""
+    store.db.execute(
+        "DELETE FROM alert_log AS old WHERE at < ?1 AND EXISTS (SELECT 1 FROM alert_log AS new"
+        " WHERE new.alert_id = old.alert_id AND new.at > old.at AND new.at < ?1)",
+        (stamp(cutoff),),
     )
 
 
@@ -139,6 +166,7 @@ def _stale_step(
         if not empty and prev is None:
             continue
         s = prev or AlertState(aid, model.model, STALE_MONITOR, {"source": source}, None, {})
+        was = _mark(prev)
         s.labels = {
             **model.labels,
             "model": model.model,
@@ -164,7 +192,7 @@ def _stale_step(
         elif before == "resolved":
             s.state = "inactive"
         alerts[aid] = s
-        _save(store, s)
+        _save(store, s, was, now)
     return out
 
 
@@ -187,11 +215,12 @@ def track(
             if m is None:
                 continue
             aid = fingerprint(model.model, m.name, dict(r.segment), r.column)
+            was = _mark(alerts.get(aid))
             new, change = step(alerts.get(aid), r, m, model.model, labels, now)
             new.labels["severity"] = new.severity or ""
             alerts[aid] = new
             seen.add(aid)
-            _save(store, new)
+            _save(store, new, was, now)
             if change:
                 transitions.append(change)
         transitions.extend(_stale_step(store, alerts, model, mr.results, now))
@@ -237,7 +266,7 @@ def _vanished(
 def _drop(store: Store, s: AlertState, reason: str, now: datetime) -> Transition | None:
     """An alert whose series is gone: a firing one resolves (``reason``), a pending
     one becomes inactive, as Prometheus does when a series disappears."""
-    before = s.state
+    before, was = s.state, _mark(s)
     change = None
     if before == "firing":
         s.state, s.resolved_at, s.reason = "resolved", now, reason
@@ -247,7 +276,7 @@ def _drop(store: Store, s: AlertState, reason: str, now: datetime) -> Transition
     else:
         return None
     s.updated_at = now
-    _save(store, s)
+    _save(store, s, was, now)
     return change
 
 
@@ -427,6 +456,7 @@ def process_in(
     watermark to the same one)."""
     # first, so a failure anywhere after it rolls the history back with the alerts
     record(store, models, now, retention)
+    prune_alert_log(store, now - retention)
     alerts = load_alerts(store)
     transitions = track(store, config, models, now, alerts)
     report = dispatch(store, config, alerts, now, flush=flush, queued_at=queued_at)

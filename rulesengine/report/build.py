@@ -5,11 +5,10 @@ The current results are evaluated like ``rulesengine run`` as of ``at``; for
 each drift column the reference and current counts are taken over the bins the
 test itself used (the profile's bins for histogram methods, its fine grid for
 ``wasserstein``, the profile's bins for sample tests, the reference's
-categories for categorical columns). Trends and the alert timeline come from
-the state file's history, opened read-only (never created); the store keeps a
-value and a status per evaluation, so the timeline's spans are derived from the
-recorded statuses; label coverage over time comes from the history too (metrics
-with ``join``).
+categories for categorical columns). Trends come from
+the state file's history, opened read-only (never created), and so does label
+coverage over time (metrics with ``join``); the alert timeline comes from its
+alert log, every alert's state changes.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from rulesengine.engine.results import Result, iso, worst_first
 from rulesengine.engine.score import score
 from rulesengine.history.change import read_only
 from rulesengine.history.query import HistoryRow, read_history
+from rulesengine.history.record import stamp
 from rulesengine.monitors.base import ROWS_BY
 from rulesengine.monitors.drift.columns import Role, Use
 from rulesengine.monitors.drift.profiles import grid_edges
@@ -37,7 +37,6 @@ from rulesengine.monitors.drift.vocabulary import SAMPLE_METHODS
 from rulesengine.spec.model import Config, ModelSpec
 
 REPORT_VERSION = 1
-VIOLATING = ("warn", "critical")
 
 
 class _Recorder:
@@ -240,35 +239,50 @@ def _coverage(model: ModelSpec, rows: list[HistoryRow]) -> list[dict]:
     return out
 
 
-def _spans(points: list[tuple[datetime, str]]) -> list[dict[str, Any]]:
-    """Runs of one status (warn or critical) in a monitor's overall history; a
-    run ends at the next evaluation with another status ('resolved' if ok)."""
-    spans: list[dict[str, Any]] = []
-    open_: dict[str, Any] | None = None
-    for at, status in points:
-        if open_ is not None and status != open_["status"]:
-            open_["end"] = iso(at)
-            open_["ended_by"] = status
-            spans.append(open_)
-            open_ = None
-        if open_ is None and status in VIOLATING:
-            open_ = {"status": status, "start": iso(at), "end": None, "ended_by": None}
-    if open_ is not None:
-        spans.append(open_)
+_LOG = (
+    "SELECT alert_id, at, monitor, segment, col, state, severity FROM alert_log AS l"
+    " WHERE model = ?1 AND at <= ?3 AND (at >= ?2 OR at = (SELECT max(at) FROM alert_log"
+    " WHERE alert_id = l.alert_id AND at < ?2)) ORDER BY alert_id, at"
+)
+
+
+def _spans(changes: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """An alert's state changes ``(at, state, severity)`` in time order as spans:
+    each state other than inactive lasts until the next change (``end`` null while
+    it still holds)."""
+    spans = []
+    for i, (at, state, severity) in enumerate(changes):
+        if state == "inactive":
+            continue
+        end = changes[i + 1][0] if i + 1 < len(changes) else None
+        spans.append({"state": state, "severity": severity or None, "start": at, "end": end})
     return spans
 
 
-def _timeline(rows: list[HistoryRow]) -> list[dict[str, Any]]:
-    """Violating spans per monitor (overall results, any column)."""
-    per: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
-    for row in rows:
-        if not row.segment:
-            per.setdefault((row.monitor, row.column or ""), []).append((row.at, row.status))
+def _timeline(source: Any, model: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Pending, firing and resolved spans per alert (monitor, segment, column)
+    from the store's alert log, since ``since`` (with the state each alert was in
+    then) up to ``until``."""
+    try:
+        rows = source.db.execute(_LOG, (model, stamp(since), stamp(until))).fetchall()
+    except sqlite3.OperationalError:  # a state file from before the alert log
+        return []
+    per: dict[str, list[Any]] = {}
+    for r in rows:
+        per.setdefault(r[0], []).append(r)
     out = []
-    for (monitor, column), points in sorted(per.items()):
-        spans = _spans(points)
+    for found in per.values():
+        _, _, monitor, segment, column, _, _ = found[0]
+        changes = [(iso(datetime.fromisoformat(r[1])), r[5], r[6]) for r in found]
+        spans = _spans(changes)
         if spans:
-            out.append({"monitor": monitor, "column": column or None, "spans": spans})
+            seg = json.loads(segment)
+            out.append(
+                {"monitor": monitor, "segment": seg, "column": column or None, "spans": spans}
+            )
+    out.sort(
+        key=lambda t: (t["monitor"], t["column"] or "", json.dumps(t["segment"], sort_keys=True))
+    )
     return out
 
 
@@ -307,7 +321,7 @@ def model_report(model: ModelSpec, at: datetime, since: datetime, cache: Path, s
         "drift": _drift_columns(model, plan, results, recorders),
         "trends": _trends(model, rows, results),
         "label_coverage": _coverage(model, rows),
-        "timeline": _timeline(rows),
+        "timeline": _timeline(source, model.model, since, at) if source is not None else [],
         "alerts": alerts,
     }
 

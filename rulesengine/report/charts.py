@@ -143,27 +143,49 @@ def coverage_chart(entry: dict[str, Any], chart_id: str) -> str:
     return _svg(fig, chart_id, "coverage")
 
 
+STATE_COLORS = {"pending": "#90a4ae", "resolved": COLORS["ok"]}
+
+
+def _span_color(span: dict[str, Any]) -> str:
+    if span["state"] == "firing":
+        return COLORS["critical" if span["severity"] == "critical" else "warn"]
+    return STATE_COLORS[span["state"]]
+
+
+def timeline_label(row: dict[str, Any]) -> str:
+    """An alert's name on the timeline: monitor, column, segment."""
+    parts = [row["monitor"], row["column"] or ""]
+    parts.append(", ".join(f"{k}={v}" for k, v in sorted(row["segment"].items())))
+    return " · ".join(p for p in parts if p)
+
+
 def timeline_chart(
     timeline: list[dict[str, Any]], start: datetime, end: datetime, chart_id: str
 ) -> str:
-    """Violating spans per monitor (an open span runs to ``end``)."""
+    """Pending, firing (warn or critical) and resolved spans per alert, from its
+    state changes; a span still open runs to ``end``."""
     plt = require()
     import matplotlib.dates as mdates
+    from matplotlib.patches import Patch
 
     rows = timeline or []
-    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.35 * max(len(rows), 1)))
+    fig, ax = plt.subplots(figsize=(6.4, 1.0 + 0.35 * max(len(rows), 1)))
     for i, row in enumerate(rows):
         for span in row["spans"]:
-            a = datetime.fromisoformat(span["start"])
+            a = max(datetime.fromisoformat(span["start"]), start)
             b = datetime.fromisoformat(span["end"]) if span["end"] else end
-            width = max(mdates.date2num(b) - mdates.date2num(a), 0.01)
-            ax.broken_barh(
-                [(mdates.date2num(a), width)], (i - 0.35, 0.7), color=COLORS[span["status"]]
-            )
-    labels = [r["monitor"] + (f" · {r['column']}" if r["column"] else "") for r in rows]
-    ax.set_yticks(range(len(rows)), labels)
+            width = max(mdates.date2num(b) - mdates.date2num(a), 0.002)
+            ax.broken_barh([(mdates.date2num(a), width)], (i - 0.35, 0.7), color=_span_color(span))
+    ax.set_yticks(range(len(rows)), [timeline_label(r) for r in rows])
+    ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(mdates.date2num(start), mdates.date2num(end))
     ax.xaxis_date()
-    ax.set_title("violations over time (warn / critical)")
+    legend = [
+        Patch(color=STATE_COLORS["pending"], label="pending"),
+        Patch(color=COLORS["warn"], label="firing (warn)"),
+        Patch(color=COLORS["critical"], label="firing (critical)"),
+        Patch(color=STATE_COLORS["resolved"], label="resolved"),
+    ]
+    ax.legend(handles=legend, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
     fig.autofmt_xdate()
     return _svg(fig, chart_id, "timeline")

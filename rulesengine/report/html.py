@@ -84,7 +84,7 @@ def _model(m: dict[str, Any], start: datetime, end: datetime) -> str:
     if m["timeline"]:
         parts.append(timeline_chart(m["timeline"], start, end, _slug("timeline", name)))
     else:
-        parts.append('<p class="note">No warn or critical result in the history of this range.</p>')
+        parts.append('<p class="note">No alert was pending or firing in this range.</p>')
     if m["alerts"]:
         rows = "".join(
             f"<tr><td>{escape(a['monitor'])}</td><td>{escape(str(a['segment'] or '(all)'))}</td>"

@@ -2,7 +2,8 @@
 message; the HTML page goes as its attachment).
 
 Per model, from the report's data (:func:`rulesengine.report.build.build_report`):
-the alerts that fired and those that resolved between ``since`` and ``at``, the
+the alerts that fired and those that resolved between ``since`` and ``at`` (from
+the timeline: every episode, not only each alert's latest), the
 worst drift (the first overall drift result of the status summary, which is worst
 first), and for each metric and KPI its first and last recorded value over the
 period, per segment.
@@ -22,12 +23,30 @@ def _in(ts: str | None, start: datetime, end: datetime) -> bool:
     return ts is not None and start <= datetime.fromisoformat(ts) <= end
 
 
-def _alert(a: dict[str, Any], when: str) -> str:
-    col = f" ({a['column']})" if a.get("column") else ""
-    seg = ", ".join(f"{k}={v}" for k, v in sorted((a.get("segment") or {}).items()))
+def _alert(row: dict[str, Any], span: dict[str, Any]) -> str:
+    col = f" ({row['column']})" if row.get("column") else ""
+    seg = ", ".join(f"{k}={v}" for k, v in sorted((row.get("segment") or {}).items()))
     seg = f" [{seg}]" if seg else ""
-    sev = f" {a['severity']}" if a.get("severity") else ""
-    return f"{a['monitor']}{col}{seg}{sev} at {a[when]}"
+    sev = f" {span['severity']}" if span.get("severity") else ""
+    return f"{row['monitor']}{col}{seg}{sev} at {span['start']}"
+
+
+def _episodes(m: dict[str, Any], start: datetime, end: datetime) -> tuple[list[str], list[str]]:
+    """The alerts that started firing (not a firing alert's change of severity)
+    and those that resolved in ``[start, end]``, in time order."""
+    fired: list[tuple[str, str]] = []
+    resolved: list[tuple[str, str]] = []
+    for row in m["timeline"]:
+        before: dict[str, Any] = {}
+        for span in row["spans"]:
+            escalated = before.get("state") == "firing" and before.get("end") == span["start"]
+            if _in(span["start"], start, end):
+                if span["state"] == "firing" and not escalated:
+                    fired.append((span["start"], _alert(row, span)))
+                elif span["state"] == "resolved":
+                    resolved.append((span["start"], _alert(row, span)))
+            before = span
+    return [t for _, t in sorted(fired)], [t for _, t in sorted(resolved)]
 
 
 def _worst_drift(m: dict[str, Any]) -> str:
@@ -60,9 +79,7 @@ def summary_markdown(report: dict[str, Any], name: str) -> str:
     if report["history"] != "read":
         lines.append(f"History: {report['history']}.")
     for m in report["models"]:
-        alerts = m["alerts"]
-        fired = [_alert(a, "fired_at") for a in alerts if _in(a["fired_at"], start, end)]
-        resolved = [_alert(a, "resolved_at") for a in alerts if _in(a["resolved_at"], start, end)]
+        fired, resolved = _episodes(m, start, end)
         lines += ["", f"## {m['model']}", ""]
         lines.append(f"Fired: {'; '.join(fired) if fired else 'none'}")
         lines.append(f"Resolved: {'; '.join(resolved) if resolved else 'none'}")

@@ -131,10 +131,96 @@ def test_trends_and_timeline_from_the_history(shop: Path):
         (AT, pytest.approx(50 / 6), "warn"),
     ]
     spans = {(t["monitor"], t["column"]): t["spans"] for t in model["timeline"]}
+    # no `for:`: the first warn fires at once, and still fires
     assert spans[("mean-amount", None)] == [
-        {"status": "warn", "start": AT, "end": None, "ended_by": None}
+        {"state": "firing", "severity": "warn", "start": AT, "end": None}
     ]
     assert {a["monitor"] for a in model["alerts"]} >= {"mean-amount"}
+
+
+# hourly windows whose mean amount is 5, 10, 10, 12, 5, 5: with `for: 2` the
+# alert is pending at 02:00, fires (warn) at 03:00, escalates (critical above 11)
+# at 04:00, resolves at 05:00 and is inactive again at 06:00
+HOURLY = [5, 10, 10, 12, 5, 5]
+STEPS = """version: 1
+model: steps
+sources:
+  requests: {path: data/requests.csv, timestamp: ts}
+evaluation: {every: 1h, window: 1h, min_rows: 1}
+kpis:
+  - {name: mean-amount, source: requests, expr: "avg(amount)", for: 2,
+     warn: {above: 8}, critical: {above: 11}}
+"""
+
+
+def _hour(h: int) -> str:
+    return f"2026-11-27T{h:02d}:00:00Z"
+
+
+@pytest.fixture
+def steps(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "models").mkdir()
+    rows = "".join(
+        f"2026-11-27T{h:02d}:{m:02d}:00Z,{mean + d}\n"
+        for h, mean in enumerate(HOURLY)
+        for m, d in ((20, -1), (40, 1))
+    )
+    (tmp_path / "data" / "requests.csv").write_text("ts,amount\n" + rows, encoding="utf-8")
+    (tmp_path / "models" / "steps.yaml").write_text(STEPS, encoding="utf-8")
+    (tmp_path / "engine.yaml").write_text("version: 1\nstate: state/state.db\n", encoding="utf-8")
+    for h in range(1, len(HOURLY) + 1):
+        proc = run_cli("run", ".", "--at", _hour(h), "--notify", cwd=tmp_path, timeout=90)
+        assert proc.returncode in (0, 1), proc.stderr
+    return tmp_path
+
+
+def test_timeline_has_pending_firing_and_resolved_spans(steps: Path):
+    proc = run_cli(
+        "report", ".", "--at", _hour(6), "--since", "1d", "--format", "json", cwd=steps, timeout=90
+    )
+    assert proc.returncode == 0, proc.stderr
+    (model,) = json.loads(proc.stdout)["models"]
+    (row,) = model["timeline"]
+    assert (row["monitor"], row["segment"], row["column"]) == ("mean-amount", {}, None)
+    assert row["spans"] == [
+        {"state": "pending", "severity": None, "start": _hour(2), "end": _hour(3)},
+        {"state": "firing", "severity": "warn", "start": _hour(3), "end": _hour(4)},
+        {"state": "firing", "severity": "critical", "start": _hour(4), "end": _hour(5)},
+        {"state": "resolved", "severity": None, "start": _hour(5), "end": _hour(6)},
+    ]
+    # a range starting mid-episode keeps the state the alert was in at its start
+    proc = run_cli(
+        "report",
+        ".",
+        "--at",
+        _hour(6),
+        "--since",
+        "2h30m",
+        "--format",
+        "json",
+        cwd=steps,
+        timeout=90,
+    )
+    (model,) = json.loads(proc.stdout)["models"]
+    (row,) = model["timeline"]
+    assert [(s["state"], s["start"]) for s in row["spans"]] == [
+        ("firing", _hour(3)),
+        ("firing", _hour(4)),
+        ("resolved", _hour(5)),
+    ]
+
+
+def test_summary_lists_each_episode_once(steps: Path):
+    from rulesengine.report.summary import summary_markdown
+
+    proc = run_cli(
+        "report", ".", "--at", _hour(6), "--since", "1d", "--format", "json", cwd=steps, timeout=90
+    )
+    text = summary_markdown(json.loads(proc.stdout), "daily")
+    # the escalation to critical is not a second firing
+    assert f"Fired: mean-amount warn at {_hour(3)}\n" in text
+    assert f"Resolved: mean-amount at {_hour(5)}\n" in text
 
 
 def test_html_without_matplotlib_names_the_extra(shop: Path):

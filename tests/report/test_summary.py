@@ -9,6 +9,11 @@ from pathlib import Path
 from rulesengine.report.summary import summary_markdown
 from rulesengine.spec.build import build_engine
 
+
+def _span(state: str, start: str, end: str | None, severity: str | None = None) -> dict:
+    return {"state": state, "severity": severity, "start": start, "end": end}
+
+
 REPORT = {
     "at": "2026-11-30T08:00:00Z",
     "since": "2026-11-23T08:00:00Z",
@@ -67,54 +72,72 @@ REPORT = {
                 },
                 {"monitor": "ctr", "series": []},
             ],
-            "alerts": [
+            "timeline": [
                 # fired before the period, resolved in it
                 {
                     "monitor": "nulls",
                     "segment": {},
                     "column": "amount",
-                    "severity": "critical",
-                    "fired_at": "2026-11-20T00:00:00+00:00",
-                    "resolved_at": "2026-11-24T00:00:00+00:00",
+                    "spans": [
+                        _span("firing", "2026-11-20T00:00:00Z", "2026-11-24T00:00:00Z", "critical"),
+                        _span("resolved", "2026-11-24T00:00:00Z", "2026-11-24T01:00:00Z"),
+                    ],
                 },
-                # fired in the period, still firing
+                # fired in the period and escalated (not a second firing), still firing
                 {
                     "monitor": "drift",
                     "segment": {"v": "2"},
                     "column": None,
-                    "severity": "warn",
-                    "fired_at": "2026-11-29T10:00:00+00:00",
-                    "resolved_at": None,
+                    "spans": [
+                        _span("pending", "2026-11-29T09:00:00Z", "2026-11-29T10:00:00Z"),
+                        _span("firing", "2026-11-29T10:00:00Z", "2026-11-29T11:00:00Z", "warn"),
+                        _span("firing", "2026-11-29T11:00:00Z", None, "critical"),
+                    ],
                 },
-                # pending only, and an episode after the report's time
+                # pending only; two episodes in the period; one after the report's time
                 {
                     "monitor": "x",
                     "segment": {},
                     "column": None,
-                    "severity": None,
-                    "fired_at": None,
-                    "resolved_at": None,
+                    "spans": [_span("pending", "2026-11-25T00:00:00Z", None)],
+                },
+                {
+                    "monitor": "w",
+                    "segment": {},
+                    "column": None,
+                    "spans": [
+                        _span("firing", "2026-11-25T00:00:00Z", "2026-11-25T01:00:00Z", "warn"),
+                        _span("resolved", "2026-11-25T01:00:00Z", "2026-11-25T02:00:00Z"),
+                        _span("firing", "2026-11-26T00:00:00Z", "2026-11-26T01:00:00Z", "warn"),
+                        _span("resolved", "2026-11-26T01:00:00Z", "2026-11-26T02:00:00Z"),
+                    ],
                 },
                 {
                     "monitor": "y",
                     "segment": {},
                     "column": None,
-                    "severity": None,
-                    "fired_at": "2026-11-30T09:00:00+00:00",
-                    "resolved_at": None,
+                    "spans": [_span("firing", "2026-11-30T09:00:00Z", None, "warn")],
                 },
             ],
         }
     ],
 }
 
-EXPECTED = """\
+FIRED = (
+    "Fired: w warn at 2026-11-25T00:00:00Z; w warn at 2026-11-26T00:00:00Z;"
+    " drift [v=2] warn at 2026-11-29T10:00:00Z"
+)
+RESOLVED = (
+    "Resolved: nulls (amount) at 2026-11-24T00:00:00Z; w at 2026-11-25T01:00:00Z;"
+    " w at 2026-11-26T01:00:00Z"
+)
+EXPECTED = f"""\
 Report weekly as of 2026-11-30T08:00:00Z (since 2026-11-23T08:00:00Z).
 
 ## fraud
 
-Fired: drift [v=2] warn at 2026-11-29T10:00:00+00:00
-Resolved: nulls (amount) critical at 2026-11-24T00:00:00+00:00
+{FIRED}
+{RESOLVED}
 Worst drift: drift country: 0.1235 (warn)
 Trends:
 - recall: 0.9 → 0.65 (2 points, now critical)
