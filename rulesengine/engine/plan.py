@@ -283,6 +283,23 @@ def _without_rows(frames: Frames, mp: MonitorPlan, sources: list[str]) -> Monito
     return replace(mp, bindings=(), no_data=message)
 
 
+def _rows_only(need: Need, frames: Frames, segment_by: tuple[str, ...]) -> Need:
+    """``need`` over its rows without the join, when it only counts the rows of a
+    left join of labels (a metric's label coverage): the labels hold one row per
+    join key (the latest, see :meth:`Frames._labels`), so that join neither drops
+    nor repeats a row. The count then lands in the window's plain query instead of
+    costing a join of its own (2-4 s at 7.2M rows). Kept as it is when a segment
+    column comes from the labels."""
+    f = need.frame
+    if f.join is None or f.how != "left" or need.aggs or need.by is not None:
+        return need
+    schema = frames.schemas.get(f.source)
+    segments = segment_by if need.segmented else ()
+    if need.cells is not None or schema is None or any(c not in schema for c in segments):
+        return need
+    return replace(need, frame=FrameKey(f.source, f.start, f.end, f.filter))
+
+
 # what a monitor type asks for in one phase: its prepare or its needs
 NeedsOf = Callable[[MonitorType, MonitorSpec, EvalContext], list[Need]]
 
@@ -301,7 +318,7 @@ def _plan_monitor(
     except POLARS_ERRORS as exc:
         return replace(mp, bindings=(), error=reason(exc))
     bindings = []
-    for need in needs:
+    for need in (_rows_only(n, queries.frames, m.segment_by) for n in needs):
         sources = [need.frame.source] + ([need.frame.join.source] if need.frame.join else [])
         troubled = _without_rows(queries.frames, mp, sources)
         if troubled:
