@@ -18,6 +18,7 @@ import polars as pl
 from rulesengine.engine.files import display_path
 from rulesengine.engine.sources import FILE_COLUMN, file_schema, hive_columns
 from rulesengine.engine.timestamps import timestamp_expr
+from rulesengine.monitors.aggs import additive
 from rulesengine.monitors.base import (  # metrics.py imports the same: base's whole API
     EvalContext,
     FrameKey,
@@ -122,7 +123,7 @@ class NullCount(_PerColumn):
     names = ("null_count", "null_rate")
 
     def column_aggs(self, m, ctx, column):
-        return {"nulls": pl.col(column).null_count()}
+        return {"nulls": additive(pl.col(column).null_count())}
 
     def score_column(self, m, v, column, rows, ctx) -> Scored:
         nulls = v["nulls"]
@@ -238,7 +239,7 @@ class OutOfRange(_PerColumn):
             cond = cond | (c < m.min)
         if m.max is not None:
             cond = cond | (c > m.max)
-        return {"bad": cond.sum(), "n": c.count()}
+        return {"bad": additive(cond.sum()), "n": additive(c.count())}
 
     def score_column(self, m, v, column, rows, ctx) -> Scored:
         return Scored(
@@ -263,7 +264,7 @@ class AllowedValues(_PerColumn):
     def column_aggs(self, m, ctx, column):
         dtype = ctx.schemas[m.source].get(column)
         bad = _not_in(column, list(m.values), dtype)
-        return {"bad": bad.sum(), "n": pl.col(column).count()}
+        return {"bad": additive(bad.sum()), "n": additive(pl.col(column).count())}
 
     def score_column(self, m, v, column, rows, ctx) -> Scored:
         return Scored(
@@ -289,7 +290,7 @@ class NewCategories(_PerColumn):
     def column_aggs(self, m, ctx, column):
         known = sorted(as_list(ctx.prepared[m.name][self._key(m, column)]))  # stable plan text
         bad = ~pl.col(column).cast(pl.String).is_in(known)
-        return {"bad": bad.sum(), "n": pl.col(column).count()}
+        return {"bad": additive(bad.sum()), "n": additive(pl.col(column).count())}
 
     def score_column(self, m, v, column, rows, ctx) -> Scored:
         known = len(as_list(ctx.prepared[m.name][self._key(m, column)]))
@@ -318,7 +319,8 @@ class Pattern(_PerColumn):
 
     def column_aggs(self, m, ctx, column):
         c = pl.col(column)
-        return {"matching": c.cast(pl.String).str.contains(m.regex).sum(), "n": c.count()}
+        matching = c.cast(pl.String).str.contains(m.regex).sum()
+        return {"matching": additive(matching), "n": additive(c.count())}
 
     def score_column(self, m, v, column, rows, ctx) -> Scored:
         matching = _rate(v["matching"], v["n"], "pattern")
@@ -353,7 +355,7 @@ class OutlierRate(_Check):
     def aggs(self, m, ctx):
         lo, hi = self.bounds(m, ctx)
         c = pl.col(m.column)
-        return {"bad": ((c < lo) | (c > hi)).sum(), "n": c.count()}
+        return {"bad": additive(((c < lo) | (c > hi)).sum()), "n": additive(c.count())}
 
     def score(self, m, values, rows, ctx) -> Scored:
         v = values["main"]

@@ -18,6 +18,17 @@ from typing import Any
 
 import polars as pl
 
+from rulesengine.monitors.aggs import (
+    additive,
+    maximum,
+    mean,
+    minimum,
+    quantile,
+    rank_sum,
+    root_mean_square,
+    squared_deviations,
+    std,
+)
 from rulesengine.monitors.base import (
     EvalContext,
     FrameKey,
@@ -164,10 +175,10 @@ class Classification(_Metric):
         p = as_label(m.prediction, m.positive, expr_dtype(m.prediction, schema))
         both = y.is_not_null() & p.is_not_null()
         return {
-            "tp": (both & y & p).sum(),
-            "fp": (both & ~y & p).sum(),
-            "fn": (both & y & ~p).sum(),
-            "tn": (both & ~y & ~p).sum(),
+            "tp": additive((both & y & p).sum()),
+            "fp": additive((both & ~y & p).sum()),
+            "fn": additive((both & y & ~p).sum()),
+            "tn": additive((both & ~y & ~p).sum()),
         }
 
     def value(self, m, v, rows):
@@ -196,17 +207,17 @@ class ScoreMetrics(_Metric):
         yf = y.cast(pl.Float64)
         if m.type == "roc_auc":
             return {
-                "n": ok.sum(),
-                "pos": (ok & y).sum(),
-                "rank_pos": s.filter(ok).rank("average").filter(y.filter(ok)).sum(),
+                "n": additive(ok.sum()),
+                "pos": additive((ok & y).sum()),
+                "rank_pos": rank_sum(s, ok, y),
             }
         if m.type == "average_precision":
             return {"s": s.filter(ok), "y": y.filter(ok)}
         if m.type == "brier":
-            return {"n": ok.sum(), "value": ((s - yf) ** 2).filter(ok).mean()}
+            return {"n": additive(ok.sum()), "value": mean(((s - yf) ** 2).filter(ok))}
         p = s.clip(LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
         loss = -(yf * p.log() + (1 - yf) * (1 - p).log())
-        return {"n": ok.sum(), "value": loss.filter(ok).mean()}
+        return {"n": additive(ok.sum()), "value": mean(loss.filter(ok))}
 
     def value(self, m, v, rows):
         if m.type == "roc_auc":
@@ -254,17 +265,21 @@ class Regression(_Metric):
         r = (pred - target).filter(ok)
         t = target.filter(ok)
         if m.type == "mae":
-            return {"n": ok.sum(), "value": r.abs().mean()}
+            return {"n": additive(ok.sum()), "value": mean(r.abs())}
         if m.type == "rmse":
-            return {"n": ok.sum(), "value": (r**2).mean().sqrt()}
+            return {"n": additive(ok.sum()), "value": root_mean_square(r)}
         if m.type == "mape":
             nz = ok & (target != 0)
             return {
-                "n": nz.sum(),
-                "value": ((pred - target).abs() / target.abs()).filter(nz).mean(),
-                "zero_targets": (ok & (target == 0)).sum(),
+                "n": additive(nz.sum()),
+                "value": mean(((pred - target).abs() / target.abs()).filter(nz)),
+                "zero_targets": additive((ok & (target == 0)).sum()),
             }
-        return {"n": ok.sum(), "ss_res": (r**2).sum(), "ss_tot": ((t - t.mean()) ** 2).sum()}
+        return {
+            "n": additive(ok.sum()),
+            "ss_res": additive((r**2).sum()),
+            "ss_tot": squared_deviations(t),
+        }
 
     def value(self, m, v, rows):
         n = int(v["n"] or 0)
@@ -286,10 +301,11 @@ class ColumnStat(_Metric):
 
     def aggs(self, m, ctx):
         c = pl.col(m.column)
-        agg = {"mean": c.mean(), "std": c.std(ddof=1), "min": c.min(), "max": c.max()}.get(m.type)
-        if agg is None:
-            agg = c.cast(pl.Float64).quantile(m.q, "linear")
-        return {"value": agg, "n": c.count()}
+        if m.type == "quantile":
+            agg = quantile(c.cast(pl.Float64), m.q)
+        else:
+            agg = {"mean": mean, "std": std, "min": minimum, "max": maximum}[m.type](c)
+        return {"value": agg, "n": additive(c.count())}
 
     def value(self, m, v, rows):
         if not v["n"]:
@@ -312,7 +328,7 @@ class RateCount(_Metric):
     def aggs(self, m, ctx):
         if m.predicate is None:
             return {}
-        return {"hits": sql(m.predicate).fill_null(False).cast(pl.Boolean).sum()}
+        return {"hits": additive(sql(m.predicate).fill_null(False).cast(pl.Boolean).sum())}
 
     def value(self, m, v, rows):
         hits = rows if m.predicate is None else int(v["hits"] or 0)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from rulesengine.monitors.aggs import additive
 from rulesengine.monitors.base import (
     ROWS,
     ROWS_BY,
@@ -150,7 +151,8 @@ def window_needs(m: DriftSpec, ctx: EvalContext, choices: Choices) -> list[Need]
     for name in choices.empty:
         if name in schema:
             x = numbers(name, schema[name]) if numeric_dtype(schema[name]) else pl.col(name)
-            needs.append(_need(frame, Use.EMPTY, name, {"n": x.count(), "nulls": x.null_count()}))
+            aggs = {"n": additive(x.count()), "nulls": additive(x.null_count())}
+            needs.append(_need(frame, Use.EMPTY, name, aggs))
     for name, choice in choices.columns.items():
         if name in schema and not changed_type(choice.profile, name, schema):
             needs.extend(_compared(frame, name, choice, schema[name]))
@@ -164,7 +166,7 @@ def _compared(frame: FrameKey, name: str, choice: ColumnChoice, dtype: pl.DataTy
     needs = []
     if col.kind == "numeric" and dtype == pl.String:
         not_numbers = pl.col(name).is_not_null() & as_float(name, pl.String).is_null()
-        needs.append(_need(frame, Use.NOT_NUMBERS, name, {"bad": not_numbers.sum()}))
+        needs.append(_need(frame, Use.NOT_NUMBERS, name, {"bad": additive(not_numbers.sum())}))
     if col.kind == "categorical":
         needs.append(_need(frame, Use.CATEGORIES, name, {}, by=labels(name, dtype)))
     elif method in SAMPLE_METHODS:
