@@ -1,0 +1,566 @@
+"""Incremental evaluation: a window's queries answered from cached partial states.
+
+:func:`execute_incremental` is a drop-in for
+:func:`~rulesengine.engine.execute.execute` over a window plan. For each query
+whose aggregates have declared decompositions (:mod:`rulesengine.monitors.aggs`)
+and whose frame can be cached, it computes partial states per (source file,
+time bucket, segment keys[, per-row key]) for the files that are new or changed
+since they were cached, reads the cached states of the others, merges the
+buckets inside the window, finalises each aggregate, and builds the DataFrame
+``execute`` would have returned for that query: the same key columns,
+``__rows`` and aggregate names, so ``score`` runs unchanged. Every other query
+runs through ``execute`` as before. See docs/scaling.md, "Incremental
+evaluation".
+
+Wiring (one call)::
+
+    plan = plan_model(model, at, profile_cache_dir)
+    # instead of execute(plan.queries, model):
+    frames = execute_incremental(plan, model, partials_dir)
+    results = score(plan, frames)
+
+with ``partials_dir = Path(config.engine.state).parent / "partials"`` beside the
+profile cache, and ``execute(plan.queries, model)`` kept for ``run --no-cache``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rulesengine.engine.execute import Collected, execute
+from rulesengine.engine.partial_cache import (
+    DEFAULT_MAX_BYTES,
+    PDATE,
+    SUFFIX,
+    TB,
+    Entry,
+    EntryStore,
+    Identity,
+    enforce_bound,
+    entry_path,
+)
+from rulesengine.engine.partial_scan import (
+    EPOCH,
+    US,
+    bucket_expr,
+    bucket_width,
+    current_files,
+    micros,
+    on_grid,
+    raw_schema_text,
+    subset_scan,
+)
+from rulesengine.engine.plan import ALL, BUCKET, ROWS, Plan, Query, expr_key
+from rulesengine.engine.sources import FILE_COLUMN, POLARS_ERRORS, NoFiles
+from rulesengine.monitors.aggs import Decomposition, NotExact, Part, decomposition
+from rulesengine.monitors.base import FrameKey
+from rulesengine.spec.model import ModelSpec
+
+CACHE_FORMAT = 1  # part of every fingerprint: a new format never reads old entries
+ROWS_PART = "rows"
+_STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
+
+
+@dataclass
+class Report:
+    """What one call did: per query index, ``"partials"`` or why it ran in a
+    single pass; the files whose partials were computed, per source; damaged
+    entries that were recomputed."""
+
+    queries: dict[int, str] = field(default_factory=dict)
+    scanned: dict[str, list[str]] = field(default_factory=dict)
+    cached: int = 0  # entries read from the cache
+    corrupt: list[str] = field(default_factory=list)
+    evicted: int = 0
+
+
+class AdditiveOf:
+    """The ``*Of`` of an additive part: the aggregate itself per group, merged as
+    a :class:`~rulesengine.partials.Sum` (integers exactly)."""
+
+    def __init__(self, expr: pl.Expr) -> None:
+        self.expr = expr
+
+    def exprs(self, name: str) -> dict[str, pl.Expr]:
+        return {f"{name}.v": self.expr}
+
+    def state(self, row: Mapping[str, Any], name: str) -> Any:
+        from rulesengine.partials.scalars import Sum
+
+        value = row[f"{name}.v"]
+        if value is None:
+            return Sum()
+        if isinstance(value, bool | int):
+            return Sum(int(value))
+        if isinstance(value, float):
+            return Sum(value)
+        raise TypeError(f"an additive aggregate gave {type(value).__name__}")
+
+
+def _of(part: Part) -> Any:
+    from rulesengine.partials import ExtremesOf, MomentsOf, ValuesOf
+
+    kinds = {"additive": AdditiveOf, "moments": MomentsOf, "extremes": ExtremesOf}
+    kinds["values"] = ValuesOf
+    return kinds[part.kind](part.expr)
+
+
+def _part_id(part: Part) -> str:
+    return hashlib.sha256(f"{part.kind}:{expr_key(part.expr)}".encode()).hexdigest()[:20]
+
+
+@dataclass
+class Unit:
+    """One cached computation: a query's groups (or, for a select query, one
+    cell-index column's counts per cell)."""
+
+    index: int
+    query: Query
+    decomposed: dict[str, Decomposition]  # aggregate name → decomposition
+    names: dict[str, dict[str, str]]  # aggregate name → {part name: part id}
+    parts: dict[str, Any]  # part id → *Of
+    by: pl.Expr | None
+    column: str | None = None  # a select query's index column
+    fingerprint: str = ""
+
+    @property
+    def part_ids(self) -> list[str]:
+        return sorted(self.parts)
+
+
+def _frame_problem(plan: Plan, q: Query, width: Any) -> str | None:
+    """Why ``q``'s frame cannot be cached, if so."""
+    f = q.frame
+    source = plan.model.sources[f.source]
+    if source.timestamp is None:
+        return "static source"
+    if source.is_remote:
+        return "object storage (no file identities yet)"
+    if f.join is not None:
+        return "label join"
+    if f.start is None or f.end is None:
+        return "open window"
+    if not (on_grid(f.start, width) and on_grid(f.end, width)):
+        return f"window edges off the {width} bucket grid"
+    return None
+
+
+def _cell_columns(plan: Plan, i: int) -> dict[str, int] | None:
+    """A select query's index columns with their cell counts; None if it also
+    holds weights (those need the rows themselves)."""
+    cells: dict[str, int] = {}
+    for mp in plan.monitors:
+        for b in mp.bindings:
+            if b.cells is None or b.overall != i:
+                continue
+            if "weights" in b.names:
+                return None
+            cells[b.names["index"]] = b.cells
+    if set(cells) != set(plan.queries[i].aggs):
+        return None
+    return cells
+
+
+def _units(plan: Plan, i: int, q: Query) -> tuple[list[Unit], dict[str, pl.Expr]] | str:
+    """The cached units of query ``i`` and its aggregates left to a single pass;
+    or why the whole query runs in a single pass."""
+    rows = Part("additive", pl.len())
+    if q.select:
+        cells = _cell_columns(plan, i)
+        if cells is None:
+            return "per-row weights"
+        units = []
+        for name in cells:
+            key = q.aggs[name]
+            units.append(Unit(i, q, {}, {}, {ROWS_PART: _of(rows)}, key, column=name))
+        return units, {}
+    decomposed: dict[str, Decomposition] = {}
+    left: dict[str, pl.Expr] = {}
+    for name, expr in q.aggs.items():
+        how = decomposition(expr)
+        if how is None:
+            left[name] = expr
+        else:
+            decomposed[name] = how
+    if left and not decomposed:
+        return "no decomposable aggregate"
+    parts: dict[str, Any] = {ROWS_PART: _of(rows)}
+    names: dict[str, dict[str, str]] = {}
+    for name, how in decomposed.items():
+        names[name] = {}
+        for local, part in how.parts.items():
+            pid = _part_id(part)
+            parts.setdefault(pid, _of(part))
+            names[name][local] = pid
+    return [Unit(i, q, decomposed, names, parts, q.by)], left
+
+
+def _fingerprint(plan: Plan, unit: Unit, width: Any) -> str:
+    f = unit.query.frame
+    source = plan.model.sources[f.source]
+    shape = {
+        "format": CACHE_FORMAT,
+        "source": [source.name, source.path, source.format, source.separator],
+        "timestamp": [source.timestamp, source.timezone, source.timestamp_unit],
+        "hive": [source.hive_partitioning, source.partition_date],
+        "schema": raw_schema_text(source),
+        "filter": f.filter,
+        "segments": list(unit.query.segment_by),
+        "by": expr_key(unit.by) if unit.by is not None else None,
+        "parts": unit.part_ids,
+        "width": width.total_seconds(),
+    }
+    return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:24]
+
+
+def _model_dir(cache_dir: Path, model: ModelSpec) -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", model.model)[:60]
+    return cache_dir / f"{name}-{hashlib.sha256(model.model.encode()).hexdigest()[:8]}"
+
+
+def _pdate_bounds(plan: Plan, f: FrameKey) -> tuple[Any, Any] | None:
+    """The partition dates the full scan keeps for ``f`` (see ``in_window``)."""
+    source = plan.model.sources[f.source]
+    part = source.partition_date
+    schema = plan.frames.schemas.get(f.source)
+    if not part or schema is None or part not in schema:
+        return None
+    assert f.start is not None and f.end is not None
+
+    def day(t: datetime) -> date | str:
+        d = t.date()
+        return d.isoformat() if schema[part] == pl.String else d
+
+    return day(f.start), day(f.end)
+
+
+class _Run:
+    """One call of :func:`execute_incremental`."""
+
+    def __init__(self, plan: Plan, model: ModelSpec, cache_dir: Path, report: Report) -> None:
+        self.plan, self.model, self.report = plan, model, report
+        self.width = bucket_width(model)
+        self.w = self.width.total_seconds()
+        self.dir = _model_dir(cache_dir, model)
+        self.entries: dict[int, dict[str, Entry]] = {}  # unit id → file → entry
+        self.files: dict[str, Identity] = {}  # the current source's files, as listed
+        self.used: set[str] = set()
+
+    def bucket_range(self, f: FrameKey) -> tuple[int, int]:
+        assert f.start is not None and f.end is not None
+        step = self.width // US
+        return micros(f.start) // step, micros(f.end) // step
+
+    def folder(self, unit: Unit) -> Path:
+        return self.dir / unit.fingerprint
+
+    def load(self, units: list[Unit], files: dict[str, Identity]) -> dict[int, list[str]]:
+        """Cached entries of ``units``; per unit, the files to compute."""
+        self.files = files
+        need: dict[int, list[str]] = {}
+        for u in units:
+            start_b, _ = self.bucket_range(u.query.frame)
+            got: dict[str, Entry] = {}
+            need[id(u)] = []
+            for path, ident in files.items():
+                where = entry_path(self.folder(u), path)
+                entry = _STORE.load(where, u.part_ids)
+                same = entry is not None and entry.path == path and entry.identity == ident
+                if same and entry.lo <= start_b:  # type: ignore[union-attr]
+                    got[path] = entry  # type: ignore[assignment]
+                    self.report.cached += 1
+                    continue
+                need[id(u)].append(path)
+            self.entries[id(u)] = got
+        return need
+
+    def compute(self, source: str, units: list[Unit], need: dict[int, list[str]]) -> list[Unit]:
+        """Partials of the needed files, in one ``collect_all``; the units that
+        failed (they run in a single pass)."""
+        lo_b = min(self.bucket_range(u.query.frame)[0] for u in units)
+        groups: dict[tuple[str, ...], list[Unit]] = {}
+        for u in units:
+            if need[id(u)]:
+                groups.setdefault(tuple(need[id(u)]), []).append(u)
+        if not groups:
+            return []
+        spec = self.model.sources[source]
+        lo = EPOCH + (self.width * lo_b)
+        lazies, owners = [], []
+        for files, members in groups.items():
+            try:
+                scan = subset_scan(spec, list(files))
+            except (NoFiles, *POLARS_ERRORS):
+                return units
+            frames = copy.copy(self.plan.frames)
+            frames.base = {**frames.base, source: scan}
+            frames.frames = {}
+            for u in members:
+                try:
+                    lazies.append(self.partial_query(frames, u, lo))
+                    owners.append(u)
+                except POLARS_ERRORS:
+                    return units
+        try:
+            results = pl.collect_all(lazies, engine="in-memory")
+        except POLARS_ERRORS:
+            return units
+        failed = []
+        for u, df in zip(owners, results, strict=True):
+            try:
+                self.store(u, df, lo_b)
+            except (NotExact, *POLARS_ERRORS):
+                failed.append(u)
+        computed = sorted({f for u in owners if u not in failed for f in need[id(u)]})
+        self.report.scanned.setdefault(source, [])
+        self.report.scanned[source] = sorted({*self.report.scanned[source], *computed})
+        return failed
+
+    def partial_query(self, frames: Any, u: Unit, lo: datetime) -> pl.LazyFrame:
+        f = u.query.frame
+        source = self.model.sources[f.source]
+        assert source.timestamp is not None
+        lf = frames.frame(FrameKey(f.source, lo, None, f.filter))
+        keys = [pl.col(FILE_COLUMN), bucket_expr(source.timestamp, self.width).alias(TB)]
+        if _pdate_bounds(self.plan, f) is not None:
+            keys.append(pl.col(source.partition_date).alias(PDATE))  # type: ignore[arg-type]
+        keys += [pl.col(c) for c in u.query.segment_by]
+        if u.by is not None:
+            keys.append(u.by.alias(BUCKET))
+        exprs = [e.alias(c) for pid, of in u.parts.items() for c, e in of.exprs(pid).items()]
+        return lf.group_by(keys).agg(exprs)
+
+    def store(self, u: Unit, df: pl.DataFrame, lo_b: int) -> None:
+        """Split a partial result by file into entries and write them."""
+        from rulesengine.partials.collect import _rows
+
+        key_names = [*u.query.segment_by, *([BUCKET] if u.by is not None else [])]
+        key_schema = {k: df.schema[k] for k in key_names}
+        made: dict[str, Entry] = {}
+        for row in _rows(df):
+            path = row[FILE_COLUMN]
+            entry = made.get(path)
+            if entry is None:
+                entry = made[path] = Entry(path, (0, 0), lo_b, key_schema)
+            entry.buckets.append(row[TB])
+            entry.pdates.append(row.get(PDATE))
+            entry.keys.append(tuple(row[k] for k in key_names))
+            entry.states.append({pid: of.state(row, pid) for pid, of in u.parts.items()})
+        # the identities seen before the scan: a file changed since is recomputed next time
+        for path in self.needed_files(u, self.files):
+            entry = made.get(path) or Entry(path, (0, 0), lo_b, key_schema)
+            entry.identity = self.files[path]
+            self.entries[id(u)][path] = entry
+            _STORE.save(entry_path(self.folder(u), path), entry, u.part_ids)
+
+    def needed_files(self, u: Unit, files: dict[str, Identity]) -> list[str]:
+        return [p for p in files if p not in self.entries[id(u)]]
+
+    def merged(self, u: Unit) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """The states of the window's buckets, merged per key."""
+        f = u.query.frame
+        lo_b, hi_b = self.bucket_range(f)
+        days = _pdate_bounds(self.plan, f)
+        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for entry in self.entries[id(u)].values():
+            for b, pd, key, states in zip(
+                entry.buckets, entry.pdates, entry.keys, entry.states, strict=True
+            ):
+                if not lo_b <= b < hi_b:
+                    continue
+                if days is not None and (pd is None or not days[0] <= pd <= days[1]):
+                    continue
+                target = out.get(key)
+                if target is None:
+                    out[key] = dict(states)
+                    continue
+                for pid, state in states.items():
+                    target[pid] = target[pid].merge(state)
+        return out
+
+    def frame_of(self, u: Unit) -> pl.DataFrame:
+        """The DataFrame ``execute`` gives for ``u``'s query (its decomposed part)."""
+        q = u.query
+        schema = q.lazy.collect_schema()  # type: ignore[union-attr]
+        merged = self.merged(u)
+        key_names = [*q.segment_by, *([BUCKET] if q.by is not None else [])]
+        keys = sorted(merged, key=lambda k: tuple((x is None, str(x)) for x in k))
+        data: dict[str, list[Any]] = {k: [key[i] for key in keys] for i, k in enumerate(key_names)}
+        if not key_names:
+            data[ALL] = [1] * len(keys)
+        data[ROWS] = [merged[k][ROWS_PART].total for k in keys]
+        for name, how in u.decomposed.items():
+            data[name] = [
+                how.finish({local: merged[k][pid] for local, pid in u.names[name].items()})
+                for k in keys
+            ]
+        cols = [pl.Series(c, v, dtype=schema.get(c), strict=False) for c, v in data.items()]
+        return pl.DataFrame(cols)
+
+
+def _select_frame(q: Query, units: list[Unit], run: _Run) -> pl.DataFrame:
+    """A select query's index columns rebuilt from counts per cell: each cell
+    index repeated as often as it occurs (the scorer only counts them)."""
+    import numpy as np
+
+    schema = q.lazy.collect_schema()  # type: ignore[union-attr]
+    cols = []
+    for u in units:
+        merged = run.merged(u)
+        cells = sorted(k[0] for k in merged)
+        counts = [int(merged[(c,)][ROWS_PART].total) for c in cells]
+        values = np.repeat(np.asarray(cells, dtype=np.int64), counts)
+        assert u.column is not None
+        cols.append(pl.Series(u.column, values).cast(schema[u.column]))
+    return pl.DataFrame(cols)
+
+
+def execute_incremental(
+    plan: Plan,
+    model: ModelSpec,
+    cache_dir: Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    report: Report | None = None,
+) -> Collected:
+    """The window plan's queries collected as :func:`execute` collects them, from
+    cached partial states where possible (see the module's docstring for the
+    wiring). ``cache_dir`` holds one folder per model, at most ``max_bytes``
+    each; ``report`` (if given) says what ran how and which files were read."""
+    report = report if report is not None else Report()
+    run = _Run(plan, model, cache_dir, report)
+    single: list[int] = []
+    units: list[Unit] = []
+    leftovers: dict[int, dict[str, pl.Expr]] = {}
+    for i, q in enumerate(plan.queries):
+        why = _frame_problem(plan, q, run.width)
+        got = why or _units(plan, i, q)
+        if isinstance(got, str):
+            report.queries[i] = got
+            single.append(i)
+            continue
+        qunits, left = got
+        for u in qunits:
+            u.fingerprint = _fingerprint(plan, u, run.width)
+        units += qunits
+        if left:
+            leftovers[i] = left
+    failed = _compute_all(run, units)
+    for u in failed:
+        report.queries[u.index] = "partials failed"
+        if u.index not in single:
+            single.append(u.index)
+    frames: dict[int, pl.DataFrame | str] = {}
+    lost: dict[int, dict[str, str]] = {}
+    by_query: dict[int, list[Unit]] = {}
+    for u in units:
+        if u.index not in single:
+            by_query.setdefault(u.index, []).append(u)
+    for i, qunits in list(by_query.items()):
+        q = plan.queries[i]
+        try:
+            frames[i] = _select_frame(q, qunits, run) if q.select else run.frame_of(qunits[0])
+            report.queries[i] = "partials"
+        except (NotExact, *POLARS_ERRORS) as exc:
+            report.queries[i] = f"single pass: {type(exc).__name__}"
+            single.append(i)
+            del by_query[i]
+    _single_pass(plan, model, single, leftovers, by_query, frames, lost)
+    _evict(run, units, max_bytes)
+    report.corrupt = list(_STORE.corrupt)
+    _STORE.corrupt.clear()
+    return Collected([frames[i] for i in range(len(plan.queries))], lost)
+
+
+def _compute_all(run: _Run, units: list[Unit]) -> list[Unit]:
+    """Compute the missing partials of every unit, source by source; the units
+    that failed."""
+    failed: list[Unit] = []
+    by_source: dict[str, list[Unit]] = {}
+    for u in units:
+        by_source.setdefault(u.query.frame.source, []).append(u)
+    for source, members in by_source.items():
+        try:
+            files = current_files(run.model.sources[source])
+        except (NoFiles, OSError):
+            failed += members
+            continue
+        need = run.load(members, files)
+        failed += run.compute(source, members, need)
+    bad = {id(u) for u in failed}
+    failed_queries = {u.index for u in failed}
+    return [u for u in units if id(u) in bad or u.index in failed_queries]
+
+
+def _single_pass(
+    plan: Plan,
+    model: ModelSpec,
+    single: Sequence[int],
+    leftovers: Mapping[int, Mapping[str, pl.Expr]],
+    by_query: Mapping[int, list[Unit]],
+    frames: dict[int, pl.DataFrame | str],
+    lost: dict[int, dict[str, str]],
+) -> None:
+    """Run the queries (and the leftover aggregates) that need a single pass."""
+    todo: list[tuple[int, Query, bool]] = [(i, plan.queries[i], False) for i in single]
+    for i, left in leftovers.items():
+        if i in by_query:
+            todo.append((i, _leftover_query(plan.queries[i], left), True))
+    if not todo:
+        return
+    got = execute([q for _, q, _ in todo], model)
+    for k, (i, _q, partial) in enumerate(todo):
+        frame = got[k]
+        if got.lost.get(k):
+            lost[i] = dict(got.lost[k])
+        if not partial or isinstance(frame, str):
+            frames[i] = frame
+            continue
+        mine = frames[i]
+        assert isinstance(mine, pl.DataFrame)
+        on = [c for c in frame.columns if c in mine.columns and c != ROWS]
+        frames[i] = frame.join(mine.drop(ROWS), on=on, how="left", nulls_equal=True)
+
+
+def _leftover_query(q: Query, left: Mapping[str, pl.Expr]) -> Query:
+    """``q`` with only the aggregates that have no decomposition."""
+    assert q.base is not None
+    exprs = [pl.len().alias(ROWS), *(e.alias(n) for n, e in left.items())]
+    lazy = q.base.group_by(q.group_keys).agg(exprs)
+    return Query(q.frame, q.segment_by, q.by, dict(left), {}, lazy, q.base, q.group_keys)
+
+
+def _evict(run: _Run, units: list[Unit], max_bytes: int) -> None:
+    """Trim old buckets, drop entries of files that are gone, bound the size."""
+    if not units:
+        return
+    horizon = min(run.bucket_range(u.query.frame)[0] for u in units)
+    span = max(hi - lo for lo, hi in (run.bucket_range(u.query.frame) for u in units))
+    used: set[str] = set()
+    for u in units:
+        folder = run.folder(u)
+        for path, entry in run.entries.get(id(u), {}).items():
+            where = entry_path(folder, path)
+            used.add(str(where))
+            # trimmed once its oldest bucket is a further span old, so an entry
+            # is rewritten about once per longest window, not at every tick
+            if entry.buckets and min(entry.buckets) < horizon - span:
+                _STORE.save(where, entry.trimmed(horizon), u.part_ids)
+                run.report.evicted += 1
+    for folder in {run.folder(u) for u in units}:
+        for stale in folder.glob(f"*{SUFFIX}"):
+            if str(stale) not in used:
+                stale.unlink(missing_ok=True)
+                run.report.evicted += 1
+        _STORE.forget(used, folder)
+    run.report.evicted += len(enforce_bound(run.dir, max_bytes, used))

@@ -1,0 +1,243 @@
+"""The incremental cache on disk: partial states per query, source file and time
+bucket (see :mod:`rulesengine.engine.incremental` and docs/scaling.md).
+
+Layout: ``<cache dir>/<model>/<query fingerprint>/<file hash>.part``, one entry
+per (query, source file). An entry holds the file's identity (path, size,
+modification time in ns) and the first time bucket it covers completely, then
+an Arrow IPC table with one row per (time bucket[, partition date], segment
+keys[, per-row key]): the keys and each partial state as bytes
+(:func:`rulesengine.partials.dumps`: versioned, checksummed, no pickle), and a
+CRC-32 of the whole entry. Nothing in an entry is ever executed.
+
+Writes go to a temporary file in the same folder, then ``os.replace``: a reader
+sees the old entry or the new one, never half of one. Two processes that compute
+the same entry both write a valid one; a reader checks the identity of the
+source file against the entry's, so the worst case is a recomputation, never a
+merge of states from another version of the file. An entry that cannot be read
+(truncated, changed, from another format) counts as missing and is recomputed.
+
+Decoded entries are also kept in memory, keyed by the entry file's own size and
+modification time, so a daemon's ticks decode only what changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rulesengine.partials.codec import PartialStateError, dumps, loads
+
+MAGIC = b"REIC"
+FORMAT_VERSION = 1
+SUFFIX = ".part"
+DEFAULT_MAX_BYTES = 256 * 2**20  # per model
+TB = "__tb"  # the time bucket column of an entry's table
+PDATE = "__pdate"  # the partition date column, with ``partition_date``
+_HEAD = struct.Struct("<4sHI")
+_CRC = struct.Struct("<I")
+
+Identity = tuple[int, int]  # (size, mtime_ns) of a local file
+Key = tuple[Any, ...]
+
+
+@dataclass
+class Entry:
+    """One source file's partial states for one query: per group (time bucket,
+    partition date, keys) its states by part id."""
+
+    path: str
+    identity: Identity
+    lo: int  # the first time bucket covered completely (rows in earlier ones left out)
+    key_schema: dict[str, pl.DataType]  # the key columns (segments, per-row key)
+    buckets: list[int] = field(default_factory=list)
+    pdates: list[Any] = field(default_factory=list)
+    keys: list[Key] = field(default_factory=list)
+    states: list[dict[str, Any]] = field(default_factory=list)
+
+    def trimmed(self, horizon: int) -> Entry:
+        """Without the groups before bucket ``horizon``."""
+        keep = [i for i, b in enumerate(self.buckets) if b >= horizon]
+        return Entry(
+            self.path,
+            self.identity,
+            max(self.lo, horizon),
+            self.key_schema,
+            [self.buckets[i] for i in keep],
+            [self.pdates[i] for i in keep],
+            [self.keys[i] for i in keep],
+            [self.states[i] for i in keep],
+        )
+
+
+def file_identity(path: str) -> Identity:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def entry_path(folder: Path, source_file: str) -> Path:
+    digest = hashlib.sha256(source_file.encode()).hexdigest()[:32]
+    return folder / f"{digest}{SUFFIX}"
+
+
+def encode(entry: Entry, part_ids: list[str]) -> bytes:
+    """An entry as bytes (see the module's docstring)."""
+    columns: dict[str, pl.Series] = {TB: pl.Series(TB, entry.buckets, dtype=pl.Int64)}
+    columns[PDATE] = pl.Series(PDATE, entry.pdates)
+    for i, (name, dtype) in enumerate(entry.key_schema.items()):
+        columns[f"k{i}"] = pl.Series(name, [k[i] for k in entry.keys], dtype=dtype)
+    for j, pid in enumerate(part_ids):
+        blobs = [dumps(s[pid]) for s in entry.states]
+        columns[f"p{j}"] = pl.Series(f"p{j}", blobs, dtype=pl.Binary)
+    table = pl.DataFrame({k: s.rename(k) for k, s in columns.items()})
+    buf = io.BytesIO()
+    table.write_ipc(buf)
+    header = {
+        "path": entry.path,
+        "size": entry.identity[0],
+        "mtime_ns": entry.identity[1],
+        "lo": entry.lo,
+        "keys": list(entry.key_schema),
+        "parts": part_ids,
+    }
+    head = json.dumps(header, sort_keys=True).encode()
+    body = _HEAD.pack(MAGIC, FORMAT_VERSION, len(head)) + head + buf.getvalue()
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def decode(blob: bytes, part_ids: list[str]) -> Entry:
+    """An entry from bytes; :class:`PartialStateError` when they are damaged, of
+    another format, or hold other parts than ``part_ids``."""
+    if len(blob) < _HEAD.size + _CRC.size:
+        raise PartialStateError("cache entry truncated")
+    body, (crc,) = blob[: -_CRC.size], _CRC.unpack(blob[-_CRC.size :])
+    if zlib.crc32(body) != crc:
+        raise PartialStateError("cache entry checksum mismatch")
+    magic, version, n = _HEAD.unpack_from(body)
+    if magic != MAGIC or version != FORMAT_VERSION:
+        raise PartialStateError("not a cache entry of this format")
+    try:
+        header = json.loads(body[_HEAD.size : _HEAD.size + n])
+        table = pl.read_ipc(io.BytesIO(body[_HEAD.size + n :]))
+    except (ValueError, OSError, pl.exceptions.PolarsError) as exc:
+        raise PartialStateError(f"cache entry unreadable: {type(exc).__name__}") from None
+    if header.get("parts") != part_ids:
+        raise PartialStateError("cache entry holds other parts")
+    names = header["keys"]
+    key_cols = [table.get_column(f"k{i}") for i in range(len(names))]
+    schema = {name: col.dtype for name, col in zip(names, key_cols, strict=True)}
+    keys = list(zip(*(c.to_list() for c in key_cols), strict=True)) if key_cols else []
+    if not key_cols:
+        keys = [()] * table.height
+    states: list[dict[str, Any]] = [{} for _ in range(table.height)]
+    for j, pid in enumerate(part_ids):
+        for row, blob_j in zip(states, table.get_column(f"p{j}").to_list(), strict=True):
+            row[pid] = loads(blob_j)
+    return Entry(
+        header["path"],
+        (int(header["size"]), int(header["mtime_ns"])),
+        int(header["lo"]),
+        schema,
+        table.get_column(TB).to_list(),
+        table.get_column(PDATE).to_list(),
+        keys,
+        states,
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class EntryStore:
+    """Entries on disk, with decoded copies kept in memory (keyed by the entry
+    file's size and modification time, so another process's write is seen)."""
+
+    def __init__(self) -> None:
+        self.memory: dict[str, tuple[Identity, Entry]] = {}
+        self.corrupt: list[str] = []  # entry files found damaged (names only)
+
+    def load(self, path: Path, part_ids: list[str]) -> Entry | None:
+        try:
+            own = file_identity(str(path))
+        except OSError:
+            self.memory.pop(str(path), None)
+            return None
+        kept = self.memory.get(str(path))
+        if kept is not None and kept[0] == own:
+            return kept[1]
+        try:
+            entry = decode(path.read_bytes(), part_ids)
+        except (OSError, PartialStateError):
+            self.corrupt.append(path.name)
+            return None
+        self.memory[str(path)] = (own, entry)
+        return entry
+
+    def save(self, path: Path, entry: Entry, part_ids: list[str]) -> None:
+        write_atomic(path, encode(entry, part_ids))
+        try:
+            self.memory[str(path)] = (file_identity(str(path)), entry)
+        except OSError:
+            self.memory.pop(str(path), None)
+
+    def forget(self, keep: set[str], under: Path) -> None:
+        """Drop decoded entries below ``under`` that are not in ``keep``."""
+        prefix = str(under)
+        for name in [k for k in self.memory if k.startswith(prefix) and k not in keep]:
+            del self.memory[name]
+
+
+def enforce_bound(model_dir: Path, max_bytes: int, used: set[str]) -> list[Path]:
+    """Delete entries of ``model_dir`` until it holds at most ``max_bytes``:
+    first those not used by this evaluation (another configuration's), oldest
+    first, then the used ones, oldest first. Returns the deleted paths."""
+    files: list[tuple[bool, int, int, Path]] = []
+    total = 0
+    for p in model_dir.glob(f"*/*{SUFFIX}"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        total += st.st_size
+        files.append((str(p) in used, st.st_mtime_ns, st.st_size, p))
+    deleted = []
+    for in_use, _mtime, size, p in sorted(files, key=lambda f: (f[0], f[1])):
+        if total <= max_bytes:
+            break
+        with contextlib.suppress(OSError):
+            p.unlink()
+            total -= size
+            deleted.append(p)
+        del in_use
+    for folder in model_dir.iterdir() if model_dir.is_dir() else []:
+        if folder.is_dir() and not any(folder.iterdir()):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return deleted
+
+
+def state_columns(row: Mapping[str, Any], parts: Mapping[str, Any]) -> dict[str, Any]:
+    """One result row's partial states by part id (``parts``: id → ``*Of``)."""
+    return {pid: of.state(row, pid) for pid, of in parts.items()}
