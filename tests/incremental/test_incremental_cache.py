@@ -1,0 +1,110 @@
+"""The cache: which files a tick reads, rewritten and deleted files, damaged
+entries, eviction of old buckets and the size bound."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from rulesengine.engine.incremental import Report
+from rulesengine.engine.partial_cache import SUFFIX
+from tests.incremental.helpers import (
+    AT,
+    assert_same,
+    both,
+    hour_frame,
+    load_model,
+    model_spec,
+    write_hour,
+    write_reference,
+)
+
+ROWS = 300
+
+
+def _setup(root: Path, hours: int = 6):
+    files = [
+        write_hour(root / "logs", AT - timedelta(hours=hours - h), ROWS, h) for h in range(hours)
+    ]
+    write_reference(root / "ref.parquet")
+    model = load_model(root, model_spec(root))
+    report = Report()
+    full, inc = both(model, root / "cache", report=report)
+    assert_same(full, inc)
+    assert report.scanned["req"] == sorted(str(f) for f in files)
+    return model, files
+
+
+def _tick(model, root: Path, at=AT) -> Report:
+    report = Report()
+    full, inc = both(model, root / "cache", at, report)
+    assert_same(full, inc)
+    return report
+
+
+def _entries(root: Path) -> list[Path]:
+    return sorted((root / "cache").glob(f"*/*/*{SUFFIX}"))
+
+
+def test_a_tick_reads_only_new_files(tmp_path: Path) -> None:
+    model, _ = _setup(tmp_path)
+    assert _tick(model, tmp_path).scanned == {}  # nothing new: nothing read
+    new = write_hour(tmp_path / "logs", AT, ROWS, 99)
+    report = _tick(model, tmp_path, AT + timedelta(minutes=30))
+    assert report.scanned == {"req": [str(new)]}
+    assert report.cached > 0
+
+
+def test_a_rewritten_file_is_read_again_and_a_deleted_one_drops_out(tmp_path: Path) -> None:
+    model, files = _setup(tmp_path)
+    victim = files[3]
+    hour_frame(AT - timedelta(hours=3), ROWS + 17, 1234).write_parquet(victim)
+    st = victim.stat()
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert _tick(model, tmp_path).scanned == {"req": [str(victim)]}
+
+    before = len(_entries(tmp_path))
+    files[1].unlink()
+    assert _tick(model, tmp_path).scanned == {}
+    assert len(_entries(tmp_path)) < before  # the deleted file's entries are gone
+
+
+def test_a_damaged_entry_is_ignored_and_recomputed(tmp_path: Path) -> None:
+    model, _ = _setup(tmp_path)
+    entries = _entries(tmp_path)
+    damaged = entries[0]
+    blob = bytearray(damaged.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(blob))
+    entries[1].write_bytes(entries[1].read_bytes()[:40])  # truncated
+    report = _tick(model, tmp_path)
+    assert sorted(report.corrupt) == sorted([damaged.name, entries[1].name])
+    assert 1 <= len(report.scanned["req"]) <= 2  # only the files behind them
+    assert _tick(model, tmp_path).corrupt == []
+
+
+def test_old_buckets_are_evicted_and_the_size_is_bounded(tmp_path: Path) -> None:
+    model, files = _setup(tmp_path, hours=8)
+    sizes = {p: p.stat().st_size for p in _entries(tmp_path)}
+    # 14 hours later the oldest files lie more than a window beyond the horizon
+    later = AT + timedelta(hours=14)
+    write_hour(tmp_path / "logs", later - timedelta(hours=1), ROWS, 77)
+    report = _tick(model, tmp_path, later)
+    assert report.evicted > 0
+    shrunk = [p for p in _entries(tmp_path) if p in sizes and p.stat().st_size < sizes[p]]
+    assert shrunk
+    assert _tick(model, tmp_path, later).scanned == {}  # trimmed entries still count
+
+    report = Report()
+    from rulesengine.engine.evaluate import plan_model
+    from rulesengine.engine.execute import execute
+    from rulesengine.engine.incremental import execute_incremental
+    from rulesengine.engine.score import score
+
+    plan = plan_model(model, later)
+    inc = score(plan, execute_incremental(plan, model, tmp_path / "cache", max_bytes=1))
+    assert_same(score(plan, execute(plan.queries, model)), inc)
+    assert _entries(tmp_path) == []  # over the bound: every entry deleted
+    report = _tick(model, tmp_path, later)
+    assert len(report.scanned["req"]) == len(files) + 1  # recomputed, same results
