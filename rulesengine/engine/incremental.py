@@ -29,6 +29,7 @@ import copy
 import hashlib
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -69,6 +70,9 @@ from rulesengine.spec.model import ModelSpec
 CACHE_FORMAT = 1  # part of every fingerprint: a new format never reads old entries
 ROWS_PART = "rows"
 _STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
+SWEEP_EVERY = 600.0  # seconds between two measurements of a model's cache folder
+_SWEPT: dict[Path, tuple[float, int]] = {}  # model folder → (when measured, bytes then)
+_WRITTEN: dict[Path, int] = {}  # model folder → bytes written since
 
 
 @dataclass
@@ -213,7 +217,7 @@ def _fingerprint(plan: Plan, unit: Unit, width: Any) -> str:
         "source": [source.name, source.path, source.format, source.separator],
         "timestamp": [source.timestamp, source.timezone, source.timestamp_unit],
         "hive": [source.hive_partitioning, source.partition_date],
-        "schema": raw_schema_text(source),
+        "schema": _schema_text(plan, source.name),
         "filter": f.filter,
         "segments": list(unit.query.segment_by),
         "by": expr_key(unit.by) if unit.by is not None else None,
@@ -221,6 +225,14 @@ def _fingerprint(plan: Plan, unit: Unit, width: Any) -> str:
         "width": width.total_seconds(),
     }
     return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:24]
+
+
+def _schema_text(plan: Plan, source: str) -> str:
+    """The full scan's columns of ``source`` (once per plan)."""
+    memo = plan.frames.__dict__.setdefault("_incremental_schema", {})
+    if source not in memo:
+        memo[source] = raw_schema_text(plan.model.sources[source])
+    return memo[source]
 
 
 def _model_dir(cache_dir: Path, model: ModelSpec) -> Path:
@@ -255,6 +267,7 @@ class _Run:
         self.entries: dict[int, dict[str, Entry]] = {}  # unit id → file → entry
         self.files: dict[str, Identity] = {}  # the current source's files, as listed
         self.used: set[str] = set()
+        self.written = 0  # bytes of entries written by this call
 
     def bucket_range(self, f: FrameKey) -> tuple[int, int]:
         assert f.start is not None and f.end is not None
@@ -361,32 +374,52 @@ class _Run:
             entry = made.get(path) or Entry(path, (0, 0), lo_b, key_schema)
             entry.identity = self.files[path]
             self.entries[id(u)][path] = entry
-            _STORE.save(entry_path(self.folder(u), path), entry, u.part_ids)
+            self.written += _STORE.save(entry_path(self.folder(u), path), entry, u.part_ids)
 
     def needed_files(self, u: Unit, files: dict[str, Identity]) -> list[str]:
         return [p for p in files if p not in self.entries[id(u)]]
 
     def merged(self, u: Unit) -> dict[tuple[Any, ...], dict[str, Any]]:
-        """The states of the window's buckets, merged per key."""
+        """The states of the window's buckets, merged per key. An entry whose
+        buckets all lie in the window adds its states merged once per key (kept
+        with the entry: a file inside the window costs one merge per key)."""
         f = u.query.frame
         lo_b, hi_b = self.bucket_range(f)
         days = _pdate_bounds(self.plan, f)
-        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+        def inside(b: int, pd: Any) -> bool:
+            if not lo_b <= b < hi_b:
+                return False
+            return days is None or (pd is not None and days[0] <= pd <= days[1])
+
+        found: dict[tuple[Any, ...], dict[str, list[Any]]] = {}
+
+        def add(key: tuple[Any, ...], states: Mapping[str, Any]) -> None:
+            target = found.setdefault(key, {})
+            for pid, state in states.items():
+                target.setdefault(pid, []).append(state)
+
         for entry in self.entries[id(u)].values():
-            for b, pd, key, states in zip(
-                entry.buckets, entry.pdates, entry.keys, entry.states, strict=True
-            ):
-                if not lo_b <= b < hi_b:
-                    continue
-                if days is not None and (pd is None or not days[0] <= pd <= days[1]):
-                    continue
-                target = out.get(key)
-                if target is None:
-                    out[key] = dict(states)
-                    continue
-                for pid, state in states.items():
-                    target[pid] = target[pid].merge(state)
-        return out
+            rows = list(zip(entry.buckets, entry.pdates, entry.keys, entry.states, strict=True))
+            if rows and all(inside(b, pd) for b, pd, _, _ in rows):
+                if entry.collapsed is None:
+                    groups: dict[tuple[Any, ...], dict[str, list[Any]]] = {}
+                    for _, _, key, states in rows:
+                        for pid, state in states.items():
+                            groups.setdefault(key, {}).setdefault(pid, []).append(state)
+                    entry.collapsed = {
+                        key: {pid: _merge_list(xs) for pid, xs in parts.items()}
+                        for key, parts in groups.items()
+                    }
+                for key, states in entry.collapsed.items():
+                    add(key, states)
+                continue
+            for b, pd, key, states in rows:
+                if inside(b, pd):
+                    add(key, states)
+        return {
+            key: {pid: _merge_list(xs) for pid, xs in parts.items()} for key, parts in found.items()
+        }
 
     def frame_of(self, u: Unit) -> pl.DataFrame:
         """The DataFrame ``execute`` gives for ``u``'s query (its decomposed part)."""
@@ -406,6 +439,18 @@ class _Run:
             ]
         cols = [pl.Series(c, v, dtype=schema.get(c), strict=False) for c, v in data.items()]
         return pl.DataFrame(cols)
+
+
+def _merge_list(states: list[Any]) -> Any:
+    """One state from several: value counts in one sort, the others pairwise."""
+    from rulesengine.partials.order import ValueCounts, merge_many
+
+    if len(states) > 2 and isinstance(states[0], ValueCounts):
+        return merge_many(states)
+    out = states[0]
+    for state in states[1:]:
+        out = out.merge(state)
+    return out
 
 
 def _select_frame(q: Query, units: list[Unit], run: _Run) -> pl.DataFrame:
@@ -555,7 +600,7 @@ def _evict(run: _Run, units: list[Unit], max_bytes: int) -> None:
             # trimmed once its oldest bucket is a further span old, so an entry
             # is rewritten about once per longest window, not at every tick
             if entry.buckets and min(entry.buckets) < horizon - span:
-                _STORE.save(where, entry.trimmed(horizon), u.part_ids)
+                run.written += _STORE.save(where, entry.trimmed(horizon), u.part_ids)
                 run.report.evicted += 1
     for folder in {run.folder(u) for u in units}:
         for stale in folder.glob(f"*{SUFFIX}"):
@@ -563,4 +608,14 @@ def _evict(run: _Run, units: list[Unit], max_bytes: int) -> None:
                 stale.unlink(missing_ok=True)
                 run.report.evicted += 1
         _STORE.forget(used, folder)
-    run.report.evicted += len(enforce_bound(run.dir, max_bytes, used))
+    # the whole folder is measured at the first call of a process, then again only
+    # when the bytes written since may have crossed the bound, or after SWEEP_EVERY
+    written = run.written + _WRITTEN.get(run.dir, 0)
+    last = _SWEPT.get(run.dir)
+    if last is None or written > max_bytes - last[1] or time.monotonic() - last[0] > SWEEP_EVERY:
+        deleted, total = enforce_bound(run.dir, max_bytes, used)
+        run.report.evicted += len(deleted)
+        _SWEPT[run.dir] = (time.monotonic(), total)
+        _WRITTEN[run.dir] = 0
+    else:
+        _WRITTEN[run.dir] = written

@@ -65,6 +65,8 @@ class Entry:
     pdates: list[Any] = field(default_factory=list)
     keys: list[Key] = field(default_factory=list)
     states: list[dict[str, Any]] = field(default_factory=list)
+    # every bucket's states merged per key, made once when first needed (in memory only)
+    collapsed: dict[Key, dict[str, Any]] | None = field(default=None, repr=False)
 
     def trimmed(self, horizon: int) -> Entry:
         """Without the groups before bucket ``horizon``."""
@@ -195,12 +197,15 @@ class EntryStore:
         self.memory[str(path)] = (own, entry)
         return entry
 
-    def save(self, path: Path, entry: Entry, part_ids: list[str]) -> None:
-        write_atomic(path, encode(entry, part_ids))
+    def save(self, path: Path, entry: Entry, part_ids: list[str]) -> int:
+        """Write ``entry``; the bytes written."""
+        data = encode(entry, part_ids)
+        write_atomic(path, data)
         try:
             self.memory[str(path)] = (file_identity(str(path)), entry)
         except OSError:
             self.memory.pop(str(path), None)
+        return len(data)
 
     def forget(self, keep: set[str], under: Path) -> None:
         """Drop decoded entries below ``under`` that are not in ``keep``."""
@@ -209,33 +214,36 @@ class EntryStore:
             del self.memory[name]
 
 
-def enforce_bound(model_dir: Path, max_bytes: int, used: set[str]) -> list[Path]:
+def enforce_bound(model_dir: Path, max_bytes: int, used: set[str]) -> tuple[list[Path], int]:
     """Delete entries of ``model_dir`` until it holds at most ``max_bytes``:
     first those not used by this evaluation (another configuration's), oldest
-    first, then the used ones, oldest first. Returns the deleted paths."""
-    files: list[tuple[bool, int, int, Path]] = []
+    first, then the used ones, oldest first. Returns the deleted paths and the
+    bytes left."""
+    files: list[tuple[bool, int, int, str]] = []
     total = 0
-    for p in model_dir.glob(f"*/*{SUFFIX}"):
-        try:
-            st = p.stat()
-        except OSError:
-            continue
-        total += st.st_size
-        files.append((str(p) in used, st.st_mtime_ns, st.st_size, p))
+    folders = [f for f in os.scandir(model_dir) if f.is_dir()] if model_dir.is_dir() else []
+    for folder in folders:
+        for item in os.scandir(folder.path):
+            if not item.name.endswith(SUFFIX) or item.name.startswith(".tmp-"):
+                continue
+            try:
+                st = item.stat()
+            except OSError:
+                continue
+            total += st.st_size
+            files.append((item.path in used, st.st_mtime_ns, st.st_size, item.path))
     deleted = []
-    for in_use, _mtime, size, p in sorted(files, key=lambda f: (f[0], f[1])):
+    for _in_use, _mtime, size, name in sorted(files):
         if total <= max_bytes:
             break
         with contextlib.suppress(OSError):
-            p.unlink()
+            os.unlink(name)
             total -= size
-            deleted.append(p)
-        del in_use
-    for folder in model_dir.iterdir() if model_dir.is_dir() else []:
-        if folder.is_dir() and not any(folder.iterdir()):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-    return deleted
+            deleted.append(Path(name))
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder.path)  # only succeeds when empty
+    return deleted, total
 
 
 def state_columns(row: Mapping[str, Any], parts: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,8 @@ sketches that take over above the bound. See docs/scaling.md.
   per group;
 * :mod:`~rulesengine.partials.codec`: states as versioned bytes (no pickle).
 
-The engine does not use these yet: it still evaluates in a single pass.
+The incremental executor (:mod:`rulesengine.engine.incremental`) merges them;
+``rulesengine run`` and the daemon still evaluate in a single pass.
 """
 
 from rulesengine.partials.codec import PartialStateError, dumps, loads

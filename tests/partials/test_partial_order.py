@@ -143,3 +143,15 @@ def test_states_kept_differently_do_not_merge() -> None:
         ValueCounts.of([1.0], exact=True).merge(ValueCounts.of([2.0]))
     with pytest.raises(ValueError, match="exact/limit/k"):
         ValueCounts.of([1.0], k=200).merge(ValueCounts.of([2.0]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(values_st, max_size=20), min_size=1, max_size=6))
+def test_merge_many_equals_merging_one_by_one(parts: list[list[float]]) -> None:
+    from rulesengine.partials.order import merge_many
+
+    states = [ValueCounts.of(p) for p in parts]
+    one_by_one = states[0]
+    for s in states[1:]:
+        one_by_one = one_by_one.merge(s)
+    assert merge_many(states) == one_by_one
