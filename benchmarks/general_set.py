@@ -17,11 +17,16 @@ Two commands, each timed whole (imports included) with its peak resident set:
 * ``rulesengine run general.yaml --at AT --format json`` with its reference profile
   cached (one untimed run builds it, as a daemon's first tick would);
 * the hand-written plan (``general_set.py child baseline DATA``): the aggregates
-  rulesengine needs written directly in Polars, one ``collect_all`` on the
-  in-memory engine so that the queries share their scans, overall bins summed from
-  the segments', PSI in NumPy; the reference's bin edges, categories and counts are
-  computed once beforehand (``child prepare``, untimed), as rulesengine's cached
-  profile holds them.
+  written directly in Polars, six queries (plain aggregates overall and per
+  segment, bins and countries per segment with the overall ones summed from them,
+  accuracy and AUC overall and per segment over the join) in one ``collect_all``
+  on the streaming engine, the latest label per request by a ``group_by``, PSI in
+  NumPy; the reference's bin edges, categories and counts are computed once
+  beforehand (``child prepare``, untimed), as rulesengine's cached profile holds
+  them. Of the variants tried (the in-memory engine, which shares scans; labels
+  deduplicated by a sort and ``unique`` as rulesengine does; both sides
+  materialised once, then aggregated), this one took the least CPU time here
+  (about 8.3 CPU seconds at 7.2M rows against 8.7, 9.4 and 10.9 for the others).
 
 Every value (36: 9 overall and 9 per segment; drift_share left out) must agree to 1e-9 relative
 before a time is reported. One warm-up run per command and size, then ``--repeat``
@@ -149,11 +154,11 @@ def child_baseline(data: str) -> dict[str, Any]:
     requests = pl.scan_parquet(f"{data}/requests/*.parquet").filter(
         (ts > at - timedelta(days=1)) & (ts <= at)
     )
-    labels = (
+    labels = (  # the latest label per request known at AT
         pl.scan_parquet(f"{data}/labels/*.parquet")
         .filter(pl.col("labeled_at") <= at)
-        .sort("labeled_at")
-        .unique("request_id", keep="last")
+        .group_by("request_id")
+        .agg(pl.col("is_fraud").sort_by("labeled_at").last())
     )
     joined = requests.join(labels, on="request_id", how="inner")
     plain = [
@@ -183,7 +188,7 @@ def child_baseline(data: str) -> dict[str, Any]:
             joined.group_by(seg).agg(scored),
             joined.select(scored),
         ],
-        engine="in-memory",
+        engine="streaming",
     )
     seg_plain, all_plain, bins, countries, seg_scored, all_scored = frames
     t_collect = time.perf_counter()
