@@ -30,7 +30,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -67,12 +67,18 @@ from rulesengine.monitors.aggs import Decomposition, NotExact, Part, decompositi
 from rulesengine.monitors.base import FrameKey
 from rulesengine.spec.model import ModelSpec
 
+Collect = Callable[[list[pl.LazyFrame]], list[pl.DataFrame]]
 CACHE_FORMAT = 1  # part of every fingerprint: a new format never reads old entries
 ROWS_PART = "rows"
 _STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
 SWEEP_EVERY = 600.0  # seconds between two measurements of a model's cache folder
 _SWEPT: dict[Path, tuple[float, int]] = {}  # model folder → (when measured, bytes then)
 _WRITTEN: dict[Path, int] = {}  # model folder → bytes written since
+
+
+def local_collect(lazies: list[pl.LazyFrame]) -> list[pl.DataFrame]:
+    """Collect partial queries in this process, in one batch."""
+    return pl.collect_all(lazies, engine="in-memory")
 
 
 @dataclass
@@ -259,8 +265,17 @@ def _pdate_bounds(plan: Plan, f: FrameKey) -> tuple[Any, Any] | None:
 class _Run:
     """One call of :func:`execute_incremental`."""
 
-    def __init__(self, plan: Plan, model: ModelSpec, cache_dir: Path, report: Report) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        model: ModelSpec,
+        cache_dir: Path,
+        report: Report,
+        collect: Collect = local_collect,
+        files_per_task: int | None = None,
+    ) -> None:
         self.plan, self.model, self.report = plan, model, report
+        self.collect, self.files_per_task = collect, files_per_task
         self.width = bucket_width(model)
         self.w = self.width.total_seconds()
         self.dir = _model_dir(cache_dir, model)
@@ -311,27 +326,31 @@ class _Run:
         lo = EPOCH + (self.width * lo_b)
         lazies, owners = [], []
         for files, members in groups.items():
-            try:
-                scan = subset_scan(spec, list(files))
-            except (NoFiles, *POLARS_ERRORS):
-                return units
-            frames = copy.copy(self.plan.frames)
-            frames.base = {**frames.base, source: scan}
-            frames.frames = {}
-            for u in members:
+            for part in _partitions(list(files), self.files_per_task):
                 try:
-                    lazies.append(self.partial_query(frames, u, lo))
-                    owners.append(u)
-                except POLARS_ERRORS:
+                    scan = subset_scan(spec, part)
+                except (NoFiles, *POLARS_ERRORS):
                     return units
+                frames = copy.copy(self.plan.frames)
+                frames.base = {**frames.base, source: scan}
+                frames.frames = {}
+                for u in members:
+                    try:
+                        lazies.append(self.partial_query(frames, u, lo))
+                        owners.append(u)
+                    except POLARS_ERRORS:
+                        return units
         try:
-            results = pl.collect_all(lazies, engine="in-memory")
+            results = self.collect(lazies)
         except POLARS_ERRORS:
             return units
-        failed = []
+        per_unit: dict[int, list[pl.DataFrame]] = {}
         for u, df in zip(owners, results, strict=True):
+            per_unit.setdefault(id(u), []).append(df)
+        failed = []
+        for u in {id(u): u for u in owners}.values():
             try:
-                self.store(u, df, lo_b)
+                self.store(u, pl.concat(per_unit[id(u)], how="vertical"), lo_b)
             except (NotExact, *POLARS_ERRORS):
                 failed.append(u)
         computed = sorted({f for u in owners if u not in failed for f in need[id(u)]})
@@ -470,6 +489,13 @@ def _select_frame(q: Query, units: list[Unit], run: _Run) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
+def _partitions(files: list[str], size: int | None) -> list[list[str]]:
+    """``files`` in runs of at most ``size`` (all together without a size)."""
+    if not size or len(files) <= size:
+        return [files]
+    return [files[i : i + size] for i in range(0, len(files), size)]
+
+
 def execute_incremental(
     plan: Plan,
     model: ModelSpec,
@@ -477,13 +503,20 @@ def execute_incremental(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     report: Report | None = None,
+    collect: Collect = local_collect,
+    files_per_task: int | None = None,
 ) -> Collected:
     """The window plan's queries collected as :func:`execute` collects them, from
     cached partial states where possible (see the module's docstring for the
     wiring). ``cache_dir`` holds one folder per model, at most ``max_bytes``
-    each; ``report`` (if given) says what ran how and which files were read."""
+    each; ``report`` (if given) says what ran how and which files were read.
+
+    ``collect`` runs the partial queries of the new files (default: in this
+    process, :func:`local_collect`; a cluster's collector runs each on a worker),
+    each over at most ``files_per_task`` files (default: one query over all of
+    them). It returns one frame per query, in order, or raises a Polars error."""
     report = report if report is not None else Report()
-    run = _Run(plan, model, cache_dir, report)
+    run = _Run(plan, model, cache_dir, report, collect, files_per_task)
     single: list[int] = []
     units: list[Unit] = []
     leftovers: dict[int, dict[str, pl.Expr]] = {}
