@@ -68,6 +68,7 @@ from rulesengine.monitors.base import FrameKey
 from rulesengine.spec.model import ModelSpec
 
 Collect = Callable[[list[pl.LazyFrame]], list[pl.DataFrame]]
+Whole = Callable[[Sequence[Query], ModelSpec], Collected]
 CACHE_FORMAT = 1  # part of every fingerprint: a new format never reads old entries
 ROWS_PART = "rows"
 _STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
@@ -505,6 +506,7 @@ def execute_incremental(
     report: Report | None = None,
     collect: Collect = local_collect,
     files_per_task: int | None = None,
+    whole: Whole = execute,
 ) -> Collected:
     """The window plan's queries collected as :func:`execute` collects them, from
     cached partial states where possible (see the module's docstring for the
@@ -514,7 +516,9 @@ def execute_incremental(
     ``collect`` runs the partial queries of the new files (default: in this
     process, :func:`local_collect`; a cluster's collector runs each on a worker),
     each over at most ``files_per_task`` files (default: one query over all of
-    them). It returns one frame per query, in order, or raises a Polars error."""
+    them). It returns one frame per query, in order, or raises a Polars error.
+    ``whole`` runs the queries that need a single pass (default :func:`execute`,
+    with its retries and culprit files)."""
     report = report if report is not None else Report()
     run = _Run(plan, model, cache_dir, report, collect, files_per_task)
     single: list[int] = []
@@ -553,7 +557,7 @@ def execute_incremental(
             report.queries[i] = f"single pass: {type(exc).__name__}"
             single.append(i)
             del by_query[i]
-    _single_pass(plan, model, single, leftovers, by_query, frames, lost)
+    _single_pass(plan, model, single, leftovers, by_query, frames, lost, whole)
     _evict(run, units, max_bytes)
     report.corrupt = list(_STORE.corrupt)
     _STORE.corrupt.clear()
@@ -588,15 +592,17 @@ def _single_pass(
     by_query: Mapping[int, list[Unit]],
     frames: dict[int, pl.DataFrame | str],
     lost: dict[int, dict[str, str]],
+    whole: Whole = execute,
 ) -> None:
-    """Run the queries (and the leftover aggregates) that need a single pass."""
+    """Run the queries (and the leftover aggregates) that need a single pass,
+    through ``whole`` (:func:`execute`, or a cluster's)."""
     todo: list[tuple[int, Query, bool]] = [(i, plan.queries[i], False) for i in single]
     for i, left in leftovers.items():
         if i in by_query:
             todo.append((i, _leftover_query(plan.queries[i], left), True))
     if not todo:
         return
-    got = execute([q for _, q, _ in todo], model)
+    got = whole([q for _, q, _ in todo], model)
     for k, (i, _q, partial) in enumerate(todo):
         frame = got[k]
         if got.lost.get(k):
