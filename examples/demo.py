@@ -35,9 +35,9 @@ checkout (the demo is not part of the installed package).
 Live mode, ``python examples/demo.py configs/data/live --live`` (see :func:`live` and
 the README's "Watch it live"), writes a config directory for ``rulesengine daemon``
 (the demo config with every duration divided by ``--speed``) and keeps appending
-every source's logs, timestamped now, with incidents on a schedule. It writes new
-files only, each under a temporary name first and then renamed, and never touches
-the batch mode's output.
+every source's logs, timestamped now (each batch written as its interval begins),
+with incidents on a schedule. It writes new files only, each under a temporary name
+first and then renamed, and never touches the batch mode's output.
 """
 
 from __future__ import annotations
@@ -771,7 +771,7 @@ def generate(
 
 
 # --- live mode --------------------------------------------------------------------
-# ``--live`` keeps appending logs timestamped now, at ``speed`` times the demo's
+# ``--live`` keeps appending logs timestamped about now, at ``speed`` times the demo's
 # pace, into a ready-to-run config directory whose durations are divided by
 # ``speed`` (see :func:`live`).
 LIVE_KINDS = ("null-burst", "schema-change", "latency-spike", "accuracy-drop")
@@ -990,10 +990,15 @@ class _Live:
         forecasts, actuals = [], []
         for k in range((t0 - 2 * day_real) // day_real, t1 // day_real + 1):
             v0 = k * DAY_US  # the demo day's start, in demo µs
+            # whole seconds, as the files hold them; a row belongs to the batch of
+            # its written time (rounding after the cut would defer the rows of
+            # (t1 - 1 s, t1] to the next batch, after their time has come)
             predicted = (v0 + 2 * HOUR_US + si * 90 * US_PER_S + ki * 2 * US_PER_S) // self.speed
+            predicted = predicted // US_PER_S * US_PER_S
             recorded = (
                 v0 + DAY_US + 1800 * US_PER_S + si * 60 * US_PER_S + ki * US_PER_S
             ) // self.speed
+            recorded = recorded // US_PER_S * US_PER_S
             rng = np.random.default_rng([self.seed, 20, k])
             expected = self.demand_base[si, ki] * WEEKDAY_FACTOR[k % 7]
             forecast = np.round(expected * np.exp(rng.normal(0.0, 0.05, si.size)), 1)
@@ -1009,7 +1014,7 @@ class _Live:
                 forecasts.append(
                     pl.DataFrame(
                         {
-                            "_us": predicted // US_PER_S * US_PER_S,
+                            "_us": predicted,
                             **common,
                             "region": region,
                             "forecast": forecast,
@@ -1019,9 +1024,9 @@ class _Live:
             a = (recorded > t0) & (recorded <= t1)
             if a.any():
                 actuals.append(
-                    pl.DataFrame(
-                        {"_us": recorded // US_PER_S * US_PER_S, **common, "units_sold": sold}
-                    ).filter(pl.Series(a))
+                    pl.DataFrame({"_us": recorded, **common, "units_sold": sold}).filter(
+                        pl.Series(a)
+                    )
                 )
         written = 0
         if forecasts:
@@ -1040,7 +1045,7 @@ class _Live:
 
     def assistant(self, rng: np.random.Generator, t0: int, t1: int, tag: str) -> int:
         n = rng.poisson(self._n(ASSISTANT_PER_HOUR, t0, t1))
-        ts = np.sort(rng.integers(t0 + 1, t1 + 1, n)) // 1000 * 1000
+        ts = -(-np.sort(rng.integers(t0 + 1, t1 + 1, n)) // 1000) * 1000  # ms, in (t0, t1]
         requests = _assistant_requests(rng, ts).with_columns(
             request_id=pl.lit(f"req-{tag}-") + pl.col("request_id").str.slice(4)
         )
@@ -1114,11 +1119,17 @@ def live(
     ``json://127.0.0.1:8765`` (examples/receiver.py), state in ``out_dir/.rulesengine``.
     Traffic runs ``speed`` times faster, so each window holds as many rows as in
     the batch demo. ``data/`` is replaced, then backfilled with
-    ``LIVE_BACKFILL_DAYS`` demo days ending now. Batch i covers (t0 + (i-1) *
-    interval, t0 + i * interval] and is written once that time has passed; incident
-    k lasts (t0 + (k+1) * incident_every, + incident_length]. Rows come from
-    ``numpy.random.default_rng([seed, 100, i])``: the same seed and start give the
-    same rows. Returns the number of batches written.
+    ``LIVE_BACKFILL_DAYS`` demo days ending now (t0). Batch i holds the rows
+    timestamped in (t0 + (i-1) * interval, t0 + i * interval] and is written as soon
+    as that interval begins, one interval ahead: every row is on disk by its time,
+    so a daemon evaluating a window that ends now never misses rows still to come
+    (demand-forecast's forecasts come in a burst that starts on a tick: a burst
+    missing from the current window and not from the week-earlier one made
+    ``forecast-volume-wow`` and ``forecast-volume`` fire). The ``backfill …`` line is
+    printed once the batches have caught up with now, the backfill having taken its
+    time. Incident k lasts (t0 + (k+1) * incident_every, + incident_length]. Rows
+    come from ``numpy.random.default_rng([seed, 100, i])``: the same seed and start
+    give the same rows. Returns the number of batches written.
     """
     if not 0 < incident_length < incident_every:
         raise ValueError("--incident-length must be positive and shorter than --incident-every")
@@ -1138,14 +1149,23 @@ def live(
         f"{_iso(t0)} start: a batch every {interval:g}s at {speed}x; an incident every "
         f"{incident_every:g}s for {incident_length:g}s, cycling {', '.join(kinds) or 'none'}"
     )
-    if backfill and not _backfill(state, t0, stop, echo):
-        echo("stopped during the backfill")
-        return 0
+    ready = None  # the backfill line, printed once the logs reach past now
+    if backfill:
+        rows = _backfill(state, t0, stop)
+        if rows is None:
+            echo("stopped during the backfill")
+            return 0
+        ready = f"backfill {rows} rows ({LIVE_BACKFILL_DAYS} demo days) ending {_iso(t0)}"
     i = 0
     while True:
         i += 1
         t1 = t0 + i * step
-        wait = (t1 - _us(datetime.now(UTC))) / US_PER_S
+        # a batch is written as its interval begins, so that every row is on disk by
+        # its time: a tick evaluated at its time finds its window whole
+        wait = (t1 - step - _us(datetime.now(UTC))) / US_PER_S
+        if ready and wait > 0:  # caught up: the backfill took its time
+            echo(f"{ready}; logs written up to {_iso(t1 - step)}, ready for the daemon")
+            ready = None
         if stop.wait(max(wait, 0.0)):
             break
         for inc in live_schedule(t0, incident_every, incident_length, kinds, t1, t1 - step):
@@ -1159,10 +1179,11 @@ def live(
     return i - 1
 
 
-def _backfill(state: _Live, t0: int, stop: threading.Event, echo: Any) -> bool:
+def _backfill(state: _Live, t0: int, stop: threading.Event) -> int | None:
     """Replace the logs under ``state.data`` with LIVE_BACKFILL_DAYS demo days ending
     at ``t0`` (the assistant's last ASSISTANT_MAX_DAYS only, as in the batch demo),
-    in files of LIVE_BACKFILL_CHUNK_S real seconds; False if stopped meanwhile."""
+    in files of LIVE_BACKFILL_CHUNK_S real seconds; the rows written, or None if
+    stopped meanwhile."""
     data, seed, speed = state.data, state.seed, state.speed
     for sub in ("fraud", "demand", "assistant"):
         _fresh(data / sub)
@@ -1172,12 +1193,11 @@ def _backfill(state: _Live, t0: int, stop: threading.Event, echo: Any) -> bool:
     rows = 0
     for j, start in enumerate(range(t0 - span, t0, chunk)):
         if stop.is_set():
-            return False
+            return None
         rng = np.random.default_rng([seed, 99, j])
         recent = start >= t0 - ASSISTANT_MAX_DAYS * DAY_US // speed
         rows += state.batch(rng, start, min(start + chunk, t0), f"b{j:04d}", recent)
-    echo(f"backfill {rows} rows ({LIVE_BACKFILL_DAYS} demo days) ending {_iso(t0)}")
-    return True
+    return rows
 
 
 def _live_main(args: argparse.Namespace) -> int:
