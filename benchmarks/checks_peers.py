@@ -12,7 +12,10 @@ five numbers, and the benchmark asserts that they agree (counts exactly, shares 
 the mean to 1e-9 relative) before it reports a time:
 
 * ``rulesengine run checks.yaml --at AT --format json`` (a subprocess, like a cron
-  job; its modules byte-compiled first, as a wheel install does);
+  job), rulesengine as committed at ``--commit`` (default HEAD), exported with
+  ``git archive`` and byte-compiled as a wheel install would be, so that
+  uncommitted edits of other sessions in a shared checkout are not measured
+  (``--tree`` measures the working tree);
 * the floor: a pure-Polars lazy ``select`` of the same five aggregates over the same
   window, ``collect()`` with Polars' default engine;
 * Soda Core 4 (``soda-core`` 4.28 with ``soda-duckdb``; telemetry off): a contract
@@ -364,6 +367,8 @@ def main() -> None:
     ap.add_argument("--skip-gx", action="store_true", help="leave Great Expectations out")
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--rulesengine", help="the rulesengine executable (default: next to python)")
+    ap.add_argument("--commit", default="HEAD", help="measure rulesengine as committed here")
+    ap.add_argument("--tree", action="store_true", help="measure the working tree instead")
     args = ap.parse_args()
     suffix = "" if args.rows == DEFAULT_ROWS else f"-{args.rows}"
     out_json = RESULTS / f"checks-peers{suffix}.json"
@@ -378,6 +383,7 @@ def main() -> None:
 
 def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     import statistics
+    import subprocess
 
     sys.path.insert(0, str(HERE))
     import measuring as ms  # standard library only: see its docstring
@@ -390,10 +396,11 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     if manifest["countries"] != ALLOWED or manifest["at"] != "2026-11-27T00:00:00Z":
         sys.exit("the data set does not match this benchmark's constants")
     (data / "checks.yaml").write_text(SPEC)
-    ms.prepare_rulesengine(data)
+    source, measured = ms.rulesengine_source(None if args.tree else args.commit)
+    envs = {"rulesengine": ms.rulesengine_env(data, source)}
     script = str(Path(__file__).resolve())
     setup = [str(pythons["soda"]), script, "child", "soda-setup", str(data)]
-    ms.check(ms.measure(setup, data, "soda setup (not timed)"), "soda setup")
+    subprocess.run(setup, cwd=data, check=True, capture_output=True)  # not timed
 
     at = manifest["at"]
     options = ["--at", at, "--format", "json", "--fail-on", "never"]
@@ -405,12 +412,12 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     if "gx" in pythons:
         cmds["gx"] = [str(pythons["gx"]), script, "child", "gx", str(data)]
     for name, cmd in cmds.items():  # warm-up: page cache, .pyc files, the config cache
-        ms.check(ms.measure(cmd, data, f"{name}, warm-up"), name)
+        ms.check(ms.measure(cmd, data, f"{name}, warm-up", envs.get(name)), name)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cmds}
     for i in range(args.repeat):
         ms.log(f"round {i + 1} of {args.repeat}:")
         for name, cmd in cmds.items():
-            run = ms.measure(cmd, data, name)
+            run = ms.measure(cmd, data, name, envs.get(name))
             ms.check(run, name)
             runs[name].append(run)
 
@@ -439,6 +446,7 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
         "started_at": started,
         "finished_at": ms.now(),
         "rounds": args.repeat,
+        "rulesengine_measured": measured,
         "tools": tools,
         "paired_ratios": ratios_per_round,
         "agreement": agreement(numbers, "polars"),
@@ -474,8 +482,7 @@ def finish(res: dict[str, Any], out_json: Path, out_md: Path) -> None:
         if k in res["ratios"]
     }
     t, r = res["tools"], res["ratios"]
-    commit = res["machine"]["git_commit"]
-    commit += " with uncommitted changes" if res["machine"]["rulesengine_tree_dirty"] else ""
+    commit = res["rulesengine_measured"]
     names = {
         "rulesengine": "rulesengine run (subprocess)",
         "polars": f"Floor: Polars {t['polars'].get('polars', '')} lazy select",

@@ -15,7 +15,8 @@ file, the mean, standard deviation and p95 of ``latency_ms``, and accuracy
 Two commands, each timed whole (imports included) with its peak resident set:
 
 * ``rulesengine run general.yaml --at AT --format json`` with its reference profile
-  cached (one untimed run builds it, as a daemon's first tick would);
+  cached (the warm-up run builds it, as a daemon's first tick would), rulesengine
+  as committed at ``--commit`` (default HEAD; see ``checks_peers.py``);
 * the hand-written plan (``general_set.py child baseline DATA``): the aggregates
   written directly in Polars, six queries (plain aggregates overall and per
   segment, bins and countries per segment with the overall ones summed from them,
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -271,6 +271,8 @@ def main() -> None:
     ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS")
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--rulesengine", help="the rulesengine executable (default: next to python)")
+    ap.add_argument("--commit", default="HEAD", help="measure rulesengine as committed here")
+    ap.add_argument("--tree", action="store_true", help="measure the working tree instead")
     args = ap.parse_args()
     suffix = "" if args.rows == DEFAULT_ROWS else "-" + "-".join(map(str, args.rows))
     out_json = RESULTS / f"general-set{suffix}.json"
@@ -279,13 +281,9 @@ def main() -> None:
     finish(res, out_json, out_md)
 
 
-def cache_env(data: Path) -> dict[str, str]:
-    """Each size keeps its own rulesengine config cache (and its profile, beside it)."""
-    return dict(os.environ, RULESENGINE_CACHE_DIR=str(data / ".rulesengine" / "cache"))
-
-
 def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     import statistics
+    import subprocess
 
     sys.path.insert(0, str(HERE))
     import measuring as ms  # standard library only: see its docstring
@@ -294,24 +292,24 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     started = ms.now()
     script = str(Path(__file__).resolve())
     exe = ms.rulesengine_exe(args.rulesengine)
+    source, measured = ms.rulesengine_source(None if args.tree else args.commit)
     cmds: dict[tuple[str, int], tuple[list[str], Path]] = {}
     for rows in args.rows:
         data = ms.ensure_data(rows)
         (data / "general.yaml").write_text(SPEC)
-        ms.prepare_rulesengine(data)
         prep = [sys.executable, script, "child", "prepare", str(data)]
-        ms.check(ms.measure(prep, data, f"reference bins, {rows:,} (not timed)"), "prepare")
+        subprocess.run(prep, cwd=data, check=True, capture_output=True)  # not timed
         run = [exe, "run", "general.yaml", "--at", AT, "--format", "json", "--fail-on", "never"]
         cmds[("rulesengine", rows)] = (run, data)
         cmds[("baseline", rows)] = ([sys.executable, script, "child", "baseline", str(data)], data)
     for (tool, rows), (cmd, data) in cmds.items():  # warm-up; rulesengine caches its profile
         label = f"{tool} {rows:,}, warm-up"
-        ms.check(ms.measure(cmd, data, label, cache_env(data)), label)
+        ms.check(ms.measure(cmd, data, label, ms.rulesengine_env(data, source)), label)
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {k: [] for k in cmds}
     for i in range(args.repeat):
         ms.log(f"round {i + 1} of {args.repeat}:")
         for (tool, rows), (cmd, data) in cmds.items():
-            run = ms.measure(cmd, data, f"{tool} {rows:,}", cache_env(data))
+            run = ms.measure(cmd, data, f"{tool} {rows:,}", ms.rulesengine_env(data, source))
             ms.check(run, f"{tool} {rows:,}")
             runs[(tool, rows)].append(run)
 
@@ -339,6 +337,7 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
         "started_at": started,
         "finished_at": ms.now(),
         "rounds": args.repeat,
+        "rulesengine_measured": measured,
         "commands": {
             "rulesengine": "rulesengine run general.yaml --at AT --format json --fail-on never",
             "baseline": "python benchmarks/general_set.py child baseline DATA",
@@ -371,8 +370,7 @@ def finish(res: dict[str, Any], out_json: Path, out_md: Path) -> None:
     res["ratios"] = ratios
     goal = f"time rulesengine / baseline, {int(large):,} rows"
     res["targets_met"] = {goal: ratios[goal] <= 1.2}
-    commit = res["machine"]["git_commit"]
-    commit += " with uncommitted changes" if res["machine"]["rulesengine_tree_dirty"] else ""
+    commit = res["rulesengine_measured"]
     lines = [
         "General monitor set (rows, null share, PSI on two columns, mean, std, p95, accuracy "
         "and AUC over a label join; overall and 3 segments) over a one-day window; "

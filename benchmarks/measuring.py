@@ -140,14 +140,40 @@ def rulesengine_exe(given: str | None = None) -> str:
     return str(exe)
 
 
-def prepare_rulesengine(data: Path) -> None:
-    """Byte-compile the package, as installing a wheel does (this environment sets
-    PYTHONDONTWRITEBYTECODE), and keep rulesengine's config cache under ``data``."""
+def rulesengine_source(commit: str | None) -> tuple[Path, str]:
+    """Where the measured rulesengine is imported from, and what it is: with a
+    commit, ``rulesengine/`` and ``schemas/`` as committed there, exported with
+    ``git archive`` into ``data/src-SHA/`` (as ``soak.py`` does), so that other
+    sessions' uncommitted edits in a shared checkout never reach a measurement;
+    with None, the working tree. Byte-compiled either way, as installing a wheel
+    does (this environment sets PYTHONDONTWRITEBYTECODE)."""
     import compileall
 
-    if not compileall.compile_dir(REPO / "rulesengine", quiet=1):
-        sys.exit("compileall failed on rulesengine/")
-    os.environ["RULESENGINE_CACHE_DIR"] = str(data / ".rulesengine" / "cache")
+    if commit is None:
+        root, what = REPO, "working tree"
+    else:
+        git = ["git", "-C", str(REPO)]
+        sha = subprocess.run(
+            [*git, "rev-parse", "--short", commit], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        root, what = HERE / "data" / f"src-{sha}", sha
+        if not (root / "rulesengine").exists():
+            root.mkdir(parents=True, exist_ok=True)
+            archive = subprocess.run(
+                [*git, "archive", sha, "rulesengine", "schemas"], capture_output=True, check=True
+            )
+            subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    if not compileall.compile_dir(root / "rulesengine", quiet=1):
+        sys.exit(f"compileall failed on {root / 'rulesengine'}")
+    return root, what
+
+
+def rulesengine_env(data: Path, source: Path) -> dict[str, str]:
+    """The environment of a measured rulesengine run: its package from ``source``
+    (first on the path), its config cache under ``data``."""
+    env = dict(os.environ, RULESENGINE_CACHE_DIR=str(data / ".rulesengine" / "cache"))
+    env["PYTHONPATH"] = str(source)
+    return env
 
 
 def ensure_data(rows: int) -> Path:
