@@ -159,7 +159,16 @@ AT = click.option(
     show_default=True,
     help="Track alert states and deliver notifications through the engine's receivers.",
 )
-def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: bool) -> None:
+@click.option(
+    "--cache/--no-cache",
+    default=True,
+    show_default=True,
+    help="Answer windows from partial states cached beside the state file, scanning only "
+    "new or changed files; --no-cache scans every window in one pass and touches no cache.",
+)
+def run(
+    paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: bool, cache: bool
+) -> None:
     """Evaluate every monitor once, as of --at.
 
     With --notify, also track alert states in the state database and deliver
@@ -177,7 +186,7 @@ def run(paths: tuple[str, ...], at: str | None, fmt: str, fail_on: str, notify: 
 
     _logging()
     when = _parse_at(at)
-    outcome = run_once(load(paths), when, notify=notify)
+    outcome = run_once(load(paths), when, notify=notify, cache=cache)
     if notify and outcome.store_error is None:
         click.echo(outcome.delivery_summary(), err=True)
     for m in outcome.models:

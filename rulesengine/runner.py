@@ -96,13 +96,15 @@ def run_once(
     notifier: Notifier | None = None,
     clock: Callable[[], datetime] = _now,
     budget: float | None = None,
+    cache: bool = True,
 ) -> RunOutcome:
-    """Evaluate ``config`` as of ``at``; with ``notify``, alert and deliver."""
+    """Evaluate ``config`` as of ``at``; with ``notify``, alert and deliver.
+    Without ``cache``, no cached partial state is read or written."""
     from rulesengine.engine.evaluate import evaluate
     from rulesengine.history.change import apply_to_run
 
     if not notify:  # change thresholds read the history, if any, and write nothing
-        return RunOutcome(apply_to_run(config, evaluate(config, at)))
+        return RunOutcome(apply_to_run(config, evaluate(config, at, cache=cache)))
     from rulesengine.alerting.delivery import AppriseNotifier, deliver
     from rulesengine.alerting.store import Store
     from rulesengine.alerting.tracker import process
@@ -121,7 +123,7 @@ def run_once(
         except StoreError as exc:
             outcome.store_error = exc
         # the evaluation needs no store: its results are printed whatever the store's state
-        outcome.models = evaluate(config, at)
+        outcome.models = evaluate(config, at, cache=cache)
         usable = store if outcome.store_error is None else None
         # change thresholds read the history before this run's results are recorded
         outcome.models = apply_to_run(config, outcome.models, usable)

@@ -19,7 +19,7 @@ from datetime import datetime
 from rulesengine.alerting.store import Store
 from rulesengine.alerting.tracker import process_in
 from rulesengine.daemon import watermarks
-from rulesengine.engine.evaluate import evaluate_model, profile_cache
+from rulesengine.engine.evaluate import evaluate_model, partials_cache, profile_cache
 from rulesengine.engine.results import ModelResults
 from rulesengine.history.change import apply_changes
 from rulesengine.history.record import retention_of
@@ -39,7 +39,7 @@ class TickReport:
 
 def evaluate_tick(config: Config, model: ModelSpec, tick: datetime) -> ModelResults:
     """``model``'s results as of ``tick``; reads logs, never the store."""
-    return evaluate_model(model, tick, profile_cache(config))
+    return evaluate_model(model, tick, profile_cache(config), partials_cache(config))
 
 
 def record_tick(

@@ -74,20 +74,37 @@ def plan_model(model: ModelSpec, at: datetime, cache_dir: Path | None = None) ->
     return window_plan(derive(prepared))  # derived thresholds: after the references
 
 
-def evaluate_model(model: ModelSpec, at: datetime, cache_dir: Path | None = None) -> ModelResults:
+def evaluate_model(
+    model: ModelSpec, at: datetime, cache_dir: Path | None = None, partials: Path | None = None
+) -> ModelResults:
     """Evaluate every enabled monitor of ``model`` as of ``at``. Reference profiles
-    are cached in ``cache_dir`` when given."""
+    are cached in ``cache_dir`` when given; with ``partials``, the window's
+    queries are answered from partial states cached there, scanning only new or
+    changed files (:mod:`rulesengine.engine.incremental`), else in one pass."""
     plan = plan_model(model, at, cache_dir)
-    return score(plan, execute(plan.queries, model))
+    if partials is None:
+        return score(plan, execute(plan.queries, model))
+    from rulesengine.engine.incremental import execute_incremental
+
+    return score(plan, execute_incremental(plan, model, partials))
 
 
-def evaluate(config: Config, at: datetime | None = None) -> list[ModelResults]:
-    """Evaluate every model of ``config`` as of ``at`` (default: now)."""
+def evaluate(
+    config: Config, at: datetime | None = None, *, cache: bool = True
+) -> list[ModelResults]:
+    """Evaluate every model of ``config`` as of ``at`` (default: now); without
+    ``cache`` (``run --no-cache``), every window is scanned in one pass."""
     at = (at or datetime.now(UTC)).astimezone(UTC)
-    cache = profile_cache(config)
-    return [evaluate_model(model, at, cache) for model in config.models]
+    profiles = profile_cache(config)
+    partials = partials_cache(config) if cache else None
+    return [evaluate_model(model, at, profiles, partials) for model in config.models]
 
 
 def profile_cache(config: Config) -> Path:
     """Where reference profiles are cached: beside the state database."""
     return Path(config.engine.state).parent / "profiles"
+
+
+def partials_cache(config: Config) -> Path:
+    """Where partial states are cached: beside the state database."""
+    return Path(config.engine.state).parent / "partials"

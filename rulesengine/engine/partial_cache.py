@@ -210,8 +210,9 @@ class EntryStore:
     def forget(self, keep: set[str], under: Path) -> None:
         """Drop decoded entries below ``under`` that are not in ``keep``."""
         prefix = str(under)
-        for name in [k for k in self.memory if k.startswith(prefix) and k not in keep]:
-            del self.memory[name]
+        # a copy of the keys taken at once: the daemon's models evaluate in threads
+        for name in [k for k in list(self.memory) if k.startswith(prefix) and k not in keep]:
+            self.memory.pop(name, None)
 
 
 def enforce_bound(model_dir: Path, max_bytes: int, used: set[str]) -> tuple[list[Path], int]:

@@ -210,7 +210,9 @@ def test_no_state_file_is_insufficient_data_and_is_not_created(rec: Rec):
         assert got[key]["details"]["change"] == {
             "warn": {"offset": "1w", "mode": "relative", "reason": why}
         }
-    assert not (rec.root / "state").exists()
+    # the state file is never created (the caches beside it are: partials, profiles)
+    assert not state.exists()
+    assert sorted(p.name for p in (rec.root / "state").iterdir()) == ["partials"]
 
 
 def test_a_fixed_critical_still_decides_without_history(tmp_path: Path):
