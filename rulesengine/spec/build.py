@@ -22,6 +22,7 @@ from rulesengine.spec.model import (
     DriftSpec,
     EngineSpec,
     EvaluationSpec,
+    ExecutorSpec,
     GroupingSpec,
     HistorySpec,
     InhibitRule,
@@ -365,6 +366,12 @@ def _history(raw: Mapping[str, Any]) -> HistorySpec:
     return HistorySpec(retention) if retention else HistorySpec()
 
 
+def _executor(raw: Mapping[str, Any]) -> ExecutorSpec:
+    timeout = _td(raw.get("timeout"))
+    kw: dict[str, Any] = {"timeout": timeout} if timeout else {}
+    return ExecutorSpec(type=raw.get("type", "local"), address=raw.get("address"), **kw)
+
+
 # ``since`` of a cron report that does not set it
 CRON_REPORT_SINCE = timedelta(days=7)
 
@@ -442,5 +449,6 @@ def build_engine(raw: Mapping[str, Any], *, file: str | None, root: Path) -> Eng
         listen=raw.get("server", {}).get("listen", "127.0.0.1:9108"),
         history=_history(raw.get("history", {})),
         reports=tuple(_report(r) for r in raw.get("reports", ())),
+        executor=_executor(raw.get("executor", {})),
         **kwargs,
     )

@@ -485,6 +485,16 @@ class HistorySpec:
 
 
 @dataclass(frozen=True)
+class ExecutorSpec:
+    """Where evaluations run: ``local`` (this process) or ``dask`` (a cluster at
+    ``address``; see docs/scaling.md)."""
+
+    type: str = "local"
+    address: str | None = None
+    timeout: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
 class ReportSpec:
     """A report the daemon sends on a cadence (``every``, or ``cron`` read in
     ``timezone``): the models (empty: all), the receivers, and the history it
@@ -516,6 +526,7 @@ class EngineSpec:
     listen: str = "127.0.0.1:9108"
     history: HistorySpec = field(default_factory=HistorySpec)
     reports: tuple[ReportSpec, ...] = ()
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
 
 @dataclass(frozen=True)

@@ -169,9 +169,29 @@ def check_engine(data: Any, problems: ProblemList, root: Path, secrets: Iterable
     check_cadence(problems, defaults, ("defaults",))
     _positive(problems, _dict(data, "history").get("retention"), ("history", "retention"))
     _check_reports(problems, _list(data, "reports"), receivers)
+    _check_executor(problems, data.get("executor"))
     listen = _str(_dict(data, "server"), "listen")
     if listen and re.match(r"^[^\s:]+:[0-9]{1,5}$", listen) and int(listen.rsplit(":")[1]) > 65535:
         problems.add(("server", "listen"), f"port must be at most 65535, got {listen}")
+
+
+def _check_executor(problems: ProblemList, executor: Any) -> None:
+    """A Dask executor names its scheduler; a local one has none to name."""
+    if not isinstance(executor, dict):
+        return
+    kind, address = executor.get("type"), executor.get("address")
+    if kind == "dask" and address is None:
+        problems.add(
+            ("executor",), "type dask needs address: the scheduler, e.g. tcp://127.0.0.1:8786"
+        )
+    if kind == "local" and address is not None:
+        problems.add(
+            ("executor", "address"), "a local executor has no address (did you mean type: dask?)"
+        )
+    port = re.fullmatch(r"(?:tcp|tls)://[^\s/]+:([0-9]{1,5})", address or "")
+    if port and int(port.group(1)) > 65535:
+        problems.add(("executor", "address"), f"port must be at most 65535, got {port.group(1)}")
+    _positive(problems, executor.get("timeout"), ("executor", "timeout"))
 
 
 def _check_reports(problems: ProblemList, reports: list[Any], receivers: dict[str, Any]) -> None:
