@@ -269,6 +269,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=DEFAULT_ROWS)
     ap.add_argument("--repeat", type=int, default=5, help="measured rounds (5)")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS")
+    ap.add_argument(
+        "--retries", type=int, default=3, help="with --wait-idle: re-runs of a disturbed run"
+    )
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--rulesengine", help="the rulesengine executable (default: next to python)")
     ap.add_argument("--commit", default="HEAD", help="measure rulesengine as committed here")
@@ -288,7 +291,7 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
     import measuring as ms  # standard library only: see its docstring
 
-    ms.IDLE_WAIT = args.wait_idle
+    ms.IDLE_WAIT, ms.RETRIES = args.wait_idle, args.retries
     started = ms.now()
     script = str(Path(__file__).resolve())
     exe = ms.rulesengine_exe(args.rulesengine)
