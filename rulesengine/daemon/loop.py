@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -401,6 +402,8 @@ def serve(config: Config, paths: Sequence[str], listen: str | None = None) -> in
         finally:
             server.shutdown()
             server.server_close()
+            if "rulesengine.engine.distributed" in sys.modules:  # a Dask executor was used
+                sys.modules["rulesengine.engine.distributed"].close_executors()
     finally:
         lock.close()
     return 0

@@ -39,7 +39,8 @@ class TickReport:
 
 def evaluate_tick(config: Config, model: ModelSpec, tick: datetime) -> ModelResults:
     """``model``'s results as of ``tick``; reads logs, never the store."""
-    return evaluate_model(model, tick, profile_cache(config), partials_cache(config))
+    executor = config.engine.executor
+    return evaluate_model(model, tick, profile_cache(config), partials_cache(config), executor)
 
 
 def record_tick(

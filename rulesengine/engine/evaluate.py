@@ -21,7 +21,7 @@ from rulesengine.engine.plan import Plan, compile_model, reference_plan, window_
 from rulesengine.engine.results import ModelResults
 from rulesengine.engine.score import reference_values, score
 from rulesengine.engine.sources import POLARS_ERRORS, reason
-from rulesengine.spec.model import Config, ModelSpec
+from rulesengine.spec.model import Config, ExecutorSpec, ModelSpec
 
 
 def prepare_references(plan: Plan) -> Plan:
@@ -75,13 +75,23 @@ def plan_model(model: ModelSpec, at: datetime, cache_dir: Path | None = None) ->
 
 
 def evaluate_model(
-    model: ModelSpec, at: datetime, cache_dir: Path | None = None, partials: Path | None = None
+    model: ModelSpec,
+    at: datetime,
+    cache_dir: Path | None = None,
+    partials: Path | None = None,
+    executor: ExecutorSpec | None = None,
 ) -> ModelResults:
     """Evaluate every enabled monitor of ``model`` as of ``at``. Reference profiles
     are cached in ``cache_dir`` when given; with ``partials``, the window's
     queries are answered from partial states cached there, scanning only new or
-    changed files (:mod:`rulesengine.engine.incremental`), else in one pass."""
+    changed files (:mod:`rulesengine.engine.incremental`), else in one pass.
+    With a ``dask`` ``executor`` the window's work runs on that cluster
+    (:mod:`rulesengine.engine.distributed`; Dask is imported only then)."""
     plan = plan_model(model, at, cache_dir)
+    if executor is not None and executor.type == "dask":
+        from rulesengine.engine.distributed import execute_on
+
+        return score(plan, execute_on(executor, plan, model, partials))
     if partials is None:
         return score(plan, execute(plan.queries, model))
     from rulesengine.engine.incremental import execute_incremental
@@ -97,7 +107,8 @@ def evaluate(
     at = (at or datetime.now(UTC)).astimezone(UTC)
     profiles = profile_cache(config)
     partials = partials_cache(config) if cache else None
-    return [evaluate_model(model, at, profiles, partials) for model in config.models]
+    executor = config.engine.executor
+    return [evaluate_model(model, at, profiles, partials, executor) for model in config.models]
 
 
 def profile_cache(config: Config) -> Path:

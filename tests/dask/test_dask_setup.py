@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from rulesengine.spec.loader import load, load_report
+from rulesengine.spec.model import ExecutorSpec
 from tests.incremental.helpers import AT, model_spec, write_hour, write_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,20 +106,51 @@ def test_a_dask_executor_without_the_extra_names_it(tmp_path: Path) -> None:
     code = f"""
 import sys
 sys.modules["distributed"] = None  # as if rulesengine[dask] were not installed
-from rulesengine.engine.distributed import DaskMissing, execute_on
-from rulesengine.engine.evaluate import plan_model
-from rulesengine.spec.loader import load
-from datetime import datetime
-config = load([{str(root)!r}], env={{}})
-model = config.models[0]
-plan = plan_model(model, datetime.fromisoformat("{AT.isoformat()}"))
-try:
-    execute_on(config.engine.executor, plan, model, None)
-except DaskMissing as exc:
-    print(exc.exit_code, exc)
+from rulesengine.cli import main
+main(["run", {str(root)!r}, "--at", "{AT.isoformat()}"])
 """
     done = _python(code, tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == (
-        "2 executor type dask needs dask.distributed: pip install 'rulesengine[dask]'"
-    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: executor type dask needs dask.distributed: pip install 'rulesengine[dask]'"
+    ]
+
+
+def test_run_on_the_cluster_equals_a_local_single_pass(cluster: Any, tmp_path: Path) -> None:
+    """``rulesengine run`` with ``executor: dask`` (cold, then warm cache, then
+    --no-cache) gives the local single pass's results (the JSON keeps 12
+    significant digits)."""
+    from rulesengine.engine.evaluate import evaluate
+    from tests.conftest import run_cli
+
+    root = _config(tmp_path, {"type": "dask", "address": cluster.scheduler_address})
+    local = load([root], env={})
+    local = replace(local, engine=replace(local.engine, executor=ExecutorSpec()))
+    (expected,) = evaluate(local, AT, cache=False)
+    for flags in ([], [], ["--no-cache"]):
+        done = run_cli(
+            "run",
+            str(root),
+            "--at",
+            AT.isoformat(),
+            "--format",
+            "json",
+            "--fail-on",
+            "never",
+            *flags,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        (model,) = json.loads(done.stdout)["models"]
+        got = {
+            (r["monitor"], r.get("column"), json.dumps(r["segment"])): r for r in model["results"]
+        }
+        assert len(got) == len(expected.results)
+        for r in expected.results:
+            g = got[(r.monitor, r.column, json.dumps(dict(r.segment)))]
+            assert (g["status"], g["rows"]) == (r.status, r.rows), r.monitor
+            if r.value is None:
+                assert g["value"] is None
+            else:
+                assert g["value"] == pytest.approx(r.value, rel=1e-11), r.monitor
+    assert (root / "state" / "partials").is_dir()  # the driver keeps the cache
