@@ -29,9 +29,10 @@ import copy
 import hashlib
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,19 @@ from rulesengine.engine.partial_cache import (
     enforce_bound,
     entry_path,
 )
+from rulesengine.engine.partial_labels import (
+    HASH,
+    LabelWatch,
+    Ledger,
+    Version,
+    has_key,
+    key_dtypes,
+    key_hash,
+    meets,
+    read_ledger,
+    unique_sorted,
+    write_ledger,
+)
 from rulesengine.engine.partial_scan import (
     EPOCH,
     US,
@@ -57,7 +71,6 @@ from rulesengine.engine.partial_scan import (
     bucket_width,
     current_files,
     micros,
-    on_grid,
     raw_schema_text,
     subset_scan,
 )
@@ -69,7 +82,7 @@ from rulesengine.spec.model import ModelSpec
 
 Collect = Callable[[list[pl.LazyFrame]], list[pl.DataFrame]]
 Whole = Callable[[Sequence[Query], ModelSpec], Collected]
-CACHE_FORMAT = 1  # part of every fingerprint: a new format never reads old entries
+CACHE_FORMAT = 2  # part of every fingerprint: a new format never reads old entries
 ROWS_PART = "rows"
 _STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
 SWEEP_EVERY = 600.0  # seconds between two measurements of a model's cache folder
@@ -90,6 +103,8 @@ class Report:
 
     queries: dict[int, str] = field(default_factory=dict)
     scanned: dict[str, list[str]] = field(default_factory=dict)
+    edges: int = 0  # window edges off the bucket grid, scanned fresh
+    labels: dict[str, list[str]] = field(default_factory=dict)  # label files read for keys
     cached: int = 0  # entries read from the cache
     corrupt: list[str] = field(default_factory=list)
     evicted: int = 0
@@ -143,6 +158,9 @@ class Unit:
     by: pl.Expr | None
     column: str | None = None  # a select query's index column
     fingerprint: str = ""
+    keys: dict[str, pl.DataType] | None = None  # a label join's key dtypes
+    watch: LabelWatch | None = None  # … its label source
+    version: Version | None = None  # … the labels as of this call
 
     @property
     def part_ids(self) -> list[str]:
@@ -157,13 +175,32 @@ def _frame_problem(plan: Plan, q: Query, width: Any) -> str | None:
         return "static source"
     if source.is_remote:
         return "object storage (no file identities yet)"
-    if f.join is not None:
-        return "label join"
     if f.start is None or f.end is None:
         return "open window"
-    if not (on_grid(f.start, width) and on_grid(f.end, width)):
-        return f"window edges off the {width} bucket grid"
+    _, inner_lo, inner_hi, _ = spans(f, width)
+    if inner_lo > inner_hi:  # a bucket holds both edges: nothing to take from the cache
+        return f"window inside one {width} bucket"
+    if f.join is not None:
+        labels = plan.model.sources[f.join.source]
+        if f.join.source == f.source:
+            return "labels from the window's own source"
+        if labels.is_remote:
+            return "labels in object storage (no file identities yet)"
+        schemas = plan.frames.schemas
+        if key_dtypes(schemas.get(f.source), schemas.get(f.join.source), f.join.on) is None:
+            return "join keys without a common dtype"
     return None
+
+
+def spans(f: FrameKey, width: Any) -> tuple[int, int, int, int]:
+    """The buckets of ``f``'s window (start, end]: those it touches are
+    [cover_lo, cover_hi), those inside it whole [inner_lo, inner_hi). On the grid
+    both are the same; off it, the buckets cover_lo (when start is off) and
+    inner_hi (when end is off) hold its edges."""
+    assert f.start is not None and f.end is not None
+    step = width // US
+    s, e = micros(f.start), micros(f.end)
+    return s // step, -(-s // step), e // step, (e - 1) // step + 1
 
 
 def _cell_columns(plan: Plan, i: int) -> dict[str, int] | None:
@@ -231,6 +268,19 @@ def _fingerprint(plan: Plan, unit: Unit, width: Any) -> str:
         "parts": unit.part_ids,
         "width": width.total_seconds(),
     }
+    if f.join is not None:  # which labels, joined how, known how long before `at`
+        labels = plan.model.sources[f.join.source]
+        lag = None if f.label_cutoff is None else (plan.at - f.label_cutoff).total_seconds()
+        shape["join"] = {
+            "on": list(f.join.on),
+            "how": f.how,
+            "lag": lag,
+            "source": [labels.name, labels.path, labels.format, labels.separator],
+            "timestamp": [labels.timestamp, labels.timezone, labels.timestamp_unit],
+            "hive": [labels.hive_partitioning, labels.partition_date],
+            "schema": _schema_text(plan, labels.name),
+            "polars": pl.__version__,  # key hashes are stable within one version
+        }
     return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:24]
 
 
@@ -284,28 +334,62 @@ class _Run:
         self.files: dict[str, Identity] = {}  # the current source's files, as listed
         self.used: set[str] = set()
         self.written = 0  # bytes of entries written by this call
+        self.edges: dict[int, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
+        self.watches: dict[str, LabelWatch] = {}  # per label folder
 
-    def bucket_range(self, f: FrameKey) -> tuple[int, int]:
-        assert f.start is not None and f.end is not None
-        step = self.width // US
-        return micros(f.start) // step, micros(f.end) // step
+    def spans(self, f: FrameKey) -> tuple[int, int, int, int]:
+        return spans(f, self.width)
 
     def folder(self, unit: Unit) -> Path:
         return self.dir / unit.fingerprint
 
+    def watch(self, u: Unit) -> None:
+        """Set up ``u``'s label source (once per call per label folder) and the
+        label version as of its cutoff."""
+        f = u.query.frame
+        assert f.join is not None and u.keys is not None
+        labels = self.model.sources[f.join.source]
+        shape = [labels.name, labels.path, labels.format, labels.timestamp, labels.timezone]
+        shape += [labels.timestamp_unit, labels.hive_partitioning]
+        shape += [_schema_text(self.plan, labels.name)]
+        shape += [str(u.keys), pl.__version__]
+        digest = hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:24]
+        folder = self.dir / f"labels-{digest}"
+        if str(folder) not in self.watches:
+            self.watches[str(folder)] = LabelWatch(labels, u.keys, folder)
+        u.watch = self.watches[str(folder)]
+        cutoff = None if labels.timestamp is None else f.label_cutoff
+        u.version = Version(None if cutoff is None else micros(cutoff), u.watch.current())
+
     def load(self, units: list[Unit], files: dict[str, Identity]) -> dict[int, list[str]]:
-        """Cached entries of ``units``; per unit, the files to compute."""
+        """Cached entries of ``units``; per unit, the files to compute. An entry of
+        a label join also needs its ledger's word and no join key whose labels
+        changed since (see :mod:`rulesengine.engine.partial_labels`)."""
         self.files = files
         need: dict[int, list[str]] = {}
         for u in units:
-            start_b, _ = self.bucket_range(u.query.frame)
+            cover_lo = self.spans(u.query.frame)[0]
             got: dict[str, Entry] = {}
             need[id(u)] = []
+            ledger, touched = None, None
+            if u.query.frame.join is not None:
+                self.watch(u)
+                assert u.watch is not None and u.version is not None
+                ledger = read_ledger(self.folder(u))
+                touched = u.watch.touched(ledger.version if ledger else None, u.version)
             for path, ident in files.items():
                 where = entry_path(self.folder(u), path)
                 entry = _STORE.load(where, u.part_ids)
                 same = entry is not None and entry.path == path and entry.identity == ident
-                if same and entry.lo <= start_b:  # type: ignore[union-attr]
+                if same and u.query.frame.join is not None:
+                    assert entry is not None
+                    same = (
+                        ledger is not None
+                        and touched is not None
+                        and ledger.claims.get(path) == entry.token
+                        and not meets(entry.join_keys, touched)
+                    )
+                if same and entry.lo <= cover_lo:  # type: ignore[union-attr]
                     got[path] = entry  # type: ignore[assignment]
                     self.report.cached += 1
                     continue
@@ -316,7 +400,7 @@ class _Run:
     def compute(self, source: str, units: list[Unit], need: dict[int, list[str]]) -> list[Unit]:
         """Partials of the needed files, in one ``collect_all``; the units that
         failed (they run in a single pass)."""
-        lo_b = min(self.bucket_range(u.query.frame)[0] for u in units)
+        lo_b = min(self.spans(u.query.frame)[0] for u in units)
         groups: dict[tuple[str, ...], list[Unit]] = {}
         for u in units:
             if need[id(u)]:
@@ -338,23 +422,29 @@ class _Run:
                 for u in members:
                     try:
                         lazies.append(self.partial_query(frames, u, lo))
-                        owners.append(u)
+                        owners.append((u, False))
+                        if u.keys is not None:  # a label join: each file's join keys
+                            lazies.append(self.keys_query(frames, u, lo))
+                            owners.append((u, True))
                     except POLARS_ERRORS:
                         return units
         try:
             results = self.collect(lazies)
         except POLARS_ERRORS:
             return units
-        per_unit: dict[int, list[pl.DataFrame]] = {}
-        for u, df in zip(owners, results, strict=True):
-            per_unit.setdefault(id(u), []).append(df)
+        per_unit: dict[tuple[int, bool], list[pl.DataFrame]] = {}
+        for (u, keys), df in zip(owners, results, strict=True):
+            per_unit.setdefault((id(u), keys), []).append(df)
         failed = []
-        for u in {id(u): u for u in owners}.values():
+        for u in {id(u): u for u, _ in owners}.values():
             try:
-                self.store(u, pl.concat(per_unit[id(u)], how="vertical"), lo_b)
+                keys = None
+                if u.keys is not None:
+                    keys = pl.concat(per_unit[(id(u), True)], how="vertical")
+                self.store(u, pl.concat(per_unit[(id(u), False)], how="vertical"), lo_b, keys)
             except (NotExact, *POLARS_ERRORS):
                 failed.append(u)
-        computed = sorted({f for u in owners if u not in failed for f in need[id(u)]})
+        computed = sorted({f for u, _ in owners if u not in failed for f in need[id(u)]})
         self.report.scanned.setdefault(source, [])
         self.report.scanned[source] = sorted({*self.report.scanned[source], *computed})
         return failed
@@ -363,17 +453,20 @@ class _Run:
         f = u.query.frame
         source = self.model.sources[f.source]
         assert source.timestamp is not None
-        lf = frames.frame(FrameKey(f.source, lo, None, f.filter))
+        lf = frames.frame(replace(f, start=lo, end=None))
         keys = [pl.col(FILE_COLUMN), bucket_expr(source.timestamp, self.width).alias(TB)]
         if _pdate_bounds(self.plan, f) is not None:
             keys.append(pl.col(source.partition_date).alias(PDATE))  # type: ignore[arg-type]
-        keys += [pl.col(c) for c in u.query.segment_by]
-        if u.by is not None:
-            keys.append(u.by.alias(BUCKET))
-        exprs = [e.alias(c) for pid, of in u.parts.items() for c, e in of.exprs(pid).items()]
-        return lf.group_by(keys).agg(exprs)
+        return lf.group_by(keys + _group_keys(u)).agg(_part_exprs(u))
 
-    def store(self, u: Unit, df: pl.DataFrame, lo_b: int) -> None:
+    def keys_query(self, frames: Any, u: Unit, lo: datetime) -> pl.LazyFrame:
+        """Per file, the join keys (as hashes) of the rows its entry covers."""
+        f = u.query.frame
+        assert u.keys is not None
+        lf = frames.frame(FrameKey(f.source, lo, None, f.filter)).filter(has_key(u.keys))
+        return lf.select(pl.col(FILE_COLUMN), key_hash(u.keys)).unique()
+
+    def store(self, u: Unit, df: pl.DataFrame, lo_b: int, keys: pl.DataFrame | None) -> None:
         """Split a partial result by file into entries and write them."""
         from rulesengine.partials.collect import _rows
 
@@ -389,22 +482,70 @@ class _Run:
             entry.pdates.append(row.get(PDATE))
             entry.keys.append(tuple(row[k] for k in key_names))
             entry.states.append({pid: of.state(row, pid) for pid, of in u.parts.items()})
+        hashes: dict[tuple[Any, ...], pl.DataFrame] = {}
+        if keys is not None:
+            hashes = keys.partition_by(FILE_COLUMN, as_dict=True, include_key=False)
         # the identities seen before the scan: a file changed since is recomputed next time
         for path in self.needed_files(u, self.files):
             entry = made.get(path) or Entry(path, (0, 0), lo_b, key_schema)
             entry.identity = self.files[path]
+            entry.token = secrets.token_hex(8)
+            if keys is not None:
+                got = hashes.get((path,))
+                entry.join_keys = unique_sorted([] if got is None else got.get_column(HASH))
             self.entries[id(u)][path] = entry
             self.written += _STORE.save(entry_path(self.folder(u), path), entry, u.part_ids)
+
+    def edge_queries(self, u: Unit) -> list[pl.LazyFrame]:
+        """The rows of ``u``'s window in its edge buckets (off the grid), read
+        fresh from the files whose entries hold rows in those buckets, grouped by
+        ``u``'s keys: the window's frame (its filter, partition dates and label
+        join as the single pass has them) over those files and times alone."""
+        f = u.query.frame
+        assert f.start is not None and f.end is not None
+        source = self.model.sources[f.source]
+        assert source.timestamp is not None
+        cover_lo, inner_lo, inner_hi, _ = self.spans(f)
+        step = self.width // US
+        edges = []
+        if cover_lo < inner_lo:  # start off the grid: (start, inner_lo·width]
+            edges.append((cover_lo, f.start, EPOCH + US * (inner_lo * step)))
+        if micros(f.end) % step:  # end off the grid: (inner_hi·width, end]
+            edges.append((inner_hi, EPOCH + US * (inner_hi * step), f.end))
+        out = []
+        ts = pl.col(source.timestamp)
+        for bucket, lo, hi in edges:
+            files = sorted(p for p, e in self.entries[id(u)].items() if bucket in e.buckets)
+            if not files:
+                continue
+            frames = copy.copy(self.plan.frames)
+            scan = subset_scan(source, files)
+            frames.base = {**frames.base, f.source: scan.filter((ts > lo) & (ts <= hi))}
+            frames.frames = {}
+            keys = _group_keys(u) or [pl.lit(1).alias(ALL)]
+            out.append(frames.frame(f).group_by(keys).agg(_part_exprs(u)))
+        return out
+
+    def take_edges(self, u: Unit, dfs: list[pl.DataFrame]) -> None:
+        from rulesengine.partials.collect import _rows
+
+        key_names = [*u.query.segment_by, *([BUCKET] if u.by is not None else [])]
+        self.edges[id(u)] = [
+            (tuple(row[k] for k in key_names), {p: of.state(row, p) for p, of in u.parts.items()})
+            for df in dfs
+            for row in _rows(df)
+        ]
 
     def needed_files(self, u: Unit, files: dict[str, Identity]) -> list[str]:
         return [p for p in files if p not in self.entries[id(u)]]
 
     def merged(self, u: Unit) -> dict[tuple[Any, ...], dict[str, Any]]:
-        """The states of the window's buckets, merged per key. An entry whose
-        buckets all lie in the window adds its states merged once per key (kept
-        with the entry: a file inside the window costs one merge per key)."""
+        """The states of the window's buckets, merged per key, with the edges' (see
+        :meth:`edge_queries`). An entry whose buckets all lie in the window adds
+        its states merged once per key (kept with the entry: a file inside the
+        window costs one merge per key)."""
         f = u.query.frame
-        lo_b, hi_b = self.bucket_range(f)
+        _, lo_b, hi_b, _ = self.spans(f)
         days = _pdate_bounds(self.plan, f)
 
         def inside(b: int, pd: Any) -> bool:
@@ -437,6 +578,8 @@ class _Run:
             for b, pd, key, states in rows:
                 if inside(b, pd):
                     add(key, states)
+        for key, states in self.edges.get(id(u), []):
+            add(key, states)
         return {
             key: {pid: _merge_list(xs) for pid, xs in parts.items()} for key, parts in found.items()
         }
@@ -459,6 +602,16 @@ class _Run:
             ]
         cols = [pl.Series(c, v, dtype=schema.get(c), strict=False) for c, v in data.items()]
         return pl.DataFrame(cols)
+
+
+def _group_keys(u: Unit) -> list[pl.Expr]:
+    """``u``'s keys besides file and bucket: segments, then the per-row key."""
+    keys = [pl.col(c) for c in u.query.segment_by]
+    return keys + ([u.by.alias(BUCKET)] if u.by is not None else [])
+
+
+def _part_exprs(u: Unit) -> list[pl.Expr]:
+    return [e.alias(c) for pid, of in u.parts.items() for c, e in of.exprs(pid).items()]
 
 
 def _merge_list(states: list[Any]) -> Any:
@@ -534,10 +687,16 @@ def execute_incremental(
         qunits, left = got
         for u in qunits:
             u.fingerprint = _fingerprint(plan, u, run.width)
+            if q.frame.join is not None:
+                schemas = plan.frames.schemas
+                u.keys = key_dtypes(
+                    schemas.get(q.frame.source), schemas.get(q.frame.join.source), q.frame.join.on
+                )
         units += qunits
         if left:
             leftovers[i] = left
     failed = _compute_all(run, units)
+    failed += _edges_all(run, [u for u in units if u not in failed])
     for u in failed:
         report.queries[u.index] = "partials failed"
         if u.index not in single:
@@ -558,10 +717,61 @@ def execute_incremental(
             single.append(i)
             del by_query[i]
     _single_pass(plan, model, single, leftovers, by_query, frames, lost, whole)
+    _ledgers(run, [u for u in units if u not in failed])
     _evict(run, units, max_bytes)
     report.corrupt = list(_STORE.corrupt)
     _STORE.corrupt.clear()
     return Collected([frames[i] for i in range(len(plan.queries))], lost)
+
+
+def _edges_all(run: _Run, units: list[Unit]) -> list[Unit]:
+    """Scan the edges of every window off the bucket grid, in one batch; the units
+    whose edges failed (their queries run in a single pass)."""
+    lazies: list[pl.LazyFrame] = []
+    owners: list[Unit] = []
+    failed: list[Unit] = []
+    for u in units:
+        try:
+            got = run.edge_queries(u)
+        except (NoFiles, *POLARS_ERRORS):
+            failed.append(u)
+            continue
+        lazies += got
+        owners += [u] * len(got)
+    if not lazies:
+        return failed
+    try:
+        results = run.collect(lazies)
+    except POLARS_ERRORS:
+        return failed + owners
+    per_unit: dict[int, list[pl.DataFrame]] = {}
+    for u, df in zip(owners, results, strict=True):
+        per_unit.setdefault(id(u), []).append(df)
+    for u in {id(u): u for u in owners}.values():
+        try:
+            run.take_edges(u, per_unit[id(u)])
+        except (NotExact, *POLARS_ERRORS):
+            failed.append(u)
+    run.report.edges += len(lazies)
+    bad = {u.index for u in failed}
+    return [u for u in units if u.index in bad]
+
+
+def _ledgers(run: _Run, units: list[Unit]) -> None:
+    """For each label join's folder: the label version its entries were checked
+    against now, and the tokens of those entries; then drop the summaries of
+    label files that are gone."""
+    for u in units:
+        if u.version is None or id(u) not in run.entries:
+            continue
+        claims = {path: e.token for path, e in run.entries[id(u)].items()}
+        write_ledger(run.folder(u), Ledger(u.version, claims))
+    for watch in run.watches.values():
+        watch.sweep()
+        if watch.read:
+            source = watch.spec.name
+            run.report.labels[source] = sorted({*run.report.labels.get(source, []), *watch.read})
+        run.written += watch.written
 
 
 def _compute_all(run: _Run, units: list[Unit]) -> list[Unit]:
@@ -628,8 +838,8 @@ def _evict(run: _Run, units: list[Unit], max_bytes: int) -> None:
     """Trim old buckets, drop entries of files that are gone, bound the size."""
     if not units:
         return
-    horizon = min(run.bucket_range(u.query.frame)[0] for u in units)
-    span = max(hi - lo for lo, hi in (run.bucket_range(u.query.frame) for u in units))
+    horizon = min(run.spans(u.query.frame)[0] for u in units)
+    span = max(sp[3] - sp[0] for sp in (run.spans(u.query.frame) for u in units))
     used: set[str] = set()
     for u in units:
         folder = run.folder(u)

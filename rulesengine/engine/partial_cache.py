@@ -4,10 +4,13 @@ bucket (see :mod:`rulesengine.engine.incremental` and docs/scaling.md).
 Layout: ``<cache dir>/<model>/<query fingerprint>/<file hash>.part``, one entry
 per (query, source file). An entry holds the file's identity (path, size,
 modification time in ns) and the first time bucket it covers completely, then
-an Arrow IPC table with one row per (time bucket[, partition date], segment
-keys[, per-row key]): the keys and each partial state as bytes
-(:func:`rulesengine.partials.dumps`: versioned, checksummed, no pickle), and a
-CRC-32 of the whole entry. Nothing in an entry is ever executed.
+the sorted 64-bit hashes of its rows' join keys (for a query over a label join,
+see :mod:`rulesengine.engine.partial_labels`), then an Arrow IPC table with one
+row per (time bucket[, partition date], segment keys[, per-row key]): the keys
+and each partial state as bytes (:func:`rulesengine.partials.dumps`: versioned,
+checksummed, no pickle), and a CRC-32 of the whole entry. Nothing in an entry is
+ever executed. Each entry carries a random token; a label join's ledger names the
+tokens it vouches for.
 
 Writes go to a temporary file in the same folder, then ``os.replace``: a reader
 sees the old entry or the new one, never half of one. Two processes that compute
@@ -33,14 +36,17 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from rulesengine.partials.codec import PartialStateError, dumps, loads
 
+if TYPE_CHECKING:
+    import numpy as np
+
 MAGIC = b"REIC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".part"
 DEFAULT_MAX_BYTES = 256 * 2**20  # per model
 TB = "__tb"  # the time bucket column of an entry's table
@@ -65,6 +71,8 @@ class Entry:
     pdates: list[Any] = field(default_factory=list)
     keys: list[Key] = field(default_factory=list)
     states: list[dict[str, Any]] = field(default_factory=list)
+    token: str = ""  # random, per computation: what a label join's ledger vouches for
+    join_keys: np.ndarray | None = None  # sorted unique uint64 hashes of the join keys
     # every bucket's states merged per key, made once when first needed (in memory only)
     collapsed: dict[Key, dict[str, Any]] | None = field(default=None, repr=False)
 
@@ -80,6 +88,8 @@ class Entry:
             [self.pdates[i] for i in keep],
             [self.keys[i] for i in keep],
             [self.states[i] for i in keep],
+            self.token,
+            self.join_keys,  # a superset of the kept rows' keys: safe
         )
 
 
@@ -112,9 +122,12 @@ def encode(entry: Entry, part_ids: list[str]) -> bytes:
         "lo": entry.lo,
         "keys": list(entry.key_schema),
         "parts": part_ids,
+        "token": entry.token,
+        "join_keys": None if entry.join_keys is None else len(entry.join_keys),
     }
     head = json.dumps(header, sort_keys=True).encode()
-    body = _HEAD.pack(MAGIC, FORMAT_VERSION, len(head)) + head + buf.getvalue()
+    keys = b"" if entry.join_keys is None else entry.join_keys.astype("<u8").tobytes()
+    body = _HEAD.pack(MAGIC, FORMAT_VERSION, len(head)) + head + keys + buf.getvalue()
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -131,8 +144,18 @@ def decode(blob: bytes, part_ids: list[str]) -> Entry:
         raise PartialStateError("not a cache entry of this format")
     try:
         header = json.loads(body[_HEAD.size : _HEAD.size + n])
-        table = pl.read_ipc(io.BytesIO(body[_HEAD.size + n :]))
-    except (ValueError, OSError, pl.exceptions.PolarsError) as exc:
+        at = _HEAD.size + n
+        import numpy as np
+
+        n_keys = header.get("join_keys")
+        join_keys = None
+        if n_keys is not None:
+            join_keys = np.frombuffer(body[at : at + 8 * n_keys], dtype="<u8").astype(np.uint64)
+            if len(join_keys) != n_keys or np.any(join_keys[1:] <= join_keys[:-1]):
+                raise ValueError("join keys truncated or unsorted")
+            at += 8 * n_keys
+        table = pl.read_ipc(io.BytesIO(body[at:]))
+    except (ValueError, TypeError, OSError, pl.exceptions.PolarsError) as exc:
         raise PartialStateError(f"cache entry unreadable: {type(exc).__name__}") from None
     if header.get("parts") != part_ids:
         raise PartialStateError("cache entry holds other parts")
@@ -155,6 +178,8 @@ def decode(blob: bytes, part_ids: list[str]) -> Entry:
         table.get_column(PDATE).to_list(),
         keys,
         states,
+        str(header.get("token", "")),
+        join_keys,
     )
 
 

@@ -117,32 +117,3 @@ def test_undeclared_aggregates_run_in_a_single_pass_beside_the_partials(tmp_path
     write_hour(tmp_path / "logs", AT, 300, 50)
     full, inc = both(model, tmp_path / "cache", AT + timedelta(minutes=45))
     assert_same(full, inc)
-
-
-def test_windows_off_the_bucket_grid_and_joins_run_in_a_single_pass(tmp_path: Path) -> None:
-    _logs(tmp_path, "parquet", hours=3, rows=200)
-    pl.DataFrame(
-        {"request_id": [1_000_001, 2_000_002], "label": [True, False], "ts": [AT, AT]}
-    ).write_parquet(tmp_path / "labels.parquet")
-    spec = model_spec(tmp_path, window="2h")
-    spec["sources"]["labels"] = {"path": str(tmp_path / "labels.parquet"), "timestamp": "ts"}
-    spec["metrics"].append(
-        {
-            "name": "labelled",
-            "source": "req",
-            "type": "count",
-            "join": {"source": "labels", "on": "request_id"},
-            **HIGH,
-        }
-    )
-    model = load_model(tmp_path, spec)
-    report = Report()
-    off_grid = AT - timedelta(minutes=7)
-    full, inc = both(model, tmp_path / "cache", off_grid, report)
-    assert_same(full, inc)
-    reasons = set(report.queries.values())
-    assert reasons == {"label join", "window edges off the 0:15:00 bucket grid"}
-    report = Report()
-    full, inc = both(model, tmp_path / "cache", AT, report)
-    assert_same(full, inc)
-    assert "label join" in report.queries.values()
