@@ -25,6 +25,7 @@ profile cache, and ``execute(plan.queries, model)`` kept for ``run --no-cache``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -76,6 +77,7 @@ from rulesengine.engine.partial_scan import (
 )
 from rulesengine.engine.plan import ALL, BUCKET, ROWS, Plan, Query, expr_key
 from rulesengine.engine.sources import FILE_COLUMN, POLARS_ERRORS, NoFiles
+from rulesengine.errors import DataError
 from rulesengine.monitors.aggs import Decomposition, NotExact, Part, decomposition
 from rulesengine.monitors.base import FrameKey
 from rulesengine.spec.model import ModelSpec
@@ -336,6 +338,7 @@ class _Run:
         self.written = 0  # bytes of entries written by this call
         self.edges: dict[int, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
         self.watches: dict[str, LabelWatch] = {}  # per label folder
+        self.broken: list[Unit] = []  # label joins whose labels could not be looked at
 
     def spans(self, f: FrameKey) -> tuple[int, int, int, int]:
         return spans(f, self.width)
@@ -373,10 +376,16 @@ class _Run:
             need[id(u)] = []
             ledger, touched = None, None
             if u.query.frame.join is not None:
-                self.watch(u)
-                assert u.watch is not None and u.version is not None
-                ledger = read_ledger(self.folder(u))
-                touched = u.watch.touched(ledger.version if ledger else None, u.version)
+                try:
+                    self.watch(u)
+                    assert u.watch is not None and u.version is not None
+                    ledger = read_ledger(self.folder(u))
+                    touched = u.watch.touched(ledger.version if ledger else None, u.version)
+                except (NoFiles, OSError, DataError, *POLARS_ERRORS):
+                    # the single pass reports an unreadable label file by its name
+                    self.broken.append(u)
+                    self.entries[id(u)] = {}
+                    continue
             for path, ident in files.items():
                 where = entry_path(self.folder(u), path)
                 entry = _STORE.load(where, u.part_ids)
@@ -444,7 +453,8 @@ class _Run:
                 self.store(u, pl.concat(per_unit[(id(u), False)], how="vertical"), lo_b, keys)
             except (NotExact, *POLARS_ERRORS):
                 failed.append(u)
-        computed = sorted({f for u, _ in owners if u not in failed for f in need[id(u)]})
+        bad = {id(u) for u in failed}  # by identity: units hold expressions
+        computed = sorted({f for u, _ in owners if id(u) not in bad for f in need[id(u)]})
         self.report.scanned.setdefault(source, [])
         self.report.scanned[source] = sorted({*self.report.scanned[source], *computed})
         return failed
@@ -696,7 +706,7 @@ def execute_incremental(
         if left:
             leftovers[i] = left
     failed = _compute_all(run, units)
-    failed += _edges_all(run, [u for u in units if u not in failed])
+    failed += _edges_all(run, [u for u in units if id(u) not in {id(x) for x in failed}])
     for u in failed:
         report.queries[u.index] = "partials failed"
         if u.index not in single:
@@ -717,7 +727,7 @@ def execute_incremental(
             single.append(i)
             del by_query[i]
     _single_pass(plan, model, single, leftovers, by_query, frames, lost, whole)
-    _ledgers(run, [u for u in units if u not in failed])
+    _ledgers(run, [u for u in units if id(u) not in {id(x) for x in failed}])
     _evict(run, units, max_bytes)
     report.corrupt = list(_STORE.corrupt)
     _STORE.corrupt.clear()
@@ -765,7 +775,8 @@ def _ledgers(run: _Run, units: list[Unit]) -> None:
         if u.version is None or id(u) not in run.entries:
             continue
         claims = {path: e.token for path, e in run.entries[id(u)].items()}
-        write_ledger(run.folder(u), Ledger(u.version, claims))
+        with contextlib.suppress(OSError):  # no ledger: the next call recomputes, never trusts
+            write_ledger(run.folder(u), Ledger(u.version, claims))
     for watch in run.watches.values():
         watch.sweep()
         if watch.read:
@@ -788,7 +799,9 @@ def _compute_all(run: _Run, units: list[Unit]) -> list[Unit]:
             failed += members
             continue
         need = run.load(members, files)
-        failed += run.compute(source, members, need)
+        members = [u for u in members if id(u) not in {id(x) for x in run.broken}]
+        failed += run.broken + run.compute(source, members, need)
+        run.broken = []
     bad = {id(u) for u in failed}
     failed_queries = {u.index for u in failed}
     return [u for u in units if id(u) in bad or u.index in failed_queries]

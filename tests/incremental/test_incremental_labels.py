@@ -269,3 +269,16 @@ def test_labels_and_requests_changing_at_random_equal_a_full_rescan(
             elif op == "off-grid":
                 at += timedelta(seconds=n)
             _tick(model, root, at)
+
+
+def test_an_unreadable_label_file_falls_back_to_the_single_pass(tmp_path: Path) -> None:
+    """The single pass names the file; the incremental run gives the same results
+    (the label joins' queries run there) and still caches the rest."""
+    model, _ = _setup(tmp_path)
+    _tick(model, tmp_path)
+    (tmp_path / "labels" / "zz.parquet").write_bytes(b"PAR1 not a parquet file PAR1")
+    report = Report()
+    full, inc = both(model, tmp_path / "cache", AT, report)
+    assert_same(full, inc)
+    assert any(r.status == "error" and "zz.parquet" in str(r.details) for r in inc.results)
+    assert "partials failed" in report.queries.values() and "partials" in report.queries.values()
