@@ -188,8 +188,10 @@ class Moments:
         x = np.asarray(list(values), dtype=float)
         if x.size == 0:
             return cls()
-        mean = float(x.mean())
-        return cls(int(x.size), mean, float(np.sum((x - mean) ** 2)))
+        # an infinity makes the spread NaN, as in one pass: no warning for it
+        with np.errstate(invalid="ignore", over="ignore"):
+            mean = float(x.mean())
+            return cls(int(x.size), mean, float(np.sum((x - mean) ** 2)))
 
     def merge(self, other: Moments) -> Moments:
         if other.n == 0:
