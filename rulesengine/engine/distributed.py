@@ -73,15 +73,14 @@ import polars as pl
 from rulesengine.durations import format_duration
 from rulesengine.engine.execute import Collected, batches, execute
 from rulesengine.engine.frames import Frames
-from rulesengine.engine.incremental import (
-    ROWS_PART,
-    Report,
+from rulesengine.engine.incremental import Report, execute_incremental
+from rulesengine.engine.partial_units import (
     Unit,
-    _merge_list,
-    _units,
-    execute_incremental,
+    frame_from_states,
+    merge_list,
+    units_of,
 )
-from rulesengine.engine.plan import ALL, BUCKET, ROWS, Plan, Query
+from rulesengine.engine.plan import ALL, BUCKET, Plan, Query
 from rulesengine.engine.sources import POLARS_ERRORS, reason
 from rulesengine.errors import RulesEngineError
 from rulesengine.masking import mask_url
@@ -438,7 +437,7 @@ class Evaluation:
         aggregate has a declared decomposition and the keys' dtypes agree."""
         if q.select:
             return None
-        got = _units(self.plan, -1, q)
+        got = units_of(self.plan, -1, q)
         if isinstance(got, str) or got[1]:
             return None
         (unit,) = got[0]
@@ -533,31 +532,10 @@ class _Join:
                 for pid, of in u.parts.items():
                     target.setdefault(pid, []).append(of.state(row, pid))
         try:
-            return _frame(q, u, found, key_names)
+            merged = {k: {pid: merge_list(xs) for pid, xs in p.items()} for k, p in found.items()}
+            return frame_from_states(u, merged)
         except (NotExact, *POLARS_ERRORS):
             return None
-
-
-def _frame(
-    q: Query, u: Unit, found: dict[tuple[Any, ...], dict[str, list[Any]]], key_names: list[str]
-) -> pl.DataFrame:
-    """The frame ``execute`` gives, from the states of each key (as
-    ``execute_incremental`` builds it from cached partials)."""
-    merged = {k: {pid: _merge_list(xs) for pid, xs in parts.items()} for k, parts in found.items()}
-    schema = q.lazy.collect_schema()  # type: ignore[union-attr]
-    keys = sorted(merged, key=lambda k: tuple((x is None, str(x)) for x in k))
-    data: dict[str, list[Any]] = {k: [key[i] for key in keys] for i, k in enumerate(key_names)}
-    if not key_names:
-        data[ALL] = [1] * len(keys)
-    data[ROWS] = [merged[k][ROWS_PART].total for k in keys]
-    for name, how in u.decomposed.items():
-        data[name] = [
-            how.finish({local: merged[k][pid] for local, pid in u.names[name].items()})
-            for k in keys
-        ]
-    return pl.DataFrame(
-        [pl.Series(c, v, dtype=schema.get(c), strict=False) for c, v in data.items()]
-    )
 
 
 def _seconds(s: float) -> str:

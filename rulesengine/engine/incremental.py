@@ -75,17 +75,25 @@ from rulesengine.engine.partial_scan import (
     raw_schema_text,
     subset_scan,
 )
+from rulesengine.engine.partial_units import (
+    ROWS_PART,
+    Unit,
+    frame_from_states,
+    group_keys,
+    merge_list,
+    part_exprs,
+    units_of,
+)
 from rulesengine.engine.plan import ALL, BUCKET, ROWS, Plan, Query, expr_key
 from rulesengine.engine.sources import FILE_COLUMN, POLARS_ERRORS, NoFiles
 from rulesengine.errors import DataError
-from rulesengine.monitors.aggs import Decomposition, NotExact, Part, decomposition
+from rulesengine.monitors.aggs import NotExact
 from rulesengine.monitors.base import FrameKey
 from rulesengine.spec.model import ModelSpec
 
 Collect = Callable[[list[pl.LazyFrame]], list[pl.DataFrame]]
 Whole = Callable[[Sequence[Query], ModelSpec], Collected]
 CACHE_FORMAT = 2  # part of every fingerprint: a new format never reads old entries
-ROWS_PART = "rows"
 _STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
 SWEEP_EVERY = 600.0  # seconds between two measurements of a model's cache folder
 _SWEPT: dict[Path, tuple[float, int]] = {}  # model folder → (when measured, bytes then)
@@ -110,63 +118,6 @@ class Report:
     cached: int = 0  # entries read from the cache
     corrupt: list[str] = field(default_factory=list)
     evicted: int = 0
-
-
-class AdditiveOf:
-    """The ``*Of`` of an additive part: the aggregate itself per group, merged as
-    a :class:`~rulesengine.partials.Sum` (integers exactly)."""
-
-    def __init__(self, expr: pl.Expr) -> None:
-        self.expr = expr
-
-    def exprs(self, name: str) -> dict[str, pl.Expr]:
-        return {f"{name}.v": self.expr}
-
-    def state(self, row: Mapping[str, Any], name: str) -> Any:
-        from rulesengine.partials.scalars import Sum
-
-        value = row[f"{name}.v"]
-        if value is None:
-            return Sum()
-        if isinstance(value, bool | int):
-            return Sum(int(value))
-        if isinstance(value, float):
-            return Sum(value)
-        raise TypeError(f"an additive aggregate gave {type(value).__name__}")
-
-
-def _of(part: Part) -> Any:
-    from rulesengine.partials import ExtremesOf, MomentsOf, ValuesOf
-
-    kinds = {"additive": AdditiveOf, "moments": MomentsOf, "extremes": ExtremesOf}
-    kinds["values"] = ValuesOf
-    return kinds[part.kind](part.expr)
-
-
-def _part_id(part: Part) -> str:
-    return hashlib.sha256(f"{part.kind}:{expr_key(part.expr)}".encode()).hexdigest()[:20]
-
-
-@dataclass
-class Unit:
-    """One cached computation: a query's groups (or, for a select query, one
-    cell-index column's counts per cell)."""
-
-    index: int
-    query: Query
-    decomposed: dict[str, Decomposition]  # aggregate name → decomposition
-    names: dict[str, dict[str, str]]  # aggregate name → {part name: part id}
-    parts: dict[str, Any]  # part id → *Of
-    by: pl.Expr | None
-    column: str | None = None  # a select query's index column
-    fingerprint: str = ""
-    keys: dict[str, pl.DataType] | None = None  # a label join's key dtypes
-    watch: LabelWatch | None = None  # … its label source
-    version: Version | None = None  # … the labels as of this call
-
-    @property
-    def part_ids(self) -> list[str]:
-        return sorted(self.parts)
 
 
 def _frame_problem(plan: Plan, q: Query, width: Any) -> str | None:
@@ -203,56 +154,6 @@ def spans(f: FrameKey, width: Any) -> tuple[int, int, int, int]:
     step = width // US
     s, e = micros(f.start), micros(f.end)
     return s // step, -(-s // step), e // step, (e - 1) // step + 1
-
-
-def _cell_columns(plan: Plan, i: int) -> dict[str, int] | None:
-    """A select query's index columns with their cell counts; None if it also
-    holds weights (those need the rows themselves)."""
-    cells: dict[str, int] = {}
-    for mp in plan.monitors:
-        for b in mp.bindings:
-            if b.cells is None or b.overall != i:
-                continue
-            if "weights" in b.names:
-                return None
-            cells[b.names["index"]] = b.cells
-    if set(cells) != set(plan.queries[i].aggs):
-        return None
-    return cells
-
-
-def _units(plan: Plan, i: int, q: Query) -> tuple[list[Unit], dict[str, pl.Expr]] | str:
-    """The cached units of query ``i`` and its aggregates left to a single pass;
-    or why the whole query runs in a single pass."""
-    rows = Part("additive", pl.len())
-    if q.select:
-        cells = _cell_columns(plan, i)
-        if cells is None:
-            return "per-row weights"
-        units = []
-        for name in cells:
-            key = q.aggs[name]
-            units.append(Unit(i, q, {}, {}, {ROWS_PART: _of(rows)}, key, column=name))
-        return units, {}
-    decomposed: dict[str, Decomposition] = {}
-    left: dict[str, pl.Expr] = {}
-    for name, expr in q.aggs.items():
-        how = decomposition(expr)
-        if how is None:
-            left[name] = expr
-        else:
-            decomposed[name] = how
-    if left and not decomposed:
-        return "no decomposable aggregate"
-    parts: dict[str, Any] = {ROWS_PART: _of(rows)}
-    names: dict[str, dict[str, str]] = {}
-    for name, how in decomposed.items():
-        names[name] = {}
-        for local, part in how.parts.items():
-            pid = _part_id(part)
-            parts.setdefault(pid, _of(part))
-            names[name][local] = pid
-    return [Unit(i, q, decomposed, names, parts, q.by)], left
 
 
 def _fingerprint(plan: Plan, unit: Unit, width: Any) -> str:
@@ -467,7 +368,7 @@ class _Run:
         keys = [pl.col(FILE_COLUMN), bucket_expr(source.timestamp, self.width).alias(TB)]
         if _pdate_bounds(self.plan, f) is not None:
             keys.append(pl.col(source.partition_date).alias(PDATE))  # type: ignore[arg-type]
-        return lf.group_by(keys + _group_keys(u)).agg(_part_exprs(u))
+        return lf.group_by(keys + group_keys(u)).agg(part_exprs(u))
 
     def keys_query(self, frames: Any, u: Unit, lo: datetime) -> pl.LazyFrame:
         """Per file, the join keys (as hashes) of the rows its entry covers."""
@@ -532,8 +433,8 @@ class _Run:
             scan = subset_scan(source, files)
             frames.base = {**frames.base, f.source: scan.filter((ts > lo) & (ts <= hi))}
             frames.frames = {}
-            keys = _group_keys(u) or [pl.lit(1).alias(ALL)]
-            out.append(frames.frame(f).group_by(keys).agg(_part_exprs(u)))
+            keys = group_keys(u) or [pl.lit(1).alias(ALL)]
+            out.append(frames.frame(f).group_by(keys).agg(part_exprs(u)))
         return out
 
     def take_edges(self, u: Unit, dfs: list[pl.DataFrame]) -> None:
@@ -579,7 +480,7 @@ class _Run:
                         for pid, state in states.items():
                             groups.setdefault(key, {}).setdefault(pid, []).append(state)
                     entry.collapsed = {
-                        key: {pid: _merge_list(xs) for pid, xs in parts.items()}
+                        key: {pid: merge_list(xs) for pid, xs in parts.items()}
                         for key, parts in groups.items()
                     }
                 for key, states in entry.collapsed.items():
@@ -591,49 +492,12 @@ class _Run:
         for key, states in self.edges.get(id(u), []):
             add(key, states)
         return {
-            key: {pid: _merge_list(xs) for pid, xs in parts.items()} for key, parts in found.items()
+            key: {pid: merge_list(xs) for pid, xs in parts.items()} for key, parts in found.items()
         }
 
     def frame_of(self, u: Unit) -> pl.DataFrame:
         """The DataFrame ``execute`` gives for ``u``'s query (its decomposed part)."""
-        q = u.query
-        schema = q.lazy.collect_schema()  # type: ignore[union-attr]
-        merged = self.merged(u)
-        key_names = [*q.segment_by, *([BUCKET] if q.by is not None else [])]
-        keys = sorted(merged, key=lambda k: tuple((x is None, str(x)) for x in k))
-        data: dict[str, list[Any]] = {k: [key[i] for key in keys] for i, k in enumerate(key_names)}
-        if not key_names:
-            data[ALL] = [1] * len(keys)
-        data[ROWS] = [merged[k][ROWS_PART].total for k in keys]
-        for name, how in u.decomposed.items():
-            data[name] = [
-                how.finish({local: merged[k][pid] for local, pid in u.names[name].items()})
-                for k in keys
-            ]
-        cols = [pl.Series(c, v, dtype=schema.get(c), strict=False) for c, v in data.items()]
-        return pl.DataFrame(cols)
-
-
-def _group_keys(u: Unit) -> list[pl.Expr]:
-    """``u``'s keys besides file and bucket: segments, then the per-row key."""
-    keys = [pl.col(c) for c in u.query.segment_by]
-    return keys + ([u.by.alias(BUCKET)] if u.by is not None else [])
-
-
-def _part_exprs(u: Unit) -> list[pl.Expr]:
-    return [e.alias(c) for pid, of in u.parts.items() for c, e in of.exprs(pid).items()]
-
-
-def _merge_list(states: list[Any]) -> Any:
-    """One state from several: value counts in one sort, the others pairwise."""
-    from rulesengine.partials.order import ValueCounts, merge_many
-
-    if len(states) > 2 and isinstance(states[0], ValueCounts):
-        return merge_many(states)
-    out = states[0]
-    for state in states[1:]:
-        out = out.merge(state)
-    return out
+        return frame_from_states(u, self.merged(u))
 
 
 def _select_frame(q: Query, units: list[Unit], run: _Run) -> pl.DataFrame:
@@ -689,7 +553,7 @@ def execute_incremental(
     leftovers: dict[int, dict[str, pl.Expr]] = {}
     for i, q in enumerate(plan.queries):
         why = _frame_problem(plan, q, run.width)
-        got = why or _units(plan, i, q)
+        got = why or units_of(plan, i, q)
         if isinstance(got, str):
             report.queries[i] = got
             single.append(i)

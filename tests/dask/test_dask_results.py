@@ -22,11 +22,11 @@ from rulesengine.engine.plan import ROWS
 from tests.dask.helpers import add_labels, dask_spec, on_dask, write_logs
 from tests.incremental.helpers import (
     AT,
-    HIGH,
     assert_same,
     close,
     load_model,
     model_spec,
+    with_undecomposed,
     write_hour,
 )
 
@@ -37,25 +37,7 @@ def _full_spec(root: Path) -> dict[str, Any]:
     """Every monitor family: decomposed checks, metrics, drift; label-joined
     metrics; and aggregates without a decomposition (schema, duplicate_rate, an
     SQL KPI, wasserstein, ks), which run as whole queries on the workers."""
-    spec = add_labels(model_spec(root), root)
-    spec["checks"] += [
-        {"name": "schema", "source": "req", "type": "schema", "expected_columns": {"x": "float"}},
-        {"name": "dups", "source": "req", "type": "duplicate_rate", "columns": ["x"], **HIGH},
-    ]
-    spec["kpis"] = [
-        {"name": "k", "source": "req", "expr": "sum(latency)", "compare": {"offset": "1h"}, **HIGH}
-    ]
-    spec["drift"] += [
-        {
-            "name": "w",
-            "source": "req",
-            "reference": "ref",
-            "columns": ["x"],
-            "method": "wasserstein",
-        },
-        {"name": "ks", "source": "req", "reference": "ref", "columns": ["x"], "method": "ks"},
-    ]
-    return spec
+    return with_undecomposed(add_labels(model_spec(root), root))
 
 
 def test_every_monitor_type_equals_a_single_pass(cluster: Any, tmp_path: Path) -> None:

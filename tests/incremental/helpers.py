@@ -183,3 +183,22 @@ def assert_same(full: ModelResults, inc: ModelResults) -> None:
             close(r.value, s.value, where)
             close(r.details, s.details, where)
     assert full.warnings == inc.warnings
+
+
+def with_undecomposed(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` plus monitors whose aggregates have no decomposition (schema,
+    duplicate_rate, an SQL KPI with compare, wasserstein, ks): they run as
+    single-pass queries beside the partials."""
+    spec["checks"] += [
+        {"name": "schema", "source": "req", "type": "schema", "expected_columns": {"x": "float"}},
+        {"name": "dups", "source": "req", "type": "duplicate_rate", "columns": ["x"], **HIGH},
+    ]
+    spec["kpis"] = [
+        {"name": "k", "source": "req", "expr": "sum(latency)", "compare": {"offset": "1h"}, **HIGH}
+    ]
+    ref = {"source": "req", "reference": "ref", "columns": ["x"]}
+    spec["drift"] += [
+        {"name": "w", **ref, "method": "wasserstein"},
+        {"name": "ks", **ref, "method": "ks"},
+    ]
+    return spec

@@ -17,11 +17,11 @@ from rulesengine.engine.evaluate import plan_model
 from rulesengine.engine.incremental import Report
 from tests.incremental.helpers import (
     AT,
-    HIGH,
     assert_same,
     both,
     load_model,
     model_spec,
+    with_undecomposed,
     write_hour,
     write_reference,
 )
@@ -90,25 +90,7 @@ def test_undeclared_aggregates_run_in_a_single_pass_beside_the_partials(tmp_path
     decomposition: their aggregates (or queries) run in a single pass, and the
     rest of their queries still come from partials."""
     _logs(tmp_path, "parquet", hours=4, rows=300)
-    spec = model_spec(tmp_path)
-    spec["checks"] += [
-        {"name": "schema", "source": "req", "type": "schema", "expected_columns": {"x": "float"}},
-        {"name": "dups", "source": "req", "type": "duplicate_rate", "columns": ["x"], **HIGH},
-    ]
-    spec["kpis"] = [
-        {"name": "k", "source": "req", "expr": "sum(latency)", "compare": {"offset": "1h"}, **HIGH}
-    ]
-    spec["drift"] += [
-        {
-            "name": "w",
-            "source": "req",
-            "reference": "ref",
-            "columns": ["x"],
-            "method": "wasserstein",
-        },
-        {"name": "ks", "source": "req", "reference": "ref", "columns": ["x"], "method": "ks"},
-    ]
-    model = load_model(tmp_path, spec)
+    model = load_model(tmp_path, with_undecomposed(model_spec(tmp_path)))
     report = Report()
     full, inc = both(model, tmp_path / "cache", report=report)
     assert_same(full, inc)
