@@ -435,7 +435,9 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     warm_up = {}
     shutil.rmtree(data / ".rulesengine" / "partials", ignore_errors=True)  # filled afresh
     for name, cmd in cmds.items():  # warm-up: page cache, .pyc files, the config cache
+        retries, ms.RETRIES = ms.RETRIES, 0 if name == CACHED else ms.RETRIES  # fills once
         warm_up[name] = ms.measure(cmd, data, f"{name}, warm-up", envs.get(name))
+        ms.RETRIES = retries
         ms.check(warm_up[name], name)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cmds}
     for i in range(args.repeat):
@@ -499,14 +501,33 @@ def ratios(res: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def quiet_median(tool: dict[str, Any], busy: float) -> tuple[float | None, int]:
+    """The median wall time of the runs no other process disturbed, and their count."""
+    import statistics
+
+    quiet = [
+        r["wall_s"]
+        for r in tool["runs"]
+        if max(r["others_cores_before"], r["others_cores_during"]) < busy
+    ]
+    return (statistics.median(quiet) if quiet else None), len(quiet)
+
+
 def finish(res: dict[str, Any], out_json: Path, out_md: Path) -> None:
     import statistics
 
     res["ratios"] = ratios(res)
+    # judged on the per-round ratios: on a shared machine each round's tools see the
+    # same load, and the medians of the tools alone mix quiet and busy rounds
+    per_round = {
+        "rulesengine / polars": statistics.median(res["paired_ratios"]["rulesengine / polars"]),
+        "soda / rulesengine": 1 / statistics.median(res["paired_ratios"]["rulesengine / soda"]),
+    }
+    res["per_round_ratios"] = per_round
     res["targets_met"] = {
-        k: (res["ratios"][k] <= b if op == "≤" else res["ratios"][k] >= b)
+        k: (per_round[k] <= b if op == "≤" else per_round[k] >= b)
         for k, (op, b) in TARGETS.items()
-        if k in res["ratios"]
+        if k in per_round
     }
     t, r = res["tools"], res["ratios"]
     commit = res["rulesengine_measured"]
@@ -523,30 +544,36 @@ def finish(res: dict[str, Any], out_json: Path, out_md: Path) -> None:
         f"{commit}. Whole processes, imports included; median of "
         f"{res['rounds']} interleaved rounds after a warm-up.",
         "",
-        "| Tool | Wall time: median (min–max) | Imports | Peak memory (max; median) |",
-        "|---|---:|---:|---:|",
+        "| Tool | Wall time: median (min–max) | Undisturbed runs: median (n) | Imports "
+        "| Peak memory (max; median) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name in ("rulesengine", CACHED, "polars", "soda", "gx"):
         if name not in t:
             continue
         x = t[name]
         imp = f"{x['import_s']:.2f} s" if "import_s" in x else ""
+        quiet, n = quiet_median(x, res["busy_threshold_cores"])
+        shown = f"{quiet:.2f} s ({n})" if quiet is not None else "none"
         lines.append(
             f"| {names[name]} | {x['wall_s']:.2f} s ({x['wall_min_s']:.2f}–{x['wall_max_s']:.2f}) "
-            f"| {imp} | {x['peak_mib']:.0f} MiB; {x['peak_mib_median']:.0f} MiB |"
+            f"| {shown} | {imp} | {x['peak_mib']:.0f} MiB; {x['peak_mib_median']:.0f} MiB |"
         )
     if CACHED in t:
         w = t[CACHED]["warm_up"]
         lines.append(
             f"| rulesengine run filling the partial-state cache (its warm-up, once) | "
-            f"{w['wall_s']:.2f} s | | {w['peak_mib']:.0f} MiB |"
+            f"{w['wall_s']:.2f} s | | | {w['peak_mib']:.0f} MiB |"
         )
-    lines += ["", "| Ratio (of medians) | Value | Target | Met |", "|---|---:|---:|---|"]
+    lines += ["", "| Ratio | Value | Target | Met |", "|---|---:|---:|---|"]
+    for key, value in per_round.items():
+        op, bound = TARGETS[key]
+        met = "yes" if res["targets_met"][key] else "**no**"
+        lines.append(
+            f"| {key}, median of the per-round ratios | {value:.3g}x | {op} {bound:g}x | {met} |"
+        )
     for key, value in r.items():
-        target = TARGETS.get(key)
-        goal = f"{target[0]} {target[1]:g}x" if target else ""
-        met = ("yes" if res["targets_met"][key] else "**no**") if target else ""
-        lines.append(f"| {key} | {value:.3g}x | {goal} | {met} |")
+        lines.append(f"| {key}, ratio of the medians | {value:.3g}x | | |")
     for key, values in res["paired_ratios"].items():
         lines.append(
             f"| {key}, per round: median (range) | {statistics.median(values):.3g}x "
@@ -565,7 +592,6 @@ def finish(res: dict[str, Any], out_json: Path, out_md: Path) -> None:
     for key, value in agree["tools"][agree["reference"]]["numbers"].items():
         lines.append(f"| {key} | {value:.10g} |")
     busy = res["others_busy_max_cores"]
-    lines.append("")
     if busy >= res["busy_threshold_cores"]:
         lines.append(
             f"**Note:** other processes used up to {busy:.2f} of the {res['machine']['cores']} "

@@ -14,9 +14,13 @@ file, the mean, standard deviation and p95 of ``latency_ms``, and accuracy
 
 Two commands, each timed whole (imports included) with its peak resident set:
 
-* ``rulesengine run general.yaml --at AT --format json`` with its reference profile
+* ``rulesengine run general.yaml --at AT --format json --no-cache`` (one pass) with its
+  reference profile
   cached (the warm-up run builds it, as a daemon's first tick would), rulesengine
   as committed at ``--commit`` (default HEAD; see ``checks_peers.py``);
+* after the rounds, once per size, ``rulesengine run`` without ``--no-cache``: a run
+  that fills the partial-state cache (emptied first), then one that finds every
+  file unchanged (their values must equal each other's);
 * the hand-written plan (``general_set.py child baseline DATA``): the aggregates
   written directly in Polars, six queries (plain aggregates overall and per
   segment, bins and countries per segment with the overall ones summed from them,
@@ -29,7 +33,8 @@ Two commands, each timed whole (imports included) with its peak resident set:
   materialised once, then aggregated), this one took the least CPU time here
   (about 8.3 CPU seconds at 7.2M rows against 8.7, 9.4 and 10.9 for the others).
 
-Every value (36: 9 overall and 9 per segment; drift_share left out) must agree to 1e-9 relative
+Every value (36: nine for the whole window and nine per segment; drift_share left out)
+must agree to 1e-9 relative
 before a time is reported. One warm-up run per command and size, then ``--repeat``
 rounds (default 5) interleaving both commands at both sizes; medians, ranges and the
 per-round ratios are reported, with ``--wait-idle`` as in ``run.py``.
@@ -285,6 +290,7 @@ def main() -> None:
 
 
 def measure_all(args: argparse.Namespace) -> dict[str, Any]:
+    import shutil
     import statistics
     import subprocess
 
@@ -296,6 +302,10 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     script = str(Path(__file__).resolve())
     exe = ms.rulesengine_exe(args.rulesengine)
     source, measured = ms.rulesengine_source(None if args.tree else args.commit)
+    usage = subprocess.run(
+        [exe, "run", "--help"], env=ms.rulesengine_env(REPO, source), capture_output=True, text=True
+    ).stdout
+    one_pass = ["--no-cache"] if "--no-cache" in usage else []  # see checks_peers.py
     cmds: dict[tuple[str, int], tuple[list[str], Path]] = {}
     for rows in args.rows:
         data = ms.ensure_data(rows)
@@ -303,7 +313,7 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
         prep = [sys.executable, script, "child", "prepare", str(data)]
         subprocess.run(prep, cwd=data, check=True, capture_output=True)  # not timed
         run = [exe, "run", "general.yaml", "--at", AT, "--format", "json", "--fail-on", "never"]
-        cmds[("rulesengine", rows)] = (run, data)
+        cmds[("rulesengine", rows)] = ([*run, *one_pass], data)
         cmds[("baseline", rows)] = ([sys.executable, script, "child", "baseline", str(data)], data)
     for (tool, rows), (cmd, data) in cmds.items():  # warm-up; rulesengine caches its profile
         label = f"{tool} {rows:,}, warm-up"
@@ -316,6 +326,22 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
             ms.check(run, f"{tool} {rows:,}")
             runs[(tool, rows)].append(run)
 
+    cached: dict[int, dict[str, Any]] = {}
+    for rows in args.rows if one_pass else []:  # the partial-state cache: filled, then used
+        cmd, data = cmds[("rulesengine", rows)]
+        shutil.rmtree(data / ".rulesengine" / "partials", ignore_errors=True)
+        env = ms.rulesengine_env(data, source)
+        retries, ms.RETRIES = ms.RETRIES, 0  # a re-run would find the cache filled
+        fill = ms.measure(cmd[: -len(one_pass)], data, f"cache fill {rows:,}", env)
+        ms.RETRIES = retries
+        use = ms.measure(cmd[: -len(one_pass)], data, f"cached {rows:,}", env)
+        for r in (fill, use):
+            ms.check(r, "rulesengine with its cache")
+        cached[rows] = {
+            "fill": ms.summarise([fill]),
+            "cached": ms.summarise([use]),
+            "same_values": rulesengine_values(use["stdout"]) == rulesengine_values(fill["stdout"]),
+        }
     sizes: dict[str, Any] = {}
     for rows in args.rows:
         re_runs, base_runs = runs[("rulesengine", rows)], runs[("baseline", rows)]
@@ -331,6 +357,7 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
             "paired_ratios": ms.paired(re_runs, base_runs),
             "agreement": agreement(values, inner[-1]["values"]),
             "values": values,
+            **({"partial_states": cached[rows]} if rows in cached else {}),
         }
     return {
         "rows": args.rows,
@@ -342,7 +369,8 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.repeat,
         "rulesengine_measured": measured,
         "commands": {
-            "rulesengine": "rulesengine run general.yaml --at AT --format json --fail-on never",
+            "rulesengine": "rulesengine run general.yaml --at AT --format json --fail-on never "
+            + " ".join(one_pass),
             "baseline": "python benchmarks/general_set.py child baseline DATA",
         },
         "sizes": sizes,
@@ -396,6 +424,14 @@ def finish(res: dict[str, Any], out_json: Path, out_md: Path) -> None:
                 f"({x['wall_min_s']:.2f}–{x['wall_max_s']:.2f}) | "
                 f"{x['peak_mib']:.0f} MiB; {x['peak_mib_median']:.0f} MiB |"
             )
+    for rows, s in sizes.items():
+        for key, label in (("fill", "filling the partial-state cache"), ("cached", "cached")):
+            if "partial_states" in s:
+                x = s["partial_states"][key]
+                lines.append(
+                    f"| {int(rows):,} | rulesengine run, {label} (once) | {x['wall_s']:.2f} s | "
+                    f"{x['peak_mib']:.0f} MiB |"
+                )
     lines += ["", "| Ratio | Value | Goal | Met |", "|---|---:|---:|---|"]
     for key, value in ratios.items():
         met = ("yes" if res["targets_met"][key] else "**no**") if key in res["targets_met"] else ""
