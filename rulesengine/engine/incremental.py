@@ -95,13 +95,19 @@ Collect = Callable[[list[pl.LazyFrame]], list[pl.DataFrame]]
 Whole = Callable[[Sequence[Query], ModelSpec], Collected]
 CACHE_FORMAT = 2  # part of every fingerprint: a new format never reads old entries
 _STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
+# parquet (or CSV) bytes on disk that one local batch of partial queries reads at
+# most (a larger file alone): the in-memory engine holds a batch's columns, and
+# one batch over a day of 200M rows held several GiB (see docs/scaling.md,
+# "Memory at scale")
+BATCH_BYTES = 32 * 2**20
 SWEEP_EVERY = 600.0  # seconds between two measurements of a model's cache folder
 _SWEPT: dict[Path, tuple[float, int]] = {}  # model folder → (when measured, bytes then)
 _WRITTEN: dict[Path, int] = {}  # model folder → bytes written since
 
 
 def local_collect(lazies: list[pl.LazyFrame]) -> list[pl.DataFrame]:
-    """Collect partial queries in this process, in one batch."""
+    """Collect partial queries in this process, in one ``collect_all`` (the caller
+    hands it one batch of files at a time: see ``BATCH_BYTES``)."""
     return pl.collect_all(lazies, engine="in-memory")
 
 
@@ -308,8 +314,11 @@ class _Run:
         return need
 
     def compute(self, source: str, units: list[Unit], need: dict[int, list[str]]) -> list[Unit]:
-        """Partials of the needed files, in one ``collect_all``; the units that
-        failed (they run in a single pass)."""
+        """Partials of the needed files; the units that failed (they run in a
+        single pass). A cluster's collector gets every query at once, each over at
+        most ``files_per_task`` files; the local collector gets them batch by batch
+        (see :func:`_batches`), each batch stored before the next is read, so that
+        memory follows the largest batch rather than the number of files."""
         lo_b = min(self.spans(u.query.frame)[0] for u in units)
         groups: dict[tuple[str, ...], list[Unit]] = {}
         for u in units:
@@ -317,47 +326,72 @@ class _Run:
                 groups.setdefault(tuple(need[id(u)]), []).append(u)
         if not groups:
             return []
-        spec = self.model.sources[source]
         lo = EPOCH + (self.width * lo_b)
-        lazies, owners = [], []
+        local = self.collect is local_collect
+        tasks = []
         for files, members in groups.items():
-            for part in _partitions(list(files), self.files_per_task):
+            if local and self.files_per_task is None:
+                parts = _batches(list(files), self.files, BATCH_BYTES)
+            else:
+                parts = _partitions(list(files), self.files_per_task)
+            tasks += [(part, members) for part in parts]
+        failed: list[Unit] = []
+        for batch in [[t] for t in tasks] if local else [tasks]:
+            lost = self.compute_batch(source, batch, lo, lo_b)
+            if lost is None:
+                return units
+            failed += [u for u in lost if id(u) not in {id(x) for x in failed}]
+        bad = {id(u) for u in failed}  # by identity: units hold expressions
+        computed = sorted({f for u in units if id(u) not in bad for f in need[id(u)]})
+        self.report.scanned.setdefault(source, [])
+        self.report.scanned[source] = sorted({*self.report.scanned[source], *computed})
+        return failed
+
+    def compute_batch(
+        self, source: str, tasks: list[tuple[list[str], list[Unit]]], lo: datetime, lo_b: int
+    ) -> list[Unit] | None:
+        """Collect one batch of (files, units) and store each unit's entries for
+        those files; the units whose entries failed, or None when the batch as a
+        whole failed."""
+        spec = self.model.sources[source]
+        lazies, owners = [], []
+        files_of: dict[int, list[str]] = {}
+        for part, members in tasks:
+            try:
+                scan = subset_scan(spec, part)
+            except (NoFiles, *POLARS_ERRORS):
+                return None
+            frames = copy.copy(self.plan.frames)
+            frames.base = {**frames.base, source: scan}
+            frames.frames = {}
+            for u in members:
+                files_of.setdefault(id(u), []).extend(part)
                 try:
-                    scan = subset_scan(spec, part)
-                except (NoFiles, *POLARS_ERRORS):
-                    return units
-                frames = copy.copy(self.plan.frames)
-                frames.base = {**frames.base, source: scan}
-                frames.frames = {}
-                for u in members:
-                    try:
-                        lazies.append(self.partial_query(frames, u, lo))
-                        owners.append((u, False))
-                        if u.keys is not None:  # a label join: each file's join keys
-                            lazies.append(self.keys_query(frames, u, lo))
-                            owners.append((u, True))
-                    except POLARS_ERRORS:
-                        return units
+                    lazies.append(self.partial_query(frames, u, lo))
+                    owners.append((u, False))
+                    if u.keys is not None:  # a label join: each file's join keys
+                        lazies.append(self.keys_query(frames, u, lo))
+                        owners.append((u, True))
+                except POLARS_ERRORS:
+                    return None
         try:
             results = self.collect(lazies)
         except POLARS_ERRORS:
-            return units
+            return None
         per_unit: dict[tuple[int, bool], list[pl.DataFrame]] = {}
         for (u, keys), df in zip(owners, results, strict=True):
             per_unit.setdefault((id(u), keys), []).append(df)
+        del results
         failed = []
         for u in {id(u): u for u, _ in owners}.values():
             try:
                 keys = None
                 if u.keys is not None:
-                    keys = pl.concat(per_unit[(id(u), True)], how="vertical")
-                self.store(u, pl.concat(per_unit[(id(u), False)], how="vertical"), lo_b, keys)
+                    keys = pl.concat(per_unit.pop((id(u), True)), how="vertical")
+                df = pl.concat(per_unit.pop((id(u), False)), how="vertical")
+                self.store(u, df, lo_b, keys, files_of[id(u)])
             except (NotExact, *POLARS_ERRORS):
                 failed.append(u)
-        bad = {id(u) for u in failed}  # by identity: units hold expressions
-        computed = sorted({f for u, _ in owners if id(u) not in bad for f in need[id(u)]})
-        self.report.scanned.setdefault(source, [])
-        self.report.scanned[source] = sorted({*self.report.scanned[source], *computed})
         return failed
 
     def partial_query(self, frames: Any, u: Unit, lo: datetime) -> pl.LazyFrame:
@@ -377,8 +411,16 @@ class _Run:
         lf = frames.frame(FrameKey(f.source, lo, None, f.filter)).filter(has_key(u.keys))
         return lf.select(pl.col(FILE_COLUMN), key_hash(u.keys)).unique()
 
-    def store(self, u: Unit, df: pl.DataFrame, lo_b: int, keys: pl.DataFrame | None) -> None:
-        """Split a partial result by file into entries and write them."""
+    def store(
+        self,
+        u: Unit,
+        df: pl.DataFrame,
+        lo_b: int,
+        keys: pl.DataFrame | None,
+        files: Sequence[str],
+    ) -> None:
+        """Split a partial result over ``files`` by file into entries and write them
+        (a file without rows gets an empty entry)."""
         from rulesengine.partials.collect import _rows
 
         key_names = [*u.query.segment_by, *([BUCKET] if u.by is not None else [])]
@@ -397,7 +439,7 @@ class _Run:
         if keys is not None:
             hashes = keys.partition_by(FILE_COLUMN, as_dict=True, include_key=False)
         # the identities seen before the scan: a file changed since is recomputed next time
-        for path in self.needed_files(u, self.files):
+        for path in files:
             entry = made.get(path) or Entry(path, (0, 0), lo_b, key_schema)
             entry.identity = self.files[path]
             entry.token = secrets.token_hex(8)
@@ -515,6 +557,22 @@ def _select_frame(q: Query, units: list[Unit], run: _Run) -> pl.DataFrame:
         assert u.column is not None
         cols.append(pl.Series(u.column, values).cast(schema[u.column]))
     return pl.DataFrame(cols)
+
+
+def _batches(files: list[str], sizes: Mapping[str, Identity], limit: int) -> list[list[str]]:
+    """``files`` in runs of consecutive files of at most ``limit`` bytes on disk
+    together (a larger file alone), for the local collector."""
+    out: list[list[str]] = []
+    total = 0
+    for path in files:
+        size = sizes[path][0] if path in sizes else 0
+        if out and total + size <= limit:
+            out[-1].append(path)
+            total += size
+        else:
+            out.append([path])
+            total = size
+    return out
 
 
 def _partitions(files: list[str], size: int | None) -> list[list[str]]:

@@ -138,3 +138,43 @@ def test_files_computed_in_partitions_give_the_same_results(tmp_path: Path) -> N
     units = len([q for q in report.queries.values() if q == "partials"])
     # five files in runs of two: three partial queries per unit, in one batch
     assert batches and batches[0] % 3 == 0 and batches[0] >= 3 * units > 0
+
+
+def test_local_batches_are_collected_one_after_another(tmp_path: Path, monkeypatch) -> None:
+    """The local collector reads the new files in batches of at most
+    ``BATCH_BYTES`` on disk (a larger file alone), one ``collect_all`` per batch,
+    each stored before the next: the results equal a single pass, and every file
+    gets its entry (none is left empty by another batch's store)."""
+    import polars as pl
+
+    from rulesengine.engine import incremental
+    from rulesengine.engine.evaluate import plan_model
+    from rulesengine.engine.execute import execute
+    from rulesengine.engine.incremental import execute_incremental
+    from rulesengine.engine.score import score
+
+    files = [write_hour(tmp_path / "logs", AT - timedelta(hours=5 - h), ROWS, h) for h in range(5)]
+    write_reference(tmp_path / "ref.parquet")
+    model = load_model(tmp_path, model_spec(tmp_path))
+    plan = plan_model(model, AT)
+    whole = score(plan, execute(plan.queries, model))
+    calls: list[int] = []
+    collect_all = pl.collect_all
+
+    def spy(lazies, **kw):
+        calls.append(len(lazies))
+        return collect_all(lazies, **kw)
+
+    monkeypatch.setattr(incremental, "BATCH_BYTES", 1)  # every file a batch of its own
+    monkeypatch.setattr(pl, "collect_all", spy)
+    report = Report()
+    frames = execute_incremental(plan, model, tmp_path / "cache", report=report)
+    assert_same(whole, score(plan, frames))
+    assert report.scanned["req"] == sorted(str(f) for f in files)
+    assert len(calls) >= len(files)  # one collect per file (plus single-pass queries)
+    # a second run reads every entry from the cache and gives the same results
+    incremental._STORE.memory.clear()
+    again = Report()
+    frames = execute_incremental(plan, model, tmp_path / "cache", report=again)
+    assert_same(whole, score(plan, frames))
+    assert again.scanned.get("req", []) == []
