@@ -93,6 +93,19 @@ def metric_frames(m: MetricSpec, ctx: EvalContext) -> tuple[FrameKey, FrameKey |
     return inner, FrameKey(m.source, start, end, m.filter, m.join, ctx.at, "left")
 
 
+def confusion_ratio(name: str, tp: int, fp: int, fn: int, tn: int) -> tuple[int, int]:
+    """A classification metric's numerator and denominator from the confusion
+    counts (``accuracy``, ``precision``, ``recall``, ``f1``, ``fpr``, ``fnr``)."""
+    return {
+        "accuracy": (tp + tn, tp + fp + fn + tn),
+        "precision": (tp, tp + fp),
+        "recall": (tp, tp + fn),
+        "f1": (2 * tp, 2 * tp + fp + fn),
+        "fpr": (fp, fp + tn),
+        "fnr": (fn, fn + tp),
+    }[name]
+
+
 class _Metric(MonitorType):
     kind = "metric"
 
@@ -183,15 +196,7 @@ class Classification(_Metric):
 
     def value(self, m, v, rows):
         tp, fp, fn, tn = (int(v[k] or 0) for k in ("tp", "fp", "fn", "tn"))
-        formulas = {
-            "accuracy": (tp + tn, tp + fp + fn + tn),
-            "precision": (tp, tp + fp),
-            "recall": (tp, tp + fn),
-            "f1": (2 * tp, 2 * tp + fp + fn),
-            "fpr": (fp, fp + tn),
-            "fnr": (fn, fn + tp),
-        }
-        num, den = formulas[m.type]
+        num, den = confusion_ratio(m.type, tp, fp, fn, tn)
         details = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
         return ratio(num, den, m.type), details
 

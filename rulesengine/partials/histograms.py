@@ -269,15 +269,9 @@ class Confusion:
         )
 
     def metric(self, name: str) -> float | None:
-        tp, fp, fn, tn = self.tp, self.fp, self.fn, self.tn
-        num, den = {
-            "accuracy": (tp + tn, tp + fp + fn + tn),
-            "precision": (tp, tp + fp),
-            "recall": (tp, tp + fn),
-            "f1": (2 * tp, 2 * tp + fp + fn),
-            "fpr": (fp, fp + tn),
-            "fnr": (fn, fn + tp),
-        }[name]
+        from rulesengine.monitors.metrics import confusion_ratio
+
+        num, den = confusion_ratio(name, self.tp, self.fp, self.fn, self.tn)
         return num / den if den else None
 
     def _fields(self) -> tuple[Meta, Arrays]:
