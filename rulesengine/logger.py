@@ -149,29 +149,26 @@ class ModelLogger:
         ``request_id``. Never does I/O, so it is safe on an event loop."""
         if request_id is None:
             request_id = f"{self._id_prefix}{next(self._ids):x}"
-        fields["request_id"] = request_id
-        if self.timestamp not in fields:
-            fields[self.timestamp] = time.time_ns()
-        with self._lock:
-            if self._closed:
-                raise LoggerError("the logger is closed")
-            buf = self._rows
-            buf.append(fields)
-            if len(buf) >= self.flush_rows:
-                self._wake.set()
+        self._buffer(request_id, fields, labels=False)
         return request_id
 
     def log_label(self, request_id: str, **fields: Any) -> None:
         """Buffer the ground truth of an earlier request (joined on ``request_id``);
         its timestamp is when the label arrived. Never does I/O."""
+        self._buffer(request_id, fields, labels=True)
+
+    def _buffer(self, request_id: str, fields: dict[str, Any], *, labels: bool) -> None:
+        """Stamp a row and append it to its buffer (taken under the lock: a flush
+        swaps the buffers); wake the writer once ``flush_rows`` rows wait."""
         fields["request_id"] = request_id
         if self.timestamp not in fields:
             fields[self.timestamp] = time.time_ns()
         with self._lock:
             if self._closed:
                 raise LoggerError("the logger is closed")
-            self._labels.append(fields)
-            if len(self._labels) >= self.flush_rows:
+            buf = self._labels if labels else self._rows
+            buf.append(fields)
+            if len(buf) >= self.flush_rows:
                 self._wake.set()
 
     @property
