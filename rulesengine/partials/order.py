@@ -89,6 +89,30 @@ def _canonical(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.n
     return uniq, np.bincount(inverse, weights=counts, minlength=uniq.size).astype(np.int64)
 
 
+def _runs(ordered: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of sorted ``ordered`` (no NaN) with their summed counts
+    (each value counting 1 when ``counts`` is None), in one pass over the runs of
+    equal values (0.0 and -0.0 are one value, the first of its run kept, as
+    ``np.unique`` keeps it)."""
+    if ordered.size == 0:
+        return ordered.astype(float), np.empty(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    if counts is None:
+        summed = np.diff(np.append(starts, ordered.size)).astype(np.int64)
+    else:
+        summed = np.add.reduceat(counts.astype(np.int64), starts)
+    return ordered[starts], summed
+
+
+def _merge_sorted(values: Sequence[np.ndarray], counts: Sequence[np.ndarray]):
+    """Several sorted (value, count) runs as one: a stable sort (which finds the
+    runs already sorted) and one pass adding the counts of equal values."""
+    v = np.concatenate(values)
+    c = np.concatenate(counts)
+    order = np.argsort(v, kind="stable")
+    return _runs(v[order], c[order])
+
+
 def _expand(values: np.ndarray, counts: np.ndarray) -> Iterable[np.ndarray]:
     """The values repeated by their counts, ``_CHUNK`` at a time."""
     cum = np.cumsum(counts)
@@ -160,6 +184,21 @@ class ValueCounts:
         v, c = _canonical(v[order], c[order])
         return cls(v, c, nans, None, exact, limit, k)._bounded()
 
+    @classmethod
+    def from_sorted(
+        cls,
+        ordered: np.ndarray,
+        nans: int = 0,
+        *,
+        exact: bool = False,
+        limit: int = SIZE_LIMIT,
+        k: int = SKETCH_K,
+    ) -> ValueCounts:
+        """From raw values already sorted ascending, without NaN (as Polars'
+        ``sort`` gives them): the runs of equal values are the counts."""
+        v, c = _runs(np.asarray(ordered, dtype=float))
+        return cls(v, c, nans, None, exact, limit, k)._bounded()
+
     def _bounded(self) -> ValueCounts:
         """Self, or its sketch when it holds more distinct values than allowed."""
         if self.sketch is not None or self.exact or self.values.size <= self.limit:
@@ -182,11 +221,7 @@ class ValueCounts:
             raise ValueError("cannot merge value counts kept with different exact/limit/k")
         nans = self.nans + other.nans
         if self.sketch is None and other.sketch is None:
-            values = np.concatenate([self.values, other.values])
-            counts = np.concatenate([self.counts, other.counts])
-            uniq, inverse = np.unique(values, return_inverse=True)
-            summed = np.bincount(inverse, weights=counts, minlength=uniq.size)
-            counts = summed.astype(np.int64)
+            uniq, counts = _merge_sorted([self.values, other.values], [self.counts, other.counts])
             return ValueCounts(uniq, counts, nans, None, self.exact, self.limit, self.k)._bounded()
         sketch = copy.copy(self.sketch if self.sketch is not None else other.sketch)
         rest = other if self.sketch is not None else self
@@ -334,10 +369,7 @@ def merge_many(states: Sequence[ValueCounts]) -> ValueCounts:
     if any(s.sketch is not None for s in states):
         return reduce(lambda a, b: a.merge(b), states)
     first = states[0]
-    values = np.concatenate([s.values for s in states])
-    counts = np.concatenate([s.counts for s in states])
-    uniq, inverse = np.unique(values, return_inverse=True)
-    summed = np.bincount(inverse, weights=counts, minlength=uniq.size).astype(np.int64)
+    uniq, summed = _merge_sorted([s.values for s in states], [s.counts for s in states])
     nans = sum(s.nans for s in states)
     return ValueCounts(uniq, summed, nans, None, first.exact, first.limit, first.k)._bounded()
 
@@ -417,7 +449,8 @@ def auc(positives: ValueCounts, negatives: ValueCounts) -> Estimate:
 class ValuesOf:
     """The Polars side of :class:`ValueCounts` over ``expr`` (cast to Float64;
     nulls left out, NaN counted apart). In a ``group_by().agg()`` each group's
-    values are sorted by Polars and come back as distinct values and counts; as a
+    values come back sorted by Polars, one list per group (a sort per group, no
+    hashing), and the counts are the runs of equal values, found with NumPy; as a
     keyed aggregate it groups by the value itself."""
 
     expr: pl.Expr
@@ -430,20 +463,15 @@ class ValuesOf:
 
     def exprs(self, name: str) -> dict[str, pl.Expr]:
         x = self._x()
-        v = x.filter(x.is_not_nan()).sort()
         return {
-            f"{name}.values": v.unique(maintain_order=True),
-            f"{name}.counts": v.unique_counts(),
+            f"{name}.sorted": x.filter(x.is_not_nan()).sort(),
             f"{name}.nans": x.is_nan().sum(),
         }
 
     def state(self, row: Mapping[str, Any], name: str) -> ValueCounts:
-        values = np.asarray(_listed(row[f"{name}.values"]), dtype=float)
-        counts = np.asarray(_listed(row[f"{name}.counts"]), dtype=np.int64)
+        ordered = np.asarray(_listed(row[f"{name}.sorted"]), dtype=float)
         nans = int(row[f"{name}.nans"] or 0)
-        return ValueCounts.from_counts(
-            values, counts, nans, exact=self.exact, limit=self.limit, k=self.k
-        )
+        return ValueCounts.from_sorted(ordered, nans, exact=self.exact, limit=self.limit, k=self.k)
 
     def key(self) -> pl.Expr:
         return self._x()
