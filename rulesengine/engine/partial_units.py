@@ -20,8 +20,17 @@ from typing import Any
 import polars as pl
 
 from rulesengine.engine.partial_labels import LabelWatch, Version
-from rulesengine.engine.plan import ALL, BUCKET, ROWS, Plan, Query, expr_key
-from rulesengine.monitors.aggs import Decomposition, Part, decomposition
+from rulesengine.engine.plan import (
+    ALL,
+    APPROX,
+    BUCKET,
+    ROWS,
+    Plan,
+    Query,
+    approx_column,
+    expr_key,
+)
+from rulesengine.monitors.aggs import Approximate, Decomposition, Part, decomposition
 
 ROWS_PART = "rows"  # the row count every unit carries
 
@@ -52,13 +61,18 @@ class AdditiveOf:
 def part_of(part: Part) -> Any:
     from rulesengine.partials import ExtremesOf, MomentsOf, ValuesOf
 
+    if part.kind == "values":
+        from rulesengine.partials import order
+
+        # the bound read now, not at import: tests lower it to reach sketches
+        return ValuesOf(part.expr, exact=part.exact, limit=order.SIZE_LIMIT)
     kinds = {"additive": AdditiveOf, "moments": MomentsOf, "extremes": ExtremesOf}
-    kinds["values"] = ValuesOf
     return kinds[part.kind](part.expr)
 
 
 def part_id(part: Part) -> str:
-    return hashlib.sha256(f"{part.kind}:{expr_key(part.expr)}".encode()).hexdigest()[:20]
+    kind = f"{part.kind}-exact" if part.exact else part.kind
+    return hashlib.sha256(f"{kind}:{expr_key(part.expr)}".encode()).hexdigest()[:20]
 
 
 @dataclass
@@ -167,10 +181,18 @@ def frame_from_states(u: Unit, merged: Mapping[tuple[Any, ...], Mapping[str, Any
         data[ALL] = [1] * len(keys)
     data[ROWS] = [merged[k][ROWS_PART].total for k in keys]
     for name, how in u.decomposed.items():
-        data[name] = [
+        got = [
             how.finish({local: merged[k][pid] for local, pid in u.names[name].items()})
             for k in keys
         ]
+        data[name] = [g.value if isinstance(g, Approximate) else g for g in got]
+        if any(isinstance(g, Approximate) for g in got):
+            data[approx_column(name)] = [
+                g.rank_error if isinstance(g, Approximate) else None for g in got
+            ]
     return pl.DataFrame(
-        [pl.Series(c, v, dtype=schema.get(c), strict=False) for c, v in data.items()]
+        [
+            pl.Series(c, v, dtype=pl.Float64 if c.endswith(APPROX) else schema.get(c), strict=False)
+            for c, v in data.items()
+        ]
     )

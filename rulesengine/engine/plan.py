@@ -39,6 +39,14 @@ from rulesengine.spec.model import ModelSpec, MonitorSpec
 
 ALL = "__all"  # the constant key an overall query groups by
 BUCKET = "__bucket"  # the per-row key of a histogram query
+APPROX = "__rank_error"  # suffix of an aggregate's column of sketch rank errors
+
+
+def approx_column(name: str) -> str:
+    """The column beside aggregate ``name`` in a frame built from partial states
+    holding, per group, the rank error of a value estimated from a sketch (null
+    where exact; the column is absent when every value is exact)."""
+    return f"{name}{APPROX}"
 
 
 def expr_key(expr: pl.Expr) -> str:

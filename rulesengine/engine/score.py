@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from rulesengine.engine.execute import Collected
-from rulesengine.engine.plan import ALL, BUCKET, ROWS, Binding, MonitorPlan, Plan
+from rulesengine.engine.plan import ALL, BUCKET, ROWS, Binding, MonitorPlan, Plan, approx_column
 from rulesengine.engine.results import ModelResults, Result, reported
 from rulesengine.engine.sources import POLARS_ERRORS, reason
 from rulesengine.engine.thresholds import Resolved, needs_resolving, resolve
@@ -139,6 +139,19 @@ def _role_values(b: Binding, row: Mapping[str, Any] | None, names: Mapping[str, 
     if b.by:
         values[ROWS_BY] = row[ROWS_BY] if row else {}
     return values
+
+
+def _rank_error(row: Mapping[str, Any] | None, names: Mapping[str, str]) -> float | None:
+    """The largest rank error among a row's aggregates estimated from sketches
+    (None when all are exact: see ``approx_column``)."""
+    errors: list[float] = []
+    for name in names.values():
+        got = (row or {}).get(approx_column(name))
+        if isinstance(got, dict):  # per bucket (a ``by`` row)
+            errors += [e for e in got.values() if e is not None]
+        elif got is not None:
+            errors.append(got)
+    return max(errors) if errors else None
 
 
 def _values(row: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict[str, Any]:
@@ -297,6 +310,7 @@ class _Scorer:
         assert mp.type is not None
         values: dict[str, dict[str, Any]] = {}
         rows: dict[str, int] = {}
+        errors: list[float] = []
         for b in mp.bindings:
             overall, seg = per_role[b.role]
             if segment == ():
@@ -305,6 +319,8 @@ class _Scorer:
                 row, names = (seg or {}).get(segment), b.segmented_names
             values[b.role] = _role_values(b, row, names)
             rows[b.role] = int(row[ROWS]) if row else 0
+            error = _rank_error(row, names) if b.cells is None else None
+            errors += [error] if error is not None else []
         seg_dict = dict(zip(m.segment_by, segment, strict=True)) if segment else {}
         common = {**common, "segment": seg_dict, "rows": rows.get("main", 0)}
         empty_ok = mp.type.zero_rows_ok(m)
@@ -322,6 +338,9 @@ class _Scorer:
             scored_all = [Scored(None, {"reason": str(exc)}, "insufficient_data")]
         except POLARS_ERRORS as exc:  # a scoring bug must not hide the other results
             scored_all = [Scored(None, {"error": reason(exc)}, "error")]
+        if errors:  # estimated from a sketch (docs/scaling.md, "Exact and sketched")
+            sketched = {"approximate": True, "rank_error": max(errors)}
+            scored_all = [replace(s, details={**s.details, **sketched}) for s in scored_all]
         if needs_resolving(m):
             resolved = resolve(m, seg_dict, self.plan.ctx.derived.get(m.name))
             return [_resolved_result(common, scored, resolved) for scored in scored_all]

@@ -15,12 +15,15 @@ Example::
     nulls = additive(pl.col("x").null_count())  # the expression, unchanged
     decomposition(nulls).what                   # "count"
 
-Only exact decompositions are declared: counts and integer sums add exactly; a
-float sum, a mean and a standard deviation merge to within 1e-12 of a single
-pass (docs/scaling.md); minima, maxima, quantiles and rank sums are exact while
-value counts stay under their size bound. A finaliser that cannot give the single
-pass's value (a sketch, NaN among rank-summed scores) raises :class:`NotExact`,
-and the executor computes that query in a single pass instead.
+Counts and integer sums add exactly; a float sum, a mean and a standard
+deviation merge to within 1e-12 of a single pass (docs/scaling.md); minima,
+maxima, quantiles and rank sums are exact while value counts stay under their
+size bound. Above it the value counts become a KLL sketch and the finaliser
+returns an :class:`Approximate` value carrying the sketch's rank error, which
+the result shows as ``details.approximate`` (a part declared ``exact`` never
+becomes a sketch). A finaliser that cannot give the single pass's value (NaN
+among rank-summed scores) raises :class:`NotExact`, and the executor computes
+that query in a single pass instead.
 
 This module imports only Polars: the states (NumPy, DataSketches) are named
 here by kind (:data:`PART_KINDS`) and built by the executor, so a plain
@@ -44,16 +47,29 @@ PART_KINDS = ("additive", "moments", "extremes", "values")
 
 
 class NotExact(Exception):
-    """A merged state cannot give the single pass's value (e.g. it became a sketch)."""
+    """A merged state cannot give the single pass's value (e.g. NaN among scores)."""
+
+
+@dataclass(frozen=True)
+class Approximate:
+    """A finalised value estimated from a sketch: within ``rank_error`` (the
+    normalised rank error DataSketches states at 99 % confidence) of the exact
+    one. Frames built from states carry it as the value plus a rank-error column
+    (see :func:`~rulesengine.engine.partial_units.frame_from_states`)."""
+
+    value: Any
+    rank_error: float
 
 
 @dataclass(frozen=True)
 class Part:
     """One partial state of a decomposition: its kind and its expression (the
-    aggregate itself for ``additive``, the inner expression otherwise)."""
+    aggregate itself for ``additive``, the inner expression otherwise); a
+    ``values`` part with ``exact`` never turns into a sketch."""
 
     kind: str
     expr: pl.Expr
+    exact: bool = False
 
 
 Finish = Callable[[Mapping[str, Any]], Any]
@@ -132,30 +148,32 @@ def _max(states: Mapping[str, Any]) -> Any:
 
 
 def _quantile(q: float) -> Finish:
-    def finish(states: Mapping[str, Any]) -> float | None:
-        values = states["values"]
-        if values.approximate:
-            raise NotExact("the value counts became a sketch")
-        return values.quantile(q, nulls=int(states["nulls"].total)).value
+    def finish(states: Mapping[str, Any]) -> float | Approximate | None:
+        got = states["values"].quantile(q, nulls=int(states["nulls"].total))
+        return Approximate(got.value, got.rank_error) if got.approximate else got.value
 
     return finish
 
 
-def _rank_sum(states: Mapping[str, Any]) -> float:
+def _rank_sum(states: Mapping[str, Any]) -> float | Approximate:
+    """Mann–Whitney U plus the positives' own ranks; from sketches, U within the
+    two sides' rank errors times n_pos·n_neg (so the AUC within their sum)."""
     from rulesengine.partials.order import mann_whitney_u
 
     pos, neg = states["pos"], states["neg"]
-    if pos.approximate or neg.approximate or pos.nans or neg.nans:
-        raise NotExact("rank sums need exact value counts without NaN")
+    if pos.nans or neg.nans:
+        raise NotExact("rank sums need value counts without NaN")
     p = pos.n
     if p == 0:
         return 0.0
     own = p * (p + 1) / 2  # the positives' ranks among themselves
     if neg.n == 0:
         return float(own)
-    u = mann_whitney_u(pos, neg).value
-    assert u is not None
-    return float(u + own)
+    u = mann_whitney_u(pos, neg)
+    assert u.value is not None
+    if u.approximate:
+        return Approximate(float(u.value + own), u.rank_error)
+    return float(u.value + own)
 
 
 # ------------------------------------------------------------------ helpers
@@ -201,20 +219,32 @@ def maximum(x: pl.Expr) -> pl.Expr:
     return declare(x.max(), Decomposition({"e": Part("extremes", x)}, _max, "max"))
 
 
-def quantile(x: pl.Expr, q: float) -> pl.Expr:
+def _marked(x: pl.Expr, exact: bool) -> pl.Expr:
+    """``x`` (Float64) as an exact part's input: cast again, the same values under
+    another expression, so that the exact aggregate and a sketched one over the
+    same column are two aggregates with their own decompositions (both are
+    declared by expression)."""
+    return x.cast(pl.Float64) if exact else x
+
+
+def quantile(x: pl.Expr, q: float, *, exact: bool = False) -> pl.Expr:
     """``x.quantile(q, "linear")`` for a Float64 ``x``, from its value counts and
-    its null count (Polars places the nulls before the values)."""
-    parts = {"values": Part("values", x), "nulls": Part("additive", x.null_count())}
+    its null count (Polars places the nulls before the values); with ``exact``
+    the value counts never become a sketch."""
+    x = _marked(x, exact)
+    parts = {"values": Part("values", x, exact), "nulls": Part("additive", x.null_count())}
     return declare(x.quantile(q, "linear"), Decomposition(parts, _quantile(q), "quantile"))
 
 
-def rank_sum(score: pl.Expr, ok: pl.Expr, positive: pl.Expr) -> pl.Expr:
+def rank_sum(score: pl.Expr, ok: pl.Expr, positive: pl.Expr, *, exact: bool = False) -> pl.Expr:
     """``score.filter(ok).rank("average").filter(positive.filter(ok)).sum()``: the
     positives' rank sum (ties averaged), from the value counts of the positives'
-    and the negatives' scores: Mann–Whitney U plus p(p + 1)/2."""
+    and the negatives' scores: Mann–Whitney U plus p(p + 1)/2; with ``exact`` the
+    value counts never become a sketch."""
+    score = _marked(score, exact)
     expr = score.filter(ok).rank("average").filter(positive.filter(ok)).sum()
     parts = {
-        "pos": Part("values", score.filter(ok & positive)),
-        "neg": Part("values", score.filter(ok & ~positive)),
+        "pos": Part("values", score.filter(ok & positive), exact),
+        "neg": Part("values", score.filter(ok & ~positive), exact),
     }
     return declare(expr, Decomposition(parts, _rank_sum, "rank_sum"))

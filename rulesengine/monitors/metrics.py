@@ -214,7 +214,7 @@ class ScoreMetrics(_Metric):
             return {
                 "n": additive(ok.sum()),
                 "pos": additive((ok & y).sum()),
-                "rank_pos": rank_sum(s, ok, y),
+                "rank_pos": rank_sum(s, ok, y, exact=m.exact),
             }
         if m.type == "average_precision":
             return {"s": s.filter(ok), "y": y.filter(ok)}
@@ -307,7 +307,7 @@ class ColumnStat(_Metric):
     def aggs(self, m, ctx):
         c = pl.col(m.column)
         if m.type == "quantile":
-            agg = quantile(c.cast(pl.Float64), m.q)
+            agg = quantile(c.cast(pl.Float64), m.q, exact=m.exact)
         else:
             agg = {"mean": mean, "std": std, "min": minimum, "max": maximum}[m.type](c)
         return {"value": agg, "n": additive(c.count())}

@@ -221,6 +221,7 @@ _METRIC_FIELDS = (
     "predicate",
     "expr",
     "min_label_coverage",
+    "exact",
 )
 
 

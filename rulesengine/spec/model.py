@@ -323,6 +323,7 @@ class MetricSpec(MonitorSpec):
     join: JoinSpec | None = None
     min_label_coverage: float | None = None
     compare: CompareSpec | None = None
+    exact: bool = False  # quantile, roc_auc: never a sketch in partial states
 
     @property
     def compare_offset(self) -> timedelta | None:
