@@ -124,6 +124,7 @@ class Report:
     cached: int = 0  # entries read from the cache
     corrupt: list[str] = field(default_factory=list)
     evicted: int = 0
+    shared: int = 0  # overall queries answered from their segmented twin's states
 
 
 def _frame_problem(plan: Plan, q: Query, width: Any) -> str | None:
@@ -246,6 +247,8 @@ class _Run:
         self.edges: dict[int, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
         self.watches: dict[str, LabelWatch] = {}  # per label folder
         self.broken: list[Unit] = []  # label joins whose labels could not be looked at
+        self.hosts: dict[int, Unit] = {}  # an overall unit → its segmented twin
+        self.merges: dict[int, dict[tuple[Any, ...], dict[str, Any]]] = {}  # unit → merged
 
     def spans(self, f: FrameKey) -> tuple[int, int, int, int]:
         return spans(f, self.width)
@@ -497,6 +500,8 @@ class _Run:
         :meth:`edge_queries`). An entry whose buckets all lie in the window adds
         its states merged once per key (kept with the entry: a file inside the
         window costs one merge per key)."""
+        if id(u) in self.merges:
+            return self.merges[id(u)]
         f = u.query.frame
         _, lo_b, hi_b, _ = self.spans(f)
         days = _pdate_bounds(self.plan, f)
@@ -533,13 +538,27 @@ class _Run:
                     add(key, states)
         for key, states in self.edges.get(id(u), []):
             add(key, states)
-        return {
+        self.merges[id(u)] = {
             key: {pid: merge_list(xs) for pid, xs in parts.items()} for key, parts in found.items()
         }
+        return self.merges[id(u)]
 
     def frame_of(self, u: Unit) -> pl.DataFrame:
-        """The DataFrame ``execute`` gives for ``u``'s query (its decomposed part)."""
-        return frame_from_states(u, self.merged(u))
+        """The DataFrame ``execute`` gives for ``u``'s query (its decomposed part):
+        an overall query hosted by its segmented twin (see :func:`_hosts`) from the
+        twin's merged states, merged again across segments."""
+        host = self.hosts.get(id(u))
+        if host is None:
+            return frame_from_states(u, self.merged(u))
+        segments = len(host.query.segment_by)
+        found: dict[tuple[Any, ...], dict[str, list[Any]]] = {}
+        for key, states in self.merged(host).items():
+            target = found.setdefault(key[segments:], {})  # () or (bucket,)
+            for pid in u.parts:
+                target.setdefault(pid, []).append(states[pid])
+        return frame_from_states(
+            u, {key: {p: merge_list(xs) for p, xs in parts.items()} for key, parts in found.items()}
+        )
 
 
 def _select_frame(q: Query, units: list[Unit], run: _Run) -> pl.DataFrame:
@@ -627,8 +646,14 @@ def execute_incremental(
         units += qunits
         if left:
             leftovers[i] = left
-    failed = _compute_all(run, units)
-    failed += _edges_all(run, [u for u in units if id(u) not in {id(x) for x in failed}])
+    hosts = _hosts(plan, run, units)
+    hosted = [u for u in units if id(u) not in hosts]
+    failed = _compute_all(run, hosted)
+    failed += _edges_all(run, [u for u in hosted if id(u) not in {id(x) for x in failed}])
+    down = {id(u) for u in failed}
+    failed += [u for u in units if id(u) in hosts and id(hosts[id(u)]) in down]
+    run.hosts = hosts
+    report.shared = len(hosts)
     for u in failed:
         report.queries[u.index] = "partials failed"
         if u.index not in single:
@@ -649,11 +674,38 @@ def execute_incremental(
             single.append(i)
             del by_query[i]
     _single_pass(plan, model, single, leftovers, by_query, frames, lost, whole)
-    _ledgers(run, [u for u in units if id(u) not in {id(x) for x in failed}])
-    _evict(run, units, max_bytes)
+    _ledgers(run, [u for u in hosted if id(u) not in {id(x) for x in failed}])
+    _evict(run, hosted, max_bytes)
     report.corrupt = list(_STORE.corrupt)
     _STORE.corrupt.clear()
     return Collected([frames[i] for i in range(len(plan.queries))], lost)
+
+
+def _hosts(plan: Plan, run: _Run, units: list[Unit]) -> dict[int, Unit]:
+    """Overall units that need no states of their own: per overall unit (by
+    identity), a segmented unit of the same frame and per-row key. Its groups
+    partition the same rows (Polars keeps null segment keys as a group), so
+    merging its states across segments gives the overall states; it takes on the
+    overall unit's parts it lacks, and its fingerprint follows. Value counts are
+    then computed and cached once instead of twice."""
+    twins: dict[tuple[Any, ...], Unit] = {}
+    for u in units:
+        if u.query.segment_by and u.column is None:
+            by = expr_key(u.by) if u.by is not None else None
+            twins.setdefault((u.query.frame, by), u)
+    hosts: dict[int, Unit] = {}
+    for u in units:
+        if u.query.segment_by or u.column is not None:
+            continue
+        host = twins.get((u.query.frame, expr_key(u.by) if u.by is not None else None))
+        if host is None:
+            continue
+        for pid, of in u.parts.items():
+            host.parts.setdefault(pid, of)
+        hosts[id(u)] = host
+    for host in {id(h): h for h in hosts.values()}.values():
+        host.fingerprint = _fingerprint(plan, host, run.width)
+    return hosts
 
 
 def _edges_all(run: _Run, units: list[Unit]) -> list[Unit]:
