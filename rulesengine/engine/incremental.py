@@ -129,12 +129,14 @@ class Report:
 
 def _frame_problem(plan: Plan, q: Query, width: Any) -> str | None:
     """Why ``q``'s frame cannot be cached, if so."""
+    from rulesengine.engine.partial_scan import etag_listable
+
     f = q.frame
     source = plan.model.sources[f.source]
     if source.timestamp is None:
         return "static source"
-    if source.is_remote:
-        return "object storage (no file identities yet)"
+    if source.is_remote and not etag_listable(source):
+        return "object storage other than S3 (no ETag listing)"
     if f.start is None or f.end is None:
         return "open window"
     _, inner_lo, inner_hi, _ = spans(f, width)
@@ -144,8 +146,8 @@ def _frame_problem(plan: Plan, q: Query, width: Any) -> str | None:
         labels = plan.model.sources[f.join.source]
         if f.join.source == f.source:
             return "labels from the window's own source"
-        if labels.is_remote:
-            return "labels in object storage (no file identities yet)"
+        if labels.is_remote and not etag_listable(labels):
+            return "labels in object storage other than S3 (no ETag listing)"
         schemas = plan.frames.schemas
         if key_dtypes(schemas.get(f.source), schemas.get(f.join.source), f.join.on) is None:
             return "join keys without a common dtype"

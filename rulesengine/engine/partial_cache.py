@@ -2,8 +2,9 @@
 bucket (see :mod:`rulesengine.engine.incremental` and docs/scaling.md).
 
 Layout: ``<cache dir>/<model>/<query fingerprint>/<file hash>.part``, one entry
-per (query, source file). An entry holds the file's identity (path, size,
-modification time in ns) and the first time bucket it covers completely, then
+per (query, source file). An entry holds the file's identity (path, size, and
+the modification time in ns of a local file or the ETag of an object in object
+storage) and the first time bucket it covers completely, then
 the sorted 64-bit hashes of its rows' join keys (for a query over a label join,
 see :mod:`rulesengine.engine.partial_labels`), then an Arrow IPC table with one
 row per (time bucket[, partition date], segment keys[, per-row key]): the keys
@@ -54,7 +55,9 @@ PDATE = "__pdate"  # the partition date column, with ``partition_date``
 _HEAD = struct.Struct("<4sHI")
 _CRC = struct.Struct("<I")
 
-Identity = tuple[int, int]  # (size, mtime_ns) of a local file
+# (size, mtime_ns) of a local file; (size, ETag) of an object in object storage.
+# The two never compare equal (an int is never a str), and the header names which.
+Identity = tuple[int, int | str]
 Key = tuple[Any, ...]
 
 
@@ -93,7 +96,8 @@ class Entry:
         )
 
 
-def file_identity(path: str) -> Identity:
+def file_identity(path: str) -> tuple[int, int]:
+    """A local file's (size, mtime_ns)."""
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
 
@@ -115,10 +119,11 @@ def encode(entry: Entry, part_ids: list[str]) -> bytes:
     table = pl.DataFrame({k: s.rename(k) for k, s in columns.items()})
     buf = io.BytesIO()
     table.write_ipc(buf)
+    size, version = entry.identity
     header = {
         "path": entry.path,
-        "size": entry.identity[0],
-        "mtime_ns": entry.identity[1],
+        "size": size,
+        ("etag" if isinstance(version, str) else "mtime_ns"): version,
         "lo": entry.lo,
         "keys": list(entry.key_schema),
         "parts": part_ids,
@@ -159,6 +164,11 @@ def decode(blob: bytes, part_ids: list[str]) -> Entry:
         raise PartialStateError(f"cache entry unreadable: {type(exc).__name__}") from None
     if header.get("parts") != part_ids:
         raise PartialStateError("cache entry holds other parts")
+    try:
+        version = str(header["etag"]) if "etag" in header else int(header["mtime_ns"])
+        identity: Identity = (int(header["size"]), version)
+    except (KeyError, ValueError, TypeError):
+        raise PartialStateError("cache entry without a file identity") from None
     names = header["keys"]
     key_cols = [table.get_column(f"k{i}") for i in range(len(names))]
     schema = {name: col.dtype for name, col in zip(names, key_cols, strict=True)}
@@ -171,7 +181,7 @@ def decode(blob: bytes, part_ids: list[str]) -> Entry:
             row[pid] = loads(blob_j)
     return Entry(
         header["path"],
-        (int(header["size"]), int(header["mtime_ns"])),
+        identity,
         int(header["lo"]),
         schema,
         table.get_column(TB).to_list(),

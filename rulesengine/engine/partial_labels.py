@@ -109,10 +109,11 @@ def meets(a: np.ndarray | None, b: np.ndarray) -> bool:
 @dataclass(frozen=True)
 class LabelFile:
     """A label file as summarised: identity, first and last label time (µs since
-    the epoch; None without timestamps or when every time is null)."""
+    the epoch; None without timestamps or when every time is null). ``mtime_ns``
+    is an object's ETag in object storage (see :data:`Identity`)."""
 
     size: int
-    mtime_ns: int
+    mtime_ns: int | str
     lo: int | None
     hi: int | None
 
