@@ -325,8 +325,10 @@ class ValueCounts:
         if self.sketch is not None:
             raw = np.frombuffer(self.sketch.serialize(), dtype=np.uint8)
             return {**meta, "mode": "sketch"}, {"sketch": raw}
-        arrays = {"values": self.values.astype(float), "counts": self.counts.astype(np.int64)}
-        return {**meta, "mode": "exact"}, arrays
+        # counts of 255 or less (most are 1 for a continuous column) as one byte each
+        small = self.counts.size == 0 or int(self.counts.max()) <= 255
+        counts = self.counts.astype(np.uint8 if small else np.int64)
+        return {**meta, "mode": "exact"}, {"values": self.values.astype(float), "counts": counts}
 
     @classmethod
     def _from_fields(cls, meta: Meta, arrays: Arrays) -> ValueCounts:
@@ -348,7 +350,11 @@ class ValueCounts:
         check(meta["mode"] == "exact", f"unknown mode {meta['mode']!r}")
         values = floats(arrays, "values")
         counts = arrays["counts"]
-        check(counts.dtype == np.int64 and counts.size == values.size, "counts do not pair")
+        check(
+            counts.dtype in (np.int64, np.uint8) and counts.size == values.size,
+            "counts do not pair",
+        )
+        counts = counts.astype(np.int64)
         check(not bool(np.isnan(values).any()), "NaN among the values")
         check(bool(np.all(np.diff(values) > 0)), "values are not strictly increasing")
         check(bool(np.all(counts > 0)), "a count is not positive")
