@@ -87,9 +87,14 @@ def has_key(dtypes: dict[str, pl.DataType]) -> pl.Expr:
 
 
 def unique_sorted(values: Any) -> np.ndarray:
+    """The distinct hashes, sorted: one sort and a pass over its runs (NumPy 2's
+    ``np.unique`` hashes first, several times slower on millions of keys)."""
     import numpy as np
 
-    return np.unique(np.asarray(values, dtype=np.uint64))
+    out = np.sort(np.asarray(values, dtype=np.uint64))
+    if out.size < 2:
+        return out
+    return out[np.concatenate(([True], out[1:] != out[:-1]))]
 
 
 def meets(a: np.ndarray | None, b: np.ndarray) -> bool:
