@@ -31,6 +31,8 @@ class Frames:
         self.missing: dict[str, str] = {}  # source → why it has no data
         self.errors: dict[str, str] = {}  # source → why it cannot be read
         self.frames: dict[FrameKey, pl.LazyFrame] = {}
+        # labels already deduplicated, per (join, cutoff): see ``labels_once``
+        self.known_labels: dict[tuple[object, object], pl.LazyFrame] = {}
         for name in model.sources:
             self._load(name)
 
@@ -94,6 +96,9 @@ class Frames:
     def _labels(self, key: FrameKey) -> pl.LazyFrame:
         """The labels joined to ``key``'s rows: the last known one per join key."""
         assert key.join is not None
+        known = self.known_labels.get((key.join, key.label_cutoff))
+        if known is not None:
+            return known
         labels_src = self.model.sources[key.join.source]
         labels = self.base[key.join.source]
         if labels_src.timestamp:
@@ -103,3 +108,17 @@ class Frames:
             labels = labels.sort(ts, nulls_last=False)
         labels = labels.unique(subset=list(key.join.on), keep="last", maintain_order=False)
         return labels.with_columns(pl.lit(True).alias("__labelled"))
+
+
+def labels_once(frames: Frames, key: FrameKey, columns: list[str] | None = None) -> None:
+    """Deduplicate the labels joined to ``key``'s rows once, in memory, for every
+    later frame of ``frames`` (and of its copies) with the same join and cutoff:
+    for executors that join batch after batch of request files to the same labels
+    (:mod:`rulesengine.engine.incremental`). ``columns``: the label columns kept
+    (all when None)."""
+    assert key.join is not None
+    lazy = frames._labels(key)
+    if columns is not None:
+        have = lazy.collect_schema()
+        lazy = lazy.select([c for c in have if c in {*columns, *key.join.on, "__labelled"}])
+    frames.known_labels[(key.join, key.label_cutoff)] = lazy.collect().lazy()

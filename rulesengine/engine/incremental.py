@@ -90,6 +90,7 @@ from rulesengine.errors import DataError
 from rulesengine.monitors.aggs import NotExact
 from rulesengine.monitors.base import FrameKey
 from rulesengine.spec.model import ModelSpec
+from rulesengine.spec.sql import compile_sql
 
 Collect = Callable[[list[pl.LazyFrame]], list[pl.DataFrame]]
 Whole = Callable[[Sequence[Query], ModelSpec], Collected]
@@ -333,6 +334,8 @@ class _Run:
             return []
         lo = EPOCH + (self.width * lo_b)
         local = self.collect is local_collect
+        if local:
+            self.labels_once([u for members in groups.values() for u in members])
         tasks = []
         for files, members in groups.items():
             if local and self.files_per_task is None:
@@ -351,6 +354,28 @@ class _Run:
         self.report.scanned.setdefault(source, [])
         self.report.scanned[source] = sorted({*self.report.scanned[source], *computed})
         return failed
+
+    def labels_once(self, units: list[Unit]) -> None:
+        """Deduplicate each label join's labels once for all batches (each batch
+        would otherwise read and deduplicate every label again), keeping the label
+        columns the units read."""
+        from rulesengine.engine.frames import labels_once
+        from rulesengine.engine.plan import root_names
+
+        joined: dict[tuple[Any, Any], tuple[FrameKey, set[str]]] = {}
+        for u in units:
+            f = u.query.frame
+            if f.join is None:
+                continue
+            exprs = [e for of in u.parts.values() for e in of.exprs("x").values()]
+            names = set(root_names(exprs + group_keys(u)))
+            if f.filter:
+                names |= set(root_names([compile_sql(f.filter).expr]))
+            _, seen = joined.setdefault((f.join, f.label_cutoff), (f, set()))
+            seen |= names
+        for key, names in joined.values():
+            if (key.join, key.label_cutoff) not in self.plan.frames.known_labels:
+                labels_once(self.plan.frames, key, sorted(names))
 
     def compute_batch(
         self, source: str, tasks: list[tuple[list[str], list[Unit]]], lo: datetime, lo_b: int
