@@ -570,13 +570,13 @@ class _Run:
         }
         return self.merges[id(u)]
 
-    def frame_of(self, u: Unit) -> pl.DataFrame:
+    def frame_of(self, u: Unit, failed: set[str] | None = None) -> pl.DataFrame:
         """The DataFrame ``execute`` gives for ``u``'s query (its decomposed part):
         an overall query hosted by its segmented twin (see :func:`_hosts`) from the
         twin's merged states, merged again across segments."""
         host = self.hosts.get(id(u))
         if host is None:
-            return frame_from_states(u, self.merged(u))
+            return frame_from_states(u, self.merged(u), failed)
         segments = len(host.query.segment_by)
         found: dict[tuple[Any, ...], dict[str, list[Any]]] = {}
         for key, states in self.merged(host).items():
@@ -584,7 +584,9 @@ class _Run:
             for pid in u.parts:
                 target.setdefault(pid, []).append(states[pid])
         return frame_from_states(
-            u, {key: {p: merge_list(xs) for p, xs in parts.items()} for key, parts in found.items()}
+            u,
+            {key: {p: merge_list(xs) for p, xs in parts.items()} for key, parts in found.items()},
+            failed,
         )
 
 
@@ -694,8 +696,14 @@ def execute_incremental(
     for i, qunits in list(by_query.items()):
         q = plan.queries[i]
         try:
-            frames[i] = _select_frame(q, qunits, run) if q.select else run.frame_of(qunits[0])
+            inexact: set[str] = set()  # aggregates whose states cannot give their value
+            frames[i] = (
+                _select_frame(q, qunits, run) if q.select else run.frame_of(qunits[0], inexact)
+            )
             report.queries[i] = "partials"
+            if inexact:  # those alone in a single pass, joined to the rest
+                leftovers[i] = {**leftovers.get(i, {}), **{n: q.aggs[n] for n in inexact}}
+                report.queries[i] = f"partials; single pass for {', '.join(sorted(inexact))}"
         except (NotExact, *POLARS_ERRORS) as exc:
             report.queries[i] = f"single pass: {type(exc).__name__}"
             single.append(i)

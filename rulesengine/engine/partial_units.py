@@ -30,7 +30,7 @@ from rulesengine.engine.plan import (
     approx_column,
     expr_key,
 )
-from rulesengine.monitors.aggs import Approximate, Decomposition, Part, decomposition
+from rulesengine.monitors.aggs import Approximate, Decomposition, NotExact, Part, decomposition
 
 ROWS_PART = "rows"  # the row count every unit carries
 
@@ -169,9 +169,16 @@ def merge_list(states: list[Any]) -> Any:
     return out
 
 
-def frame_from_states(u: Unit, merged: Mapping[tuple[Any, ...], Mapping[str, Any]]) -> pl.DataFrame:
+def frame_from_states(
+    u: Unit,
+    merged: Mapping[tuple[Any, ...], Mapping[str, Any]],
+    failed: set[str] | None = None,
+) -> pl.DataFrame:
     """The frame ``execute`` gives for ``u``'s query (its decomposed aggregates),
-    from one merged state per part and key (segments, then the per-row key)."""
+    from one merged state per part and key (segments, then the per-row key).
+    With ``failed``, an aggregate whose finaliser raises
+    :class:`~rulesengine.monitors.aggs.NotExact` is left out and its name added
+    there (for a single pass of its own); without, the error propagates."""
     q = u.query
     schema = q.lazy.collect_schema()  # type: ignore[union-attr]
     key_names = [*q.segment_by, *([BUCKET] if q.by is not None else [])]
@@ -181,10 +188,16 @@ def frame_from_states(u: Unit, merged: Mapping[tuple[Any, ...], Mapping[str, Any
         data[ALL] = [1] * len(keys)
     data[ROWS] = [merged[k][ROWS_PART].total for k in keys]
     for name, how in u.decomposed.items():
-        got = [
-            how.finish({local: merged[k][pid] for local, pid in u.names[name].items()})
-            for k in keys
-        ]
+        try:
+            got = [
+                how.finish({local: merged[k][pid] for local, pid in u.names[name].items()})
+                for k in keys
+            ]
+        except NotExact:
+            if failed is None:
+                raise
+            failed.add(name)
+            continue
         data[name] = [g.value if isinstance(g, Approximate) else g for g in got]
         if any(isinstance(g, Approximate) for g in got):
             data[approx_column(name)] = [

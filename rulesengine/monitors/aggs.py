@@ -155,6 +155,18 @@ def _quantile(q: float) -> Finish:
     return finish
 
 
+def _expanded(states: Mapping[str, Any]) -> Any:
+    """The values themselves, sorted (each repeated by its count), from exact
+    value counts without NaN; a sketch or NaN (whose order among ties the single
+    pass keeps from the rows) raises :class:`NotExact`."""
+    import numpy as np
+
+    values = states["values"]
+    if values.approximate or values.nans:
+        raise NotExact("the values themselves need exact value counts without NaN")
+    return np.repeat(values.values, values.counts)
+
+
 def _rank_sum(states: Mapping[str, Any]) -> float | Approximate:
     """Mann–Whitney U plus the positives' own ranks; from sketches, U within the
     two sides' rank errors times n_pos·n_neg (so the AUC within their sum)."""
@@ -234,6 +246,14 @@ def quantile(x: pl.Expr, q: float, *, exact: bool = False) -> pl.Expr:
     x = _marked(x, exact)
     parts = {"values": Part("values", x, exact), "nulls": Part("additive", x.null_count())}
     return declare(x.quantile(q, "linear"), Decomposition(parts, _quantile(q), "quantile"))
+
+
+def sorted_values(x: pl.Expr) -> pl.Expr:
+    """``x.drop_nulls().sort()`` per group (a list), from its value counts: every
+    value repeated by its count. For aggregates that need the values themselves
+    but not their row order (average precision from the scores of each class)."""
+    expr = x.drop_nulls().sort()
+    return declare(expr, Decomposition({"values": Part("values", x)}, _expanded, "values"))
 
 
 def rank_sum(score: pl.Expr, ok: pl.Expr, positive: pl.Expr, *, exact: bool = False) -> pl.Expr:

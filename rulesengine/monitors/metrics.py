@@ -26,6 +26,7 @@ from rulesengine.monitors.aggs import (
     quantile,
     rank_sum,
     root_mean_square,
+    sorted_values,
     squared_deviations,
     std,
 )
@@ -216,8 +217,11 @@ class ScoreMetrics(_Metric):
                 "pos": additive((ok & y).sum()),
                 "rank_pos": rank_sum(s, ok, y, exact=m.exact),
             }
-        if m.type == "average_precision":
-            return {"s": s.filter(ok), "y": y.filter(ok)}
+        if m.type == "average_precision":  # the scores of each class, sorted
+            return {
+                "pos": sorted_values(s.filter(ok & y)),
+                "neg": sorted_values(s.filter(ok & ~y)),
+            }
         if m.type == "brier":
             return {"n": additive(ok.sum()), "value": mean(((s - yf) ** 2).filter(ok))}
         p = s.clip(LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
@@ -233,14 +237,17 @@ class ScoreMetrics(_Metric):
             u = float(v["rank_pos"]) - pos * (pos + 1) / 2
             return u / (pos * neg), {"positives": pos, "negatives": neg}
         if m.type == "average_precision":
-            return average_precision(as_list(v["s"]), as_list(v["y"]))
+            pos, neg = as_list(v["pos"]), as_list(v["neg"])
+            return average_precision(pos + neg, [True] * len(pos) + [False] * len(neg))
         if not v["n"]:
             raise Undefined(f"{m.type} is undefined: no row has both score and target")
         return float(v["value"]), {"scored_rows": int(v["n"])}
 
 
 def average_precision(scores: list[float], labels: list[bool]) -> tuple[float, dict]:
-    """AP = Σ (R_k − R_{k−1}) · P_k over distinct score thresholds, highest first."""
+    """AP = Σ (R_k − R_{k−1}) · P_k over distinct score thresholds, highest first.
+    Only the counts of each class at or above each threshold matter, so the order
+    of tied rows does not (but NaN scores are each a threshold of their own)."""
     import numpy as np
 
     s = np.asarray(scores, dtype=float)

@@ -107,6 +107,7 @@ def model_spec(root: Path, fmt: str = "parquet", window: str = "6h") -> dict[str
             metric("tput", "throughput"),
             metric("acc", "accuracy", prediction="score >= 0.5", target="y"),
             metric("auc", "roc_auc", score="score", target="y"),
+            metric("ap", "average_precision", score="score", target="y"),
             metric("brier", "brier", score="score", target="y"),
             metric("mae", "mae", prediction="pred", target="target"),
             metric("rmse", "rmse", prediction="pred", target="target"),
