@@ -121,7 +121,17 @@ def model_spec(root: Path, fmt: str = "parquet", window: str = "6h") -> dict[str
                 "reference": "ref",
                 "columns": ["x", "country"],
                 "method": "psi",
-            }
+            },
+            *(
+                {
+                    "name": f"x-{m}",
+                    "source": "req",
+                    "reference": "ref",
+                    "columns": ["x"],
+                    "method": m,
+                }
+                for m in ("ks", "anderson", "cramer_von_mises", "mannw", "t_test", "energy")
+            ),
         ],
     }
 
@@ -188,8 +198,8 @@ def assert_same(full: ModelResults, inc: ModelResults) -> None:
 
 def with_undecomposed(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec`` plus monitors whose aggregates have no decomposition (schema,
-    duplicate_rate, an SQL KPI with compare, wasserstein, ks): they run as
-    single-pass queries beside the partials."""
+    duplicate_rate, an SQL KPI with compare, wasserstein), and a sample drift
+    test beside them: they run as single-pass queries beside the partials."""
     spec["checks"] += [
         {"name": "schema", "source": "req", "type": "schema", "expected_columns": {"x": "float"}},
         {"name": "dups", "source": "req", "type": "duplicate_rate", "columns": ["x"], **HIGH},

@@ -86,9 +86,9 @@ def test_values_against_numpy_and_scipy_on_raw_rows(tmp_path: Path) -> None:
 
 
 def test_undeclared_aggregates_run_in_a_single_pass_beside_the_partials(tmp_path: Path) -> None:
-    """schema, duplicate_rate, SQL KPIs, sample drift tests and wasserstein have no
-    decomposition: their aggregates (or queries) run in a single pass, and the
-    rest of their queries still come from partials."""
+    """schema, duplicate_rate, SQL KPIs and wasserstein have no decomposition:
+    their aggregates (or queries) run in a single pass, and the rest of their
+    queries still come from partials."""
     _logs(tmp_path, "parquet", hours=4, rows=300)
     model = load_model(tmp_path, with_undecomposed(model_spec(tmp_path)))
     report = Report()

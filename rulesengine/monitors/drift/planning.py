@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rulesengine.monitors.aggs import additive
+from rulesengine.monitors.aggs import additive, sorted_values
 from rulesengine.monitors.base import (
     ROWS,
     ROWS_BY,
@@ -171,7 +171,9 @@ def _compared(frame: FrameKey, name: str, choice: ColumnChoice, dtype: pl.DataTy
         needs.append(_need(frame, Use.CATEGORIES, name, {}, by=labels(name, dtype)))
     elif method in SAMPLE_METHODS:
         x = numbers(name, dtype)
-        aggs = {"values": x.drop_nulls(), "nulls": x.null_count()}
+        # sorted, so that the values come from mergeable value counts too (the
+        # tests do not depend on the order of the sample)
+        aggs = {"values": sorted_values(x), "nulls": additive(x.null_count())}
         needs.append(_need(frame, Use.SAMPLE, name, aggs))
     elif method == "wasserstein":
         needs.append(_need(frame, Use.CELLS, name, {}, cells=_fine_cells(col, name, dtype)))
