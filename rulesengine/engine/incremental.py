@@ -137,7 +137,7 @@ def _frame_problem(plan: Plan, q: Query, width: Any) -> str | None:
     if source.timestamp is None:
         return "static source"
     if source.is_remote and not etag_listable(source):
-        return "object storage other than S3 (no ETag listing)"
+        return "remote path without an ETag listing (not S3, GCS or Azure)"
     if f.start is None or f.end is None:
         return "open window"
     _, inner_lo, inner_hi, _ = spans(f, width)
@@ -148,7 +148,7 @@ def _frame_problem(plan: Plan, q: Query, width: Any) -> str | None:
         if f.join.source == f.source:
             return "labels from the window's own source"
         if labels.is_remote and not etag_listable(labels):
-            return "labels in object storage other than S3 (no ETag listing)"
+            return "labels at a remote path without an ETag listing (not S3, GCS or Azure)"
         schemas = plan.frames.schemas
         if key_dtypes(schemas.get(f.source), schemas.get(f.join.source), f.join.on) is None:
             return "join keys without a common dtype"

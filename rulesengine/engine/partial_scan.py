@@ -18,17 +18,12 @@ full scan's columns, and the timestamp is normalised by the same expression
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import reduce
+from typing import Any
 
 import polars as pl
 
@@ -163,229 +158,220 @@ def raw_schema_text(source: SourceSpec) -> str:
 
 
 # ---------------------------------------------------------------- object storage
-# Objects are identified by (size, ETag) from S3's ListObjectsV2, requested here with
-# the standard library and signed with AWS Signature V4: Polars lists objects but
-# does not tell their ETags, and no other object-store client is a dependency.
+# Objects are identified by (size, ETag) from a listing made with obstore, the
+# Python bindings of the Rust object_store crate Polars itself reads with (Polars
+# lists objects but does not tell their ETags). obstore is imported only here, when
+# a remote source is listed: local runs never load it.
 
-S3_SCHEMES = ("s3", "s3a")
-LIST_TIMEOUT = 30.0  # seconds per LIST request
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_UNRESERVED = "-_.~"
-# storage_options keys as Polars' object store reads them (case-insensitive)
-_KEY_ID = ("aws_access_key_id", "access_key_id")
-_SECRET = ("aws_secret_access_key", "secret_access_key")
-_TOKEN = ("aws_session_token", "aws_token", "session_token", "token")
-_REGION = ("aws_region", "region", "aws_default_region", "default_region")
-_ENDPOINT = ("aws_endpoint", "aws_endpoint_url", "endpoint", "endpoint_url")
-_VIRTUAL = ("aws_virtual_hosted_style_request", "virtual_hosted_style_request")
-_SKIP_SIGNATURE = ("aws_skip_signature", "skip_signature")
+# URL schemes Polars reads → the scheme obstore builds the store from
+STORE_SCHEMES = {
+    "s3": "s3",
+    "s3a": "s3a",
+    "gs": "gs",
+    "gcs": "gs",
+    "gcp": "gs",
+    "az": "az",
+    "azure": "azure",
+    "adl": "adl",
+    "abfs": "abfs",
+    "abfss": "abfss",
+}
+LIST_TIMEOUT = "30s"  # per LIST request (Polars' own reads have no timeout)
+CONNECT_TIMEOUT = "5s"
+LIST_RETRIES = 2  # object_store's default is 10 retries within 3 minutes
+LIST_RETRY_TIMEOUT = timedelta(seconds=30)
+# storage_options keys Polars reads itself, not object_store: not for the listing
+_POLARS_KEYS = frozenset(
+    {
+        "file_cache_ttl",
+        "max_retries",
+        "retry_timeout_ms",
+        "retry_init_backoff_ms",
+        "retry_max_backoff_ms",
+        "retry_base_multiplier",
+        "rate_read_init",
+        "rate_read_floor",
+        "rate_read_ceiling",
+        "rate_write_init",
+        "rate_write_floor",
+        "rate_write_ceiling",
+    }
+)
+# object_store's HTTP client keys (``aws_``/``google_``/``azure_`` prefix allowed, as
+# in Polars): obstore takes them as client options, apart from the store's config
+_CLIENT_KEYS = frozenset(
+    {
+        "allow_http",
+        "allow_invalid_certificates",
+        "connect_timeout",
+        "default_content_type",
+        "http1_only",
+        "http2_only",
+        "http2_keep_alive_interval",
+        "http2_keep_alive_timeout",
+        "http2_keep_alive_while_idle",
+        "http2_max_frame_size",
+        "pool_idle_timeout",
+        "pool_max_idle_per_host",
+        "proxy_url",
+        "proxy_ca_certificate",
+        "proxy_excludes",
+        "randomize_addresses",
+        "read_timeout",
+        "timeout",
+        "user_agent",
+    }
+)
+_PROFILE = frozenset({"aws_profile", "profile"})  # boto3's, as Polars reads it
+_AWS_SECRETS = frozenset({"access_key_id", "secret_access_key", "session_token", "token"})
 
 
 def etag_listable(source: SourceSpec) -> bool:
-    """Whether the identities of ``source``'s objects can be listed: a path in S3
-    or an S3-compatible store (``s3://``, ``s3a://``)."""
-    return source.is_remote and source.path.split("://", 1)[0].lower() in S3_SCHEMES
+    """Whether the identities of ``source``'s objects can be listed: a path in S3 or
+    an S3-compatible store (``s3://``, ``s3a://``), Google Cloud Storage (``gs://``,
+    ``gcs://``) or Azure (``az://``, ``azure://``, ``adl://``, ``abfs[s]://``)."""
+    return source.is_remote and _scheme(source.path) in STORE_SCHEMES
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower()
 
 
 def remote_identities(source: SourceSpec) -> dict[str, Identity]:
-    """The objects of ``source`` (in S3) with their (size, ETag): the objects are
-    those Polars' expansion of the path gives (what the single pass reads), their
-    identities from one listing of the path's prefix. Raises :class:`NoFiles`
-    when nothing matches, :class:`OSError` when the objects cannot be listed or
-    an object Polars lists is not in the listing (it changed in between)."""
+    """The objects of ``source`` with their (size, ETag): the objects are those
+    Polars' expansion of the path gives (what the single pass reads), their
+    identities from one listing of the folder that holds them all. Raises
+    :class:`NoFiles` when nothing matches, :class:`OSError` when the objects cannot
+    be listed or an object Polars lists is not in the listing (it changed in
+    between)."""
     if not etag_listable(source):
-        raise OSError(f"no ETag listing for {source.path.split('://', 1)[0]}:// paths")
+        raise OSError(f"no ETag listing for {_scheme(source.path)}:// paths")
     paths = remote_files(source)
     if paths is None:
         raise OSError(f"Polars cannot list {source.path}")
     if not paths:
         raise NoFiles(f"no files match {source.path}")
-    listed = list_objects(source.path, source.storage_options)
+    listed = list_objects(_common_folder(paths), source.storage_options)
     out: dict[str, Identity] = {}
     for path in paths:
         if path not in listed:
-            raise OSError(f"{path} is not in the listing of its prefix")
+            raise OSError(f"{path} is not in the listing of its folder")
         out[path] = listed[path]
     return out
 
 
-def list_objects(path: str, storage_options: Mapping[str, str]) -> dict[str, Identity]:
-    """Every object under the prefix of ``path`` (an ``s3://bucket/key`` URL or
-    glob; the prefix ends before its first wildcard) as URL → (size, ETag), from
-    ListObjectsV2 pages of up to 1,000 keys. Raises :class:`OSError` when S3
-    cannot be reached or refuses (the message names no secret)."""
-    scheme, rest = path.split("://", 1)
-    bucket, _, pattern = rest.partition("/")
-    wild = min((i for i, c in enumerate(pattern) if c in "*?["), default=len(pattern))
-    prefix = pattern if wild == len(pattern) else pattern[: pattern.rfind("/", 0, wild) + 1]
-    conf = _s3_config(storage_options)
-    url = _bucket_url(bucket, conf)
-    out: dict[str, Identity] = {}
-    token: str | None = None
-    while True:
-        params = {"list-type": "2", "prefix": prefix}
-        if token is not None:
-            params["continuation-token"] = token
-        where = f"listing of {scheme}://{bucket}/{prefix}"
-        try:
-            root = ET.fromstring(_get(url, params, conf))
-        except ET.ParseError:
-            raise OSError(f"{where}: not a ListObjectsV2 answer") from None
-        for item in root.iterfind("{*}Contents"):
-            key = item.findtext("{*}Key")
-            etag, size = item.findtext("{*}ETag"), item.findtext("{*}Size") or ""
-            if key is None or not etag or not size.isdigit():
-                raise OSError(f"{where}: an object without ETag or size")
-            out[f"{scheme}://{bucket}/{key}"] = (int(size), etag)
-        token = root.findtext("{*}NextContinuationToken")
-        if root.findtext("{*}IsTruncated") != "true" or not token:
-            return out
+def _common_folder(urls: list[str]) -> str:
+    """The deepest folder (``scheme://bucket/dir/``) that holds every URL."""
+    common = urls[0][: urls[0].rfind("/")].split("/")
+    for url in urls[1:]:
+        parts = url[: url.rfind("/")].split("/")
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return "/".join(common) + "/"
 
 
-def _s3_config(storage_options: Mapping[str, str]) -> dict[str, str | None]:
-    """The settings that matter for a LIST: ``storage_options`` first, then the
-    ``AWS_*`` environment variables (as Polars' object store reads them), then, for
-    credentials only, botocore's chain when it is installed."""
-    opts = {k.lower(): str(v) for k, v in storage_options.items()}
-
-    def get(names: tuple[str, ...]) -> str | None:
-        for n in names:
-            if n in opts:
-                return opts[n]
-        for n in names:
-            if n.startswith("aws_") and os.environ.get(n.upper()):
-                return os.environ[n.upper()]
-        return None
-
-    conf = {
-        "key": get(_KEY_ID),
-        "secret": get(_SECRET),
-        "token": get(_TOKEN),
-        "region": get(_REGION) or "us-east-1",
-        "endpoint": get(_ENDPOINT),
-        "virtual": get(_VIRTUAL),
-        "unsigned": get(_SKIP_SIGNATURE),
-    }
-    if not _truthy(conf["unsigned"]) and not (conf["key"] and conf["secret"]):
-        conf["key"], conf["secret"], conf["token"] = _botocore_credentials()
-    return conf
-
-
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("1", "true", "on", "yes", "y")
-
-
-def _botocore_credentials() -> tuple[str | None, str | None, str | None]:
-    """Credentials from botocore's chain (profiles, instance roles, …), if installed."""
+def list_objects(folder: str, storage_options: Mapping[str, str]) -> dict[str, Identity]:
+    """Every object under ``folder`` (``scheme://bucket/`` or ``scheme://bucket/dir/``;
+    a key prefix that is not a whole folder is cut back to one) as URL → (size,
+    ETag), listed with ``storage_options`` as Polars reads them. Raises
+    :class:`OSError` when the store cannot be reached, refuses, or gives an object
+    without an ETag (the message names no secret)."""
+    scheme, rest = folder.split("://", 1)
+    bucket, _, key = rest.partition("/")
+    prefix = key[: key.rfind("/") + 1].strip("/")
+    where = f"listing of {scheme}://{bucket}/{prefix}{'/' if prefix else ''}"
     try:
-        import botocore.session
-    except ImportError:
-        return None, None, None
-    try:
-        creds = botocore.session.get_session().get_credentials()
-        frozen = creds.get_frozen_credentials() if creds is not None else None
-    except Exception:  # botocore raises its own errors for broken profiles
-        return None, None, None
-    if frozen is None:
-        return None, None, None
-    return frozen.access_key, frozen.secret_key, frozen.token
+        import obstore
 
-
-def _bucket_url(bucket: str, conf: Mapping[str, str | None]) -> str:
-    """The bucket's URL as Polars' object store builds it: path style by default
-    (``<endpoint>/<bucket>``), the endpoint itself with virtual-hosted requests."""
-    endpoint, region = conf["endpoint"], conf["region"]
-    if _truthy(conf["virtual"]):
-        url = endpoint or f"https://{bucket}.s3.{region}.amazonaws.com"
-    else:
-        url = f"{(endpoint or f'https://s3.{region}.amazonaws.com').rstrip('/')}/{bucket}"
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("http", "https"):  # Polars takes an http endpoint as it is, so do we
-        raise OSError(f"S3 endpoint {scheme}:// is neither http nor https")
-    return url
-
-
-def _get(url: str, params: Mapping[str, str], conf: Mapping[str, str | None]) -> bytes:
-    """One signed GET of ``url`` with query ``params``; the body."""
-    query = _canonical_query(params)
-    headers = {}
-    if not _truthy(conf["unsigned"]):
-        if not conf["key"] or not conf["secret"]:
-            raise OSError("no S3 credentials in storage_options or the environment")
-        headers = sign_v4(
-            "GET",
-            url,
-            params,
-            region=conf["region"] or "us-east-1",
-            key_id=conf["key"],
-            secret=conf["secret"],
-            token=conf["token"],
-            now=datetime.now(UTC),
-        )
-    request = urllib.request.Request(f"{url}?{query}", headers=headers, method="GET")
-    bucket = urllib.parse.urlsplit(url)
-    try:
-        with urllib.request.urlopen(request, timeout=LIST_TIMEOUT) as resp:
-            return resp.read()
-    except urllib.error.HTTPError as exc:
-        raise OSError(f"S3 LIST at {bucket.netloc}{bucket.path}: HTTP {exc.code}") from None
-    except (urllib.error.URLError, TimeoutError) as exc:
-        raise OSError(f"S3 LIST at {bucket.netloc}{bucket.path}: {exc}") from None
-
-
-def _quote(text: str, safe: str = _UNRESERVED) -> str:
-    return urllib.parse.quote(text, safe=safe)
-
-
-def _canonical_query(params: Mapping[str, str]) -> str:
-    return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in sorted(params.items()))
-
-
-def sign_v4(
-    method: str,
-    url: str,
-    params: Mapping[str, str],
-    *,
-    region: str,
-    key_id: str,
-    secret: str,
-    token: str | None,
-    now: datetime,
-    service: str = "s3",
-) -> dict[str, str]:
-    """The headers of an AWS Signature Version 4 request without a body (``host``,
-    ``x-amz-date``, ``x-amz-content-sha256``, the session token if any, and
-    ``Authorization``) for ``method`` on ``url`` with query ``params``."""
-    parts = urllib.parse.urlsplit(url)
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    day = stamp[:8]
-    host = parts.hostname or ""
-    if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
-        host = f"{host}:{parts.port}"
-    headers = {"host": host, "x-amz-content-sha256": _EMPTY_SHA256, "x-amz-date": stamp}
-    if token:
-        headers["x-amz-security-token"] = token
-    names = sorted(headers)
-    signed = ";".join(names)
-    canonical = "\n".join(
-        [
-            method,
-            _quote(parts.path or "/", safe="/" + _UNRESERVED),
-            _canonical_query(params),
-            "".join(f"{n}:{headers[n].strip()}\n" for n in names),
-            signed,
-            _EMPTY_SHA256,
+        store = _store(scheme, bucket, storage_options)
+        metas = [
+            m
+            for chunk in obstore.list(store, prefix=prefix or None, chunk_size=1000)
+            for m in chunk
         ]
+    except Exception as exc:  # obstore's errors, OSError, ValueError for a bad option
+        raise OSError(f"{where}: {_reason(exc, storage_options)}") from None
+    out: dict[str, Identity] = {}
+    for meta in metas:
+        if not meta["e_tag"]:
+            raise OSError(f"{where}: {meta['path']} has no ETag")
+        out[f"{scheme}://{bucket}/{meta['path']}"] = (meta["size"], meta["e_tag"])
+    return out
+
+
+def _reason(exc: BaseException, storage_options: Mapping[str, str]) -> str:
+    """The first line of ``exc``'s message, every option value (but endpoints and
+    regions) and every URL's credentials, path and query values masked
+    (object_store's messages can quote a request URL)."""
+    from rulesengine.masking import mask_text
+
+    line = (str(exc).strip().splitlines() or [""])[0]
+    plain = ("endpoint", "region", "base_url")
+    values = [str(v) for k, v in storage_options.items() if not any(p in k.lower() for p in plain)]
+    return f"{type(exc).__name__}: {mask_text(line, values)}".rstrip(": ")
+
+
+def _store(scheme: str, bucket: str, storage_options: Mapping[str, str]) -> Any:
+    """An obstore store for ``bucket`` (without a prefix: listed paths are whole
+    keys), configured from ``storage_options`` as Polars reads them: the store's
+    own keys as config, the HTTP client's keys as client options (http endpoints
+    allowed, as Polars allows them), Polars' own keys left out; anything unset
+    comes from the environment (obstore reads the ``AWS_*``, ``GOOGLE_*`` and
+    ``AZURE_*`` variables). For S3 without a key in the options or the
+    environment, credentials come from boto3's chain (profiles, SSO, …) when boto3
+    is installed, as Polars takes them."""
+    from obstore.store import from_url
+
+    kind = STORE_SCHEMES[scheme.lower()]
+    strip = {"s3": "aws_", "s3a": "aws_", "gs": "google_"}.get(kind, "azure_")
+    config: dict[str, str] = {}
+    client = {"allow_http": "true", "timeout": LIST_TIMEOUT, "connect_timeout": CONNECT_TIMEOUT}
+    profile = None
+    for raw, value in storage_options.items():
+        key = raw.lower()
+        if key in _POLARS_KEYS:
+            continue
+        if key in _PROFILE and strip == "aws_":
+            profile = str(value)
+        elif key.removeprefix(strip) in _CLIENT_KEYS:
+            client[key.removeprefix(strip)] = str(value)
+        else:
+            config[key] = str(value)
+    provider = _boto3_provider(config, profile) if strip == "aws_" else None
+    return from_url(
+        f"{kind}://{bucket}",
+        config=config,  # type: ignore[arg-type]
+        client_options=client,  # type: ignore[arg-type]
+        retry_config={
+            "max_retries": LIST_RETRIES,
+            "retry_timeout": LIST_RETRY_TIMEOUT,
+            "backoff": {
+                "init_backoff": timedelta(milliseconds=100),
+                "max_backoff": timedelta(seconds=2),
+                "base": 2,
+            },
+        },
+        credential_provider=provider,
     )
-    scope = f"{day}/{region}/{service}/aws4_request"
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, digest])
-    key = ("AWS4" + secret).encode()
-    for part in (day, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, "
-        f"SignedHeaders={signed}, Signature={signature}"
-    )
-    return headers
+
+
+def _boto3_provider(config: Mapping[str, str], profile: str | None) -> Any | None:
+    """boto3's credentials for an S3 store whose options and environment hold no
+    access key and that signs its requests; None otherwise, or without boto3, or
+    when boto3 finds none (object_store's own chain then: web identity, container
+    and instance credentials)."""
+    keys = {k.removeprefix("aws_") for k in config}
+    skip = config.get("aws_skip_signature", config.get("skip_signature", ""))
+    if keys & _AWS_SECRETS or skip.strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    if profile is None and os.environ.get("AWS_ACCESS_KEY_ID"):
+        return None
+    try:
+        import boto3
+        from obstore.auth.boto3 import Boto3CredentialProvider
+
+        return Boto3CredentialProvider(boto3.Session(profile_name=profile))
+    except Exception:  # no boto3, an unknown profile, no credentials found
+        return None

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import struct
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,11 +29,11 @@ import yaml
 
 from rulesengine.engine.incremental import Report
 from rulesengine.engine.partial_cache import SUFFIX
-from rulesengine.engine.partial_scan import current_files, list_objects, sign_v4
+from rulesengine.engine.partial_scan import current_files, etag_listable, list_objects
 from rulesengine.spec.model import ModelSpec
 from tests.conftest import run_cli
 from tests.incremental.helpers import AT, HIGH, assert_same, both, hour_frame, load_model
-from tests.s3.conftest import S3Server
+from tests.s3.conftest import KEY_ID, SECRET, S3Server
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -176,18 +179,73 @@ def test_objects_are_identified_by_size_and_etag(s3_server: S3Server, tmp_path: 
     assert sorted(ids) == [a, b]  # the objects Polars' expansion reads
     head = s3_server.client.head_object(Bucket=s3_server.bucket, Key=a.split("/", 3)[3])
     assert ids[a] == (head["ContentLength"], head["ETag"])
-    # the LIST covers the path's prefix, before its first wildcard
-    listed = list_objects(bucket.url("logs/**/*.parquet"), s3_server.storage_options)
+    # one listing of the folder that holds every match: other objects there too
+    listed = list_objects(bucket.url("logs/"), s3_server.storage_options)
     assert set(listed) == {a, b, bucket.url("logs/_SUCCESS")}
-    # credentials from the AWS_* variables when storage_options hold none (as Polars)
+    assert list_objects(bucket.url("logs/_SUC"), s3_server.storage_options) == listed
+    # credentials from the AWS_* variables when storage_options hold none, and an
+    # http endpoint taken as it is (as Polars takes both)
     endpoint = {"aws_endpoint_url": s3_server.endpoint}
-    assert list_objects(bucket.url("logs/**/*.parquet"), endpoint) == listed
+    assert list_objects(bucket.url("logs/"), endpoint) == listed
     # another version of the object: another ETag; the same bytes again: the same
     old = ids[a]
     bucket.hour(0, seed=7)
     assert current_files(model.sources["req"])[a] != old
     bucket.hour(0)
     assert current_files(model.sources["req"])[a] == old
+
+
+def test_failing_listing_raises_oserror_without_secrets(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A listing that fails (no such bucket, nothing listening, an unknown option)
+    raises OSError soon, naming no secret; the queries then run in a single pass."""
+    secret = "s3cr3t-never-printed"
+    options = s3_server.storage_options | {"aws_secret_access_key": secret}
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    cases = [
+        (f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/logs/", options),
+        (f"s3://{s3_server.bucket}/logs/", options | {"aws_endpoint_url": closed}),
+        (f"s3://{s3_server.bucket}/logs/", options | {"no_such_option": secret}),
+    ]
+    for folder, opts in cases:
+        started = time.monotonic()
+        with pytest.raises(OSError, match="listing of s3://") as failed:
+            list_objects(folder, opts)
+        assert time.monotonic() - started < 20
+        assert secret not in str(failed.value) and SECRET not in str(failed.value)
+
+
+def test_credentials_from_a_profile(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No key in storage_options or the environment: boto3's chain gives the
+    credentials (here a named profile of a shared credentials file), as Polars."""
+    pytest.importorskip("boto3")
+    creds = tmp_path / "credentials"
+    creds.write_text(
+        f"[ml]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    bucket = Bucket(s3_server)
+    a = bucket.hour(0)
+    options = {"aws_endpoint_url": s3_server.endpoint, "aws_profile": "ml"}
+    assert set(list_objects(bucket.url("logs/"), options)) == {a}
+
+
+def test_object_stores_with_an_etag_listing() -> None:
+    """S3, GCS and Azure paths are listed (so cached); other remote paths are not."""
+    listable = ["s3://b/x/*.parquet", "S3A://b/x", "gs://b/x", "gcs://b/x", "az://c/x"]
+    listable += ["abfss://c@acct.dfs.core.windows.net/x", "adl://c/x", "azure://c/x"]
+    for path in listable:
+        assert etag_listable(SimpleNamespace(path=path, is_remote=True)), path  # type: ignore[arg-type]
+    for path in ["https://example.com/x.parquet", "hf://datasets/x/y.parquet"]:
+        assert not etag_listable(SimpleNamespace(path=path, is_remote=True)), path  # type: ignore[arg-type]
 
 
 def test_rewritten_deleted_and_new_objects(s3_server: S3Server, tmp_path: Path) -> None:
@@ -298,33 +356,3 @@ def _same_results(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> 
             assert g["value"] == pytest.approx(e["value"], rel=1e-11), e["monitor"]
         else:
             assert g["value"] == e["value"], e["monitor"]
-
-
-def test_signature_v4_equals_botocore() -> None:
-    """The LIST's signature is botocore's, for a query with characters to escape
-    and a session token."""
-    auth_mod = pytest.importorskip("botocore.auth")
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    from rulesengine.engine.partial_scan import _canonical_query
-
-    url = "http://127.0.0.1:9000/ml-logs"
-    params = {"list-type": "2", "prefix": "a b/dt=2026-01-01/ü+&=/", "continuation-token": "x/+="}
-    request = AWSRequest(method="GET", url=f"{url}?{_canonical_query(params)}")
-    auth_mod.S3SigV4Auth(Credentials("AKID", "SECRET", "TOKEN"), "s3", "eu-west-1").add_auth(
-        request
-    )
-    now = datetime.strptime(request.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    mine = sign_v4(
-        "GET",
-        url,
-        params,
-        region="eu-west-1",
-        key_id="AKID",
-        secret="SECRET",
-        token="TOKEN",
-        now=now,
-    )
-    assert mine["Authorization"] == request.headers["Authorization"]
-    assert mine["x-amz-security-token"] == "TOKEN"
