@@ -3,10 +3,11 @@ identities, a scan of some of them that reads rows exactly as the source's full
 scan does, and the time-bucket grid.
 
 A local file's identity is its size and modification time. An object in S3 (or
-an S3-compatible store) is identified by its size and ETag, both from one
-ListObjectsV2 of the path's prefix (before its first wildcard) made with the
-source's ``storage_options``; which objects count is Polars' own expansion of
-the path, so the partials cover exactly the objects the single pass reads.
+an S3-compatible store), Google Cloud Storage or Azure is identified by its size
+and ETag, both from one listing (through obstore) of the folder that holds the
+path's objects, made with the source's ``storage_options``; which objects count
+is Polars' own expansion of the path, so the partials cover exactly the objects
+the single pass reads.
 
 The scan of a subset must give each row the values the full scan gives it, so
 that partials computed file by file merge into the single pass's aggregates:
