@@ -32,7 +32,6 @@ from rulesengine.monitors.base import (  # metrics.py imports the same: base's w
 )
 from rulesengine.monitors.columns import select_columns, skipped_columns
 from rulesengine.spec.model import CheckSpec, MonitorSpec
-from rulesengine.spec.sql import compile_sql
 
 
 def window_frame(m: MonitorSpec, ctx: EvalContext) -> FrameKey:
@@ -371,7 +370,10 @@ class Custom(_Check):
     names = ("custom",)
 
     def aggs(self, m, ctx):
-        return {"value": compile_sql(m.expr).expr}
+        from rulesengine.monitors.metrics import frame_schema
+        from rulesengine.monitors.sql_aggs import sql_aggregate
+
+        return {"value": sql_aggregate(m.expr, frame_schema(m, ctx))}
 
     def score(self, m, values, rows, ctx) -> Scored:
         return Scored(values["main"]["value"])

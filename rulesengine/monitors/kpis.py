@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from rulesengine.monitors.base import FrameKey, MonitorType, Need, Scored, Undefined, register
 from rulesengine.monitors.compare import compared, earlier_needs
+from rulesengine.monitors.metrics import frame_schema
+from rulesengine.monitors.sql_aggs import sql_aggregate
 from rulesengine.spec.model import KpiSpec
-from rulesengine.spec.sql import compile_sql
 
 
 @register
@@ -21,7 +22,8 @@ class Kpi(MonitorType):
         return FrameKey(m.source, start, end, m.filter, m.join, ctx.at, "inner")
 
     def needs(self, m, ctx):
-        needs = [Need(self._frame(m, ctx), {"value": compile_sql(m.expr).expr})]
+        value = sql_aggregate(m.expr, frame_schema(m, ctx))
+        needs = [Need(self._frame(m, ctx), {"value": value})]
         if m.compare is not None:
             needs += earlier_needs(needs, m.compare.offset)
         return needs

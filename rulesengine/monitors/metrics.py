@@ -42,7 +42,8 @@ from rulesengine.monitors.base import (
     register,
 )
 from rulesengine.monitors.compare import compared, earlier_needs, earlier_side
-from rulesengine.spec.model import MetricSpec
+from rulesengine.monitors.sql_aggs import sql_aggregate
+from rulesengine.spec.model import MetricSpec, MonitorSpec
 from rulesengine.spec.sql import compile_sql
 
 LOG_LOSS_EPS = 1e-15
@@ -55,13 +56,14 @@ def sql(text: str) -> pl.Expr:
     return compile_sql(text).expr
 
 
-def frame_schema(m: MetricSpec, ctx: EvalContext) -> dict[str, pl.DataType]:
-    """The columns a metric sees: its source's, plus the joined label source's
+def frame_schema(m: MonitorSpec, ctx: EvalContext) -> dict[str, pl.DataType]:
+    """The columns a monitor sees: its source's, plus the joined label source's
     (a clashing label column gets the suffix ``_label``, as the join names it)."""
     schema = dict(ctx.schemas.get(m.source, {}))
-    if m.join is not None:
-        for name, dtype in ctx.schemas.get(m.join.source, {}).items():
-            if name in m.join.on:
+    join = getattr(m, "join", None)
+    if join is not None:
+        for name, dtype in ctx.schemas.get(join.source, {}).items():
+            if name in join.on:
                 continue
             schema[f"{name}_label" if name in schema else name] = dtype
     return schema
@@ -366,7 +368,7 @@ class Expression(_Metric):
     names = ("expr",)
 
     def aggs(self, m, ctx):
-        return {"value": sql(m.expr)}
+        return {"value": sql_aggregate(m.expr, frame_schema(m, ctx))}
 
     def value(self, m, v, rows):
         value = v["value"]

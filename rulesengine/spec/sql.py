@@ -233,6 +233,12 @@ def compile_sql(text: str) -> CompiledSql:
     return CompiledSql(text, expr, roots, canonical)
 
 
+def to_sql(node: exp.Expression) -> str:
+    """A (sub)tree of :func:`parse` as the text Polars compiles, as
+    :func:`compile_sql` writes it."""
+    return node.sql(dialect=_PolarsLike, identify=True, comments=False)
+
+
 def parse(text: str) -> exp.Expression:
     """The sqlglot tree of ``text``, raising :class:`SqlError` unless every node is allowed."""
     if len(text) > MAX_LENGTH:

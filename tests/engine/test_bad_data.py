@@ -431,13 +431,11 @@ def test_a_panic_is_an_error_of_that_monitor_only(cli, h, monkeypatch):
     # the SQL allowlist refuses every known panicking SQL construct, so the panic
     # comes from a KPI whose compiled expression is replaced by a Polars call that
     # really panics at run time
-    real = kpis.compile_sql
-
-    class Panicking:
-        expr = _panicking()
-
+    real = kpis.sql_aggregate
     monkeypatch.setattr(
-        kpis, "compile_sql", lambda text: Panicking() if text == "max(x) + 0" else real(text)
+        kpis,
+        "sql_aggregate",
+        lambda text, schema=None: _panicking() if text == "max(x) + 0" else real(text, schema),
     )
     _window_parquet(h.root / "a.parquet")
     res = h.run(

@@ -94,6 +94,7 @@ def model_spec(root: Path, fmt: str = "parquet", window: str = "6h") -> dict[str
             check("text", "pattern", column="text", regex="\\S"),
             check("new-countries", "new_categories", column="country", reference="ref"),
             check("outliers", "outlier_rate", column="x", reference="ref"),
+            check("x-missing", "custom", expr="count(*) - count(x)"),
         ],
         "metrics": [
             metric("x-mean", "mean", column="x"),
@@ -113,6 +114,29 @@ def model_spec(root: Path, fmt: str = "parquet", window: str = "6h") -> dict[str
             metric("rmse", "rmse", prediction="pred", target="target"),
             metric("r2", "r2", prediction="pred", target="target"),
             metric("lat-mean-wow", "mean", column="latency", compare={"offset": "1h"}),
+            metric("resid", "expr", expr="avg(pred - target)"),
+        ],
+        # SQL aggregates whose calls merge (sum, count, avg, min, max)
+        "kpis": [
+            {"name": f"kpi-{i}", "source": "req", "expr": e, **HIGH}
+            for i, e in enumerate(
+                [
+                    "sum(latency) / count(*)",
+                    "round(avg(CAST(latency > 100 AS DOUBLE)), 4)",
+                    "max(x) - min(x)",
+                    "sum(y) + count(x) * 2",
+                    "coalesce(sum(x), 0) / nullif(count(score), 0)",
+                ]
+            )
+        ]
+        + [
+            {
+                "name": "kpi-wow",
+                "source": "req",
+                "expr": "sum(latency)",
+                "compare": {"offset": "1h"},
+                **HIGH,
+            }
         ],
         "drift": [
             {
@@ -198,14 +222,21 @@ def assert_same(full: ModelResults, inc: ModelResults) -> None:
 
 def with_undecomposed(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec`` plus monitors whose aggregates have no decomposition (schema,
-    duplicate_rate, an SQL KPI with compare, wasserstein), and a sample drift
-    test beside them: they run as single-pass queries beside the partials."""
+    duplicate_rate, SQL KPIs with median and a distinct count, wasserstein): they
+    run as single-pass queries beside the partials."""
     spec["checks"] += [
         {"name": "schema", "source": "req", "type": "schema", "expected_columns": {"x": "float"}},
         {"name": "dups", "source": "req", "type": "duplicate_rate", "columns": ["x"], **HIGH},
     ]
-    spec["kpis"] = [
-        {"name": "k", "source": "req", "expr": "sum(latency)", "compare": {"offset": "1h"}, **HIGH}
+    spec["kpis"] += [  # SQL aggregates that do not merge
+        {
+            "name": "k",
+            "source": "req",
+            "expr": "median(latency)",
+            "compare": {"offset": "1h"},
+            **HIGH,
+        },
+        {"name": "k2", "source": "req", "expr": "count(DISTINCT country) + sum(x)", **HIGH},
     ]
     ref = {"source": "req", "reference": "ref", "columns": ["x"]}
     spec["drift"] += [
