@@ -13,6 +13,7 @@ returned (:func:`frame_from_states`), so ``score`` runs unchanged.
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -182,6 +183,11 @@ def frame_from_states(
     q = u.query
     schema = q.lazy.collect_schema()  # type: ignore[union-attr]
     key_names = [*q.segment_by, *([BUCKET] if q.by is not None else [])]
+    if not key_names and not merged:
+        # Polars groups an empty frame by a constant into one row (a count of 0, a
+        # sum of 0, a mean of null), so an overall query always has its row
+        nulls: dict[str, Any] = defaultdict(lambda: None)
+        merged = {(): {pid: of.state(nulls, pid) for pid, of in u.parts.items()}}
     keys = sorted(merged, key=lambda k: tuple((x is None, str(x)) for x in k))
     data: dict[str, list[Any]] = {k: [key[i] for key in keys] for i, k in enumerate(key_names)}
     if not key_names:

@@ -17,6 +17,7 @@ from rulesengine.engine.evaluate import plan_model
 from rulesengine.engine.incremental import Report
 from tests.incremental.helpers import (
     AT,
+    HIGH,
     assert_same,
     both,
     load_model,
@@ -99,3 +100,26 @@ def test_undeclared_aggregates_run_in_a_single_pass_beside_the_partials(tmp_path
     write_hour(tmp_path / "logs", AT, 300, 50)
     full, inc = both(model, tmp_path / "cache", AT + timedelta(minutes=45))
     assert_same(full, inc)
+
+
+def test_an_empty_window_gives_the_single_pass_results(tmp_path: Path) -> None:
+    """No row in the window (the files hold older rows): the overall query still
+    has its one row, as Polars gives it for an empty frame (a count of 0, a sum
+    of 0, a mean of null), so a KPI's change against an earlier window is -100 %
+    both ways."""
+    _logs(tmp_path, "parquet", hours=3, rows=200)
+    spec = model_spec(tmp_path, window="1h")
+    spec["kpis"].append(
+        {
+            "name": "count-wow",
+            "source": "req",
+            "expr": "count(*)",
+            "compare": {"offset": "4h"},
+            **HIGH,
+        }
+    )
+    model = load_model(tmp_path, spec)
+    full, inc = both(model, tmp_path / "cache", AT + timedelta(hours=4))
+    assert_same(full, inc)
+    (wow,) = [r for r in inc.results if r.monitor == "count-wow" and not r.segment]
+    assert wow.value == -1.0
