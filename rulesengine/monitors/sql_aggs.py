@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from sqlglot import exp
 
 from rulesengine.monitors.aggs import Decomposition, Part, declare
 from rulesengine.spec.sql import AGGREGATES, compile_sql, parse, to_sql
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 # how each call merges: the kind of its part, and what of the merged state it is
 _MERGEABLE = {"sum": "additive", "count": "additive", "avg": "moments"}
@@ -59,6 +61,8 @@ def sql_aggregate(text: str, schema: Mapping[str, pl.DataType] | None = None) ->
 
 
 def _decomposition(text: str, schema: pl.Schema) -> Decomposition | None:
+    from sqlglot import exp  # loaded by compile_sql already
+
     tree = parse(text)
     calls = _calls(tree)
     if not calls or any(any(_is_call(p) for p in _parents(c)) for c in calls):
@@ -117,6 +121,8 @@ def _decomposition(text: str, schema: pl.Schema) -> Decomposition | None:
 
 
 def _is_call(node: exp.Expression) -> bool:
+    from sqlglot import exp
+
     return isinstance(node, exp.Anonymous) and str(node.this).lower() in AGGREGATES
 
 
