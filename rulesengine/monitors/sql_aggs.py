@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from rulesengine.monitors.aggs import Decomposition, Part, declare
+from rulesengine.monitors.aggs import Decomposition, NotExact, Part, declare
 from rulesengine.spec.sql import AGGREGATES, compile_sql, parse, to_sql
 
 if TYPE_CHECKING:
@@ -95,6 +95,8 @@ def _decomposition(text: str, schema: pl.Schema) -> Decomposition | None:
             parts[key] = Part(_MERGEABLE[name], agg if name == "sum" else inner)
         else:
             parts[key] = Part(_MERGEABLE[name], agg if name == "sum" else inner)
+        if name == "sum":  # SQL's sum is null without a non-null input (Polars' too)
+            parts[f"{key}n"] = Part("additive", inner.count())  # type: ignore[union-attr]
         finishers.append((key, name, dtype))
         placeholder = exp.column(_PLACEHOLDER.format(i), quoted=True)
         if twin is outer:  # the whole expression is this call
@@ -111,10 +113,13 @@ def _decomposition(text: str, schema: pl.Schema) -> Decomposition | None:
         return None
 
     def finish(states: Mapping[str, Any]) -> Any:
-        values = [
-            pl.Series(_PLACEHOLDER.format(key[1:]), [_value(what, states[key])], dtype=dtype)
-            for key, what, dtype in finishers
-        ]
+        try:
+            values = [
+                pl.Series(_PLACEHOLDER.format(key[1:]), [_value(what, key, states)], dtype=dtype)
+                for key, what, dtype in finishers
+            ]
+        except (TypeError, OverflowError) as exc:  # a narrow integer sum that overflows:
+            raise NotExact(str(exc)) from None  # the single pass's own dtype wraps it
         return pl.DataFrame(values).select(outer_expr.alias("v")).item()
 
     return Decomposition(parts, finish, "sql")
@@ -140,9 +145,12 @@ def _parents(node: exp.Expression) -> list[exp.Expression]:
     return out
 
 
-def _value(what: str, state: Any) -> Any:
+def _value(what: str, key: str, states: Mapping[str, Any]) -> Any:
     """A call's value from its merged state, as the single pass gives it."""
-    if what in ("sum", "count"):
+    state = states[key]
+    if what == "sum":
+        return state.total if states[f"{key}n"].total else None
+    if what == "count":
         return state.total
     if what == "avg":
         return state.average()

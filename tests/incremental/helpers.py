@@ -126,6 +126,7 @@ def model_spec(root: Path, fmt: str = "parquet", window: str = "6h") -> dict[str
                     "max(x) - min(x)",
                     "sum(y) + count(x) * 2",
                     "coalesce(sum(x), 0) / nullif(count(score), 0)",
+                    "coalesce(sum(CASE WHEN latency > 1000 THEN x END), -1)",
                 ]
             )
         ]

@@ -18,11 +18,11 @@ SCHEMA = {"a": pl.Int64, "x": pl.Float64, "s": pl.String, "b": pl.Boolean, "t": 
 @pytest.mark.parametrize(
     ("text", "kinds"),
     [
-        ("sum(a) / count(*)", ["additive", "additive"]),
+        ("sum(a) / count(*)", ["additive", "additive", "additive"]),
         ("avg(CAST(a >= 500 AS DOUBLE))", ["moments"]),
-        ("round(sum(a * 2) / nullif(count(s), 0), 2)", ["additive", "additive"]),
+        ("round(sum(a * 2) / nullif(count(s), 0), 2)", ["additive", "additive", "additive"]),
         ("max(x) - min(x)", ["extremes", "extremes"]),
-        ("sum(b)", ["additive"]),
+        ("sum(b)", ["additive", "additive"]),
         ("count(*)", ["additive"]),
         ("count(DISTINCT a)", None),  # a distinct count does not add up
         ("median(x)", None),  # an aggregate without a merge here
@@ -52,8 +52,10 @@ def test_the_same_text_over_other_dtypes_is_another_aggregate() -> None:
     text = sql_aggregate("sum(v)", {"v": pl.String})  # no merge for text
     assert decomposition(ints) is not decomposition(floats)
     assert decomposition(text) is None
-    assert decomposition(ints).finish({"p0": Sum(3)}) == 3  # type: ignore[union-attr]
-    assert decomposition(floats).finish({"p0": Sum(2.5)}) == 2.5  # type: ignore[union-attr]
+    assert decomposition(ints).finish({"p0": Sum(3), "p0n": Sum(2)}) == 3  # type: ignore[union-attr]
+    assert decomposition(floats).finish({"p0": Sum(2.5), "p0n": Sum(1)}) == 2.5  # type: ignore[union-attr]
+    # SQL's sum of no non-null value is null, as Polars gives it over the rows
+    assert decomposition(floats).finish({"p0": Sum(), "p0n": Sum()}) is None  # type: ignore[union-attr]
 
 
 def test_the_outer_arithmetic_runs_on_the_merged_values() -> None:
@@ -61,6 +63,6 @@ def test_the_outer_arithmetic_runs_on_the_merged_values() -> None:
     gives (Int64 / UInt32), as Polars computes it over the rows."""
     how = decomposition(sql_aggregate("sum(a) / count(*)", SCHEMA))
     assert how is not None
-    got = how.finish({"p0": Sum(10), "p1": Sum(4)})
+    got = how.finish({"p0": Sum(10), "p0n": Sum(4), "p1": Sum(4)})
     rows = pl.DataFrame({"a": [1, 2, 3, 4]})
     assert got == rows.select(pl.sql_expr("sum(a) / count(*)")).item() == 2.5
