@@ -54,7 +54,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rulesengine.engine import incremental
+from rulesengine.engine import partial_run
 from rulesengine.engine.evaluate import plan_model
 from rulesengine.engine.execute import execute
 from rulesengine.engine.incremental import Report, execute_incremental
@@ -201,7 +201,7 @@ def measure(rows: int, rounds: int) -> dict[str, Any]:
             # removed again, nothing decoded in memory, the rest read from disk
             for folder in partials.glob("*/*"):
                 entry_path(folder, str(new)).unlink(missing_ok=True)
-            incremental._STORE.memory.clear()
+            partial_run._STORE.memory.clear()
             disk_report = Report()
             disk_t, inc2 = timed(lambda at=at, report=disk_report: tick(at, report))
             assert disk_report.scanned == {"requests": [str(new)]}, disk_report.scanned
@@ -211,7 +211,7 @@ def measure(rows: int, rounds: int) -> dict[str, Any]:
             full_off_t, full_off = timed(lambda off=off: full_eval(off))
             for folder in partials.glob("*/*"):
                 entry_path(folder, str(new)).unlink(missing_ok=True)
-            incremental._STORE.memory.clear()
+            partial_run._STORE.memory.clear()
             off_report = Report()
             off_t, inc3 = timed(lambda off=off, report=off_report: tick(off, report))
             assert off_report.scanned == {"requests": [str(new)]}, off_report.scanned

@@ -149,7 +149,7 @@ def test_local_batches_are_collected_one_after_another(tmp_path: Path, monkeypat
     gets its entry (none is left empty by another batch's store)."""
     import polars as pl
 
-    from rulesengine.engine import incremental
+    from rulesengine.engine import partial_run
     from rulesengine.engine.evaluate import plan_model
     from rulesengine.engine.execute import execute
     from rulesengine.engine.incremental import execute_incremental
@@ -167,7 +167,7 @@ def test_local_batches_are_collected_one_after_another(tmp_path: Path, monkeypat
         calls.append(len(lazies))
         return collect_all(lazies, **kw)
 
-    monkeypatch.setattr(incremental, "BATCH_BYTES", 1)  # every file a batch of its own
+    monkeypatch.setattr(partial_run, "BATCH_BYTES", 1)  # every file a batch of its own
     monkeypatch.setattr(pl, "collect_all", spy)
     report = Report()
     frames = execute_incremental(plan, model, tmp_path / "cache", report=report)
@@ -175,7 +175,7 @@ def test_local_batches_are_collected_one_after_another(tmp_path: Path, monkeypat
     assert report.scanned["req"] == sorted(str(f) for f in files)
     assert len(calls) >= len(files)  # one collect per file (plus single-pass queries)
     # a second run reads every entry from the cache and gives the same results
-    incremental._STORE.memory.clear()
+    partial_run._STORE.memory.clear()
     again = Report()
     frames = execute_incremental(plan, model, tmp_path / "cache", report=again)
     assert_same(whole, score(plan, frames))

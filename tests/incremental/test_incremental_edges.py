@@ -94,7 +94,7 @@ def test_an_edge_reads_only_the_files_with_rows_in_its_bucket(tmp_path: Path) ->
     at = AT + timedelta(minutes=7, seconds=3)
     plan = plan_model(model, at)
     read: list[list[str]] = []
-    import rulesengine.engine.incremental as inc
+    import rulesengine.engine.partial_run as inc
 
     original = inc.subset_scan
 

@@ -282,3 +282,23 @@ def test_an_unreadable_label_file_falls_back_to_the_single_pass(tmp_path: Path) 
     assert_same(full, inc)
     assert any(r.status == "error" and "zz.parquet" in str(r.details) for r in inc.results)
     assert "partials failed" in report.queries.values() and "partials" in report.queries.values()
+
+
+def test_a_new_joined_monitor_off_the_grid_keeps_the_others_cached(tmp_path: Path) -> None:
+    """A monitor added over the same label join (reading another label column) has
+    every file to compute while the others are cached; the labels deduplicated
+    once for that computation keep the columns of every unit over the join, so the
+    cached units' edge buckets (off the grid) still find theirs."""
+    join = {"source": "labels", "on": "request_id"}
+
+    def kpi(name: str, expr: str) -> dict[str, Any]:
+        return {"name": name, "source": "req", "expr": expr, "join": join, **HIGH}
+
+    _setup(tmp_path)
+    spec = _spec(tmp_path)
+    spec["kpis"] = [kpi("positives", "sum(CAST(label AS INT))")]
+    _tick(load_model(tmp_path, spec), tmp_path)
+    # a frame of its own (filtered), so a unit of its own with every file to compute
+    spec["kpis"].append(kpi("labelled-at", "count(ts_label)") | {"filter": "score > 0.5"})
+    report = _tick(load_model(tmp_path, spec), tmp_path, AT + timedelta(minutes=7))
+    assert report.edges > 0
