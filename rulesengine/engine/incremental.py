@@ -292,8 +292,9 @@ def _edges_all(run: Run, units: list[Unit]) -> list[Unit]:
                 per_unit[id(u)] = run.collect(mine)
             except POLARS_ERRORS:
                 failed.append(u)
-    for u, df in zip(owners, results or [], strict=True):
-        per_unit.setdefault(id(u), []).append(df)
+    if results is not None:
+        for u, df in zip(owners, results, strict=True):
+            per_unit.setdefault(id(u), []).append(df)
     for u in {id(u): u for u in owners}.values():
         if id(u) not in per_unit:
             continue

@@ -292,7 +292,10 @@ def list_objects(folder: str, storage_options: Mapping[str, str]) -> dict[str, I
             for chunk in obstore.list(store, prefix=prefix or None, chunk_size=1000)
             for m in chunk
         ]
-    except Exception as exc:  # obstore's errors, OSError, ValueError for a bad option
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # obstore's errors, a bad option, a Rust panic (pyo3's
+        # PanicException is a BaseException of obstore's own, not Polars')
         raise OSError(f"{where}: {_reason(exc, storage_options)}") from None
     out: dict[str, Identity] = {}
     for meta in metas:

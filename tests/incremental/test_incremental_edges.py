@@ -167,3 +167,32 @@ def test_partition_dates_at_the_edges_count_as_in_a_single_pass(tmp_path: Path) 
         assert "partials" in report.queries.values() and report.edges > 0
         assert next(r.rows for r in full.results if r.monitor == "rows") > ROWS
     assert pl.read_parquet(logs / "dt=2026-11-28" / "*.parquet").height == ROWS
+
+
+def test_a_failing_batch_of_edges_is_retried_unit_by_unit(tmp_path: Path) -> None:
+    """The edge queries of every unit go to the collector in one batch; when that
+    batch fails (a cluster task lost, one unreadable edge), each unit's edges are
+    collected alone, so that only a unit whose own edges fail runs in a single
+    pass. Here the batch fails and every unit alone succeeds: all from partials."""
+    from rulesengine.engine.execute import execute
+    from rulesengine.engine.incremental import execute_incremental, local_collect
+    from rulesengine.engine.score import score
+
+    _setup(tmp_path, hours=4)
+    model = load_model(tmp_path, model_spec(tmp_path, window="2h"))
+    both(model, tmp_path / "cache", AT)  # the cache, filled on the grid
+    at = AT + timedelta(minutes=7)
+    plan = plan_model(model, at)
+    batches: list[int] = []
+
+    def flaky(lazies: list[pl.LazyFrame]) -> list[pl.DataFrame]:
+        batches.append(len(lazies))
+        if len(lazies) > 2:  # the batch of every unit's edges (a unit has two)
+            raise pl.exceptions.ComputeError("the batch failed")
+        return local_collect(lazies)
+
+    report = Report()
+    frames = execute_incremental(plan, model, tmp_path / "cache", report=report, collect=flaky)
+    assert_same(score(plan, execute(plan.queries, model)), score(plan, frames))
+    assert batches[0] > 2 and len(batches) > 1  # the batch, then unit by unit
+    assert set(report.queries.values()) == {"partials"}
