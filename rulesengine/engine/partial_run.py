@@ -41,10 +41,12 @@ from rulesengine.engine.partial_labels import (
 from rulesengine.engine.partial_scan import (
     EPOCH,
     US,
+    ScanShape,
     bucket_expr,
     bucket_width,
     micros,
     raw_schema_text,
+    scan_shape,
     subset_scan,
 )
 from rulesengine.engine.partial_units import (
@@ -158,11 +160,18 @@ class Run:
         self.watches: dict[str, LabelWatch] = {}  # per label folder
         self.broken: list[Unit] = []  # label joins whose labels could not be looked at
         self.units: list[Unit] = []  # every unit with states of its own in this call
+        self.shapes: dict[str, ScanShape] = {}  # per source, once per call
         self.hosts: dict[int, Unit] = {}  # an overall unit → its segmented twin
         self.merges: dict[int, dict[tuple[Any, ...], dict[str, Any]]] = {}  # unit → merged
 
     def spans(self, f: FrameKey) -> tuple[int, int, int, int]:
         return spans(f, self.width)
+
+    def shape(self, source: str) -> ScanShape:
+        """The source's :func:`scan_shape`, once per call (it reads every footer)."""
+        if source not in self.shapes:
+            self.shapes[source] = scan_shape(self.model.sources[source])
+        return self.shapes[source]
 
     def folder(self, unit: Unit) -> Path:
         return self.dir / unit.fingerprint
@@ -301,7 +310,7 @@ class Run:
         files_of: dict[int, list[str]] = {}
         for part, members in tasks:
             try:
-                scan = subset_scan(spec, part)
+                scan = subset_scan(spec, part, self.shape(source))
             except (NoFiles, *POLARS_ERRORS):
                 return None
             frames = copy.copy(self.plan.frames)
@@ -415,7 +424,7 @@ class Run:
             if not files:
                 continue
             frames = copy.copy(self.plan.frames)
-            scan = subset_scan(source, files)
+            scan = subset_scan(source, files, self.shape(f.source))
             frames.base = {**frames.base, f.source: scan.filter((ts > lo) & (ts <= hi))}
             frames.frames = {}
             keys = group_keys(u) or [pl.lit(1).alias(ALL)]

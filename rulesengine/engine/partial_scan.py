@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from typing import Any
@@ -97,24 +98,49 @@ def current_files(source: SourceSpec) -> dict[str, Identity]:
     return out
 
 
-def subset_scan(source: SourceSpec, files: list[str]) -> pl.LazyFrame:
-    """``files`` of ``source`` read as :func:`~rulesengine.engine.sources.scan`
-    reads them among all the source's files, timestamp normalised."""
+@dataclass(frozen=True)
+class ScanShape:
+    """What a subset scan takes from the source's full scan: its columns, the
+    union of the parquet files' schemas when they differ (None when alike), and
+    the first timestamps when they are text (the formats are picked from them).
+    Computing it reads every file's footer, so an evaluation computes it once per
+    source (see :class:`~rulesengine.engine.partial_run.Run`), not per batch."""
+
+    raw: pl.Schema
+    schema: pl.Schema | None
+    sample: Any
+
+
+def scan_shape(source: SourceSpec) -> ScanShape:
     full = scan(source)
     raw = full.collect_schema()
-    if source.is_remote:
-        lf = _remote_subset(source, files, raw)
-    elif source.format in ("parquet", "ipc"):
+    schema = None
+    if not source.is_remote and source.format == "parquet":
         schemas, unreadable = [], False
         for f in _nonempty(source):
             try:
                 schemas.append(file_schema(source, f))
             except DataError:
                 unreadable = True
-        same = source.format == "ipc" or (
-            len({tuple(x.items()) for x in schemas}) <= 1 and not unreadable
-        )
-        lf = _scan_one(source, files, with_file=True, schema=None if same else _union(schemas))
+        if len({tuple(x.items()) for x in schemas}) > 1 or unreadable:
+            schema = _union(schemas)
+    ts = source.timestamp
+    sample = sample_values(full, ts) if ts is not None and raw.get(ts) == pl.String else None
+    return ScanShape(raw, schema, sample)
+
+
+def subset_scan(
+    source: SourceSpec, files: list[str], shape: ScanShape | None = None
+) -> pl.LazyFrame:
+    """``files`` of ``source`` read as :func:`~rulesengine.engine.sources.scan`
+    reads them among all the source's files, timestamp normalised (``shape``: the
+    source's :func:`scan_shape`, computed here when not given)."""
+    shape = shape or scan_shape(source)
+    raw = shape.raw
+    if source.is_remote:
+        lf = _remote_subset(source, files, raw)
+    elif source.format in ("parquet", "ipc"):
+        lf = _scan_one(source, files, with_file=True, schema=shape.schema)
     else:
         parts = [_scan_one(source, f, with_file=True) for f in files]
         lf = pl.concat(parts, how="diagonal_relaxed")
@@ -128,8 +154,7 @@ def subset_scan(source: SourceSpec, files: list[str]) -> pl.LazyFrame:
     ts = source.timestamp
     if ts is None or ts not in raw or raw[ts] == TS_DTYPE:
         return lf
-    sample = sample_values(full, ts) if raw[ts] == pl.String else None
-    return lf.with_columns(timestamp_expr(source, raw[ts], sample=sample).alias(ts))
+    return lf.with_columns(timestamp_expr(source, raw[ts], sample=shape.sample).alias(ts))
 
 
 def _remote_subset(source: SourceSpec, files: list[str], raw: pl.Schema) -> pl.LazyFrame:

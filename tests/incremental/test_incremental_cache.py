@@ -180,3 +180,29 @@ def test_local_batches_are_collected_one_after_another(tmp_path: Path, monkeypat
     frames = execute_incremental(plan, model, tmp_path / "cache", report=again)
     assert_same(whole, score(plan, frames))
     assert again.scanned.get("req", []) == []
+
+
+def test_footers_are_read_once_per_evaluation_not_per_batch(tmp_path: Path, monkeypatch) -> None:
+    """The subset scans of every batch share the source's shape (its columns, the
+    files' schemas): each file's footer is read once per evaluation, not once per
+    batch (96 files in 96 batches would read 9,216 footers)."""
+    from rulesengine.engine import partial_run, partial_scan
+    from rulesengine.engine.evaluate import plan_model
+    from rulesengine.engine.incremental import execute_incremental
+
+    files = [write_hour(tmp_path / "logs", AT - timedelta(hours=5 - h), ROWS, h) for h in range(5)]
+    write_reference(tmp_path / "ref.parquet")
+    model = load_model(tmp_path, model_spec(tmp_path))
+    footers: list[str] = []
+    real = partial_scan.file_schema
+
+    def counted(source, path):  # type: ignore[no-untyped-def]
+        footers.append(path)
+        return real(source, path)
+
+    monkeypatch.setattr(partial_run, "BATCH_BYTES", 1)  # every file a batch of its own
+    monkeypatch.setattr(partial_scan, "file_schema", counted)
+    report = Report()
+    execute_incremental(plan_model(model, AT), model, tmp_path / "cache", report=report)
+    assert len(report.scanned["req"]) == len(files)
+    assert sorted(footers) == sorted(str(f) for f in files)

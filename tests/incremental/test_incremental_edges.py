@@ -98,9 +98,9 @@ def test_an_edge_reads_only_the_files_with_rows_in_its_bucket(tmp_path: Path) ->
 
     original = inc.subset_scan
 
-    def spy(source, paths):  # type: ignore[no-untyped-def]
+    def spy(source, paths, shape=None):  # type: ignore[no-untyped-def]
         read.append(sorted(paths))
-        return original(source, paths)
+        return original(source, paths, shape)
 
     inc.subset_scan = spy  # type: ignore[assignment]
     try:
