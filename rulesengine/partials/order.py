@@ -81,14 +81,6 @@ class Estimate:
         return {"approximate": True, "rank_error": self.rank_error}
 
 
-def _canonical(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Strictly increasing values with summed counts (0.0 and -0.0 are one value)."""
-    if values.size < 2 or bool(np.all(np.diff(values) > 0)):
-        return values, counts
-    uniq, inverse = np.unique(values, return_inverse=True)
-    return uniq, np.bincount(inverse, weights=counts, minlength=uniq.size).astype(np.int64)
-
-
 def _runs(ordered: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The distinct values of sorted ``ordered`` (no NaN) with their summed counts
     (each value counting 1 when ``counts`` is None), in one pass over the runs of
@@ -163,8 +155,7 @@ class ValueCounts:
         """From raw values (NaN counted apart)."""
         x = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
         nan = np.isnan(x)
-        uniq, counts = np.unique(x[~nan], return_counts=True)
-        return cls.from_counts(uniq, counts, int(nan.sum()), exact=exact, limit=limit, k=k)
+        return cls.from_sorted(np.sort(x[~nan]), int(nan.sum()), exact=exact, limit=limit, k=k)
 
     @classmethod
     def from_counts(
@@ -181,7 +172,7 @@ class ValueCounts:
         v = np.asarray(values, dtype=float)
         c = np.asarray(counts, dtype=np.int64)
         order = np.argsort(v, kind="stable")
-        v, c = _canonical(v[order], c[order])
+        v, c = _runs(v[order], c[order])
         return cls(v, c, nans, None, exact, limit, k)._bounded()
 
     @classmethod
