@@ -308,6 +308,7 @@ def list_objects(folder: str, storage_options: Mapping[str, str]) -> dict[str, I
     bucket, _, key = rest.partition("/")
     prefix = key[: key.rfind("/") + 1].strip("/")
     where = f"listing of {scheme}://{bucket}/{prefix}{'/' if prefix else ''}"
+    failure = None
     try:
         import obstore
 
@@ -321,7 +322,10 @@ def list_objects(folder: str, storage_options: Mapping[str, str]) -> dict[str, I
         raise
     except BaseException as exc:  # obstore's errors, a bad option, a Rust panic (pyo3's
         # PanicException is a BaseException of obstore's own, not Polars')
-        raise OSError(f"{where}: {_reason(exc, storage_options)}") from None
+        failure = f"{where}: {_reason(exc, storage_options)}"
+    if failure is not None:  # raised outside the handler: obstore's own error, which
+        # may quote a secret, is not kept as the OSError's __context__
+        raise OSError(failure)
     out: dict[str, Identity] = {}
     for meta in metas:
         if not meta["e_tag"]:

@@ -216,6 +216,8 @@ def test_failing_listing_raises_oserror_without_secrets(
             list_objects(folder, opts)
         assert time.monotonic() - started < 20
         assert secret not in str(failed.value) and SECRET not in str(failed.value)
+        # nor in the chain an error reporter may walk
+        assert failed.value.__context__ is None and failed.value.__cause__ is None
 
 
 def test_credentials_from_a_profile(
