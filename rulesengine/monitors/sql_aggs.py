@@ -104,9 +104,10 @@ def _decomposition(text: str, schema: pl.Schema) -> Decomposition | None:
         else:
             twin.replace(placeholder)
     if any(
-        isinstance(c, exp.Column) and not c.name.startswith("__sql_part_") for c in outer.walk()
+        isinstance(c, exp.Column) and not any(_is_call(p) for p in _parents(c))
+        for c in tree.walk()
     ):
-        return None  # a column read outside every aggregate call
+        return None  # a column read outside every aggregate call (whatever its name)
     try:
         outer_expr = pl.sql_expr(to_sql(outer))
     except Exception:

@@ -12,7 +12,14 @@ from rulesengine.monitors.aggs import decomposition
 from rulesengine.monitors.sql_aggs import sql_aggregate
 from rulesengine.partials.scalars import Sum
 
-SCHEMA = {"a": pl.Int64, "x": pl.Float64, "s": pl.String, "b": pl.Boolean, "t": pl.Datetime("us")}
+SCHEMA = {
+    "__sql_part_0": pl.Int64,
+    "a": pl.Int64,
+    "x": pl.Float64,
+    "s": pl.String,
+    "b": pl.Boolean,
+    "t": pl.Datetime("us"),
+}
 
 
 @pytest.mark.parametrize(
@@ -27,6 +34,7 @@ SCHEMA = {"a": pl.Int64, "x": pl.Float64, "s": pl.String, "b": pl.Boolean, "t": 
         ("count(DISTINCT a)", None),  # a distinct count does not add up
         ("median(x)", None),  # an aggregate without a merge here
         ("sum(a) + a", None),  # a column outside every aggregate
+        ('sum(a) + "__sql_part_0"', None),  # … even one named like a placeholder
         ("sum(avg(x))", None),  # an aggregate inside an aggregate
         ("min(s)", None),  # extremes of text
         ("max(t)", None),  # … and of times
