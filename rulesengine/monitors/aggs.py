@@ -231,21 +231,24 @@ def maximum(x: pl.Expr) -> pl.Expr:
     return declare(x.max(), Decomposition({"e": Part("extremes", x)}, _max, "max"))
 
 
-def _marked(x: pl.Expr, exact: bool) -> pl.Expr:
-    """``x`` (Float64) as an exact part's input: cast again, the same values under
-    another expression, so that the exact aggregate and a sketched one over the
-    same column are two aggregates with their own decompositions (both are
-    declared by expression)."""
-    return x.cast(pl.Float64) if exact else x
+def distinct(expr: pl.Expr, tag: str) -> pl.Expr:
+    """``expr`` under a name of its own: the same values, another expression.
+    Decompositions are declared by expression, so an aggregate that must merge
+    differently from the same expression elsewhere (an ``exact`` quantile beside
+    a sketched one, an SQL sum over integers beside one over floats) is declared
+    under its tag (the plan renames every aggregate, so the name changes nothing
+    else)."""
+    return expr.alias(f"__{tag}")
 
 
 def quantile(x: pl.Expr, q: float, *, exact: bool = False) -> pl.Expr:
     """``x.quantile(q, "linear")`` for a Float64 ``x``, from its value counts and
     its null count (Polars places the nulls before the values); with ``exact``
     the value counts never become a sketch."""
-    x = _marked(x, exact)
     parts = {"values": Part("values", x, exact), "nulls": Part("additive", x.null_count())}
-    return declare(x.quantile(q, "linear"), Decomposition(parts, _quantile(q), "quantile"))
+    expr = x.quantile(q, "linear")
+    how = Decomposition(parts, _quantile(q), "quantile")
+    return declare(distinct(expr, "exact") if exact else expr, how)
 
 
 def sorted_values(x: pl.Expr) -> pl.Expr:
@@ -261,10 +264,10 @@ def rank_sum(score: pl.Expr, ok: pl.Expr, positive: pl.Expr, *, exact: bool = Fa
     positives' rank sum (ties averaged), from the value counts of the positives'
     and the negatives' scores: Mann–Whitney U plus p(p + 1)/2; with ``exact`` the
     value counts never become a sketch."""
-    score = _marked(score, exact)
     expr = score.filter(ok).rank("average").filter(positive.filter(ok)).sum()
     parts = {
         "pos": Part("values", score.filter(ok & positive), exact),
         "neg": Part("values", score.filter(ok & ~positive), exact),
     }
-    return declare(expr, Decomposition(parts, _rank_sum, "rank_sum"))
+    how = Decomposition(parts, _rank_sum, "rank_sum")
+    return declare(distinct(expr, "exact") if exact else expr, how)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from rulesengine.monitors.aggs import Decomposition, NotExact, Part, declare
+from rulesengine.monitors.aggs import Decomposition, NotExact, Part, declare, distinct
 from rulesengine.spec.sql import AGGREGATES, compile_sql, parse, to_sql
 
 if TYPE_CHECKING:
@@ -50,13 +50,11 @@ def sql_aggregate(text: str, schema: Mapping[str, pl.DataType] | None = None) ->
     if schema is not None:
         how = _decomposition(text, pl.Schema(dict(schema)))
         if how is not None:
-            # declarations are by expression, and the merge depends on the dtypes
-            # read (a sum of integers or of floats): the same text over other
-            # dtypes must be another expression, so named after them (the plan
-            # renames every aggregate, so the name changes nothing else)
+            # the merge depends on the dtypes read (a sum of integers or of
+            # floats): the same text over other dtypes is another aggregate
             read = [f"{c}:{schema.get(c)}" for c in compiled.columns]
             digest = hashlib.sha256("\0".join(read).encode()).hexdigest()[:16]
-            return declare(compiled.expr.alias(f"__sql_{digest}"), how)
+            return declare(distinct(compiled.expr, f"sql_{digest}"), how)
     return compiled.expr
 
 
@@ -104,8 +102,7 @@ def _decomposition(text: str, schema: pl.Schema) -> Decomposition | None:
         else:
             twin.replace(placeholder)
     if any(
-        isinstance(c, exp.Column) and not any(_is_call(p) for p in _parents(c))
-        for c in tree.walk()
+        isinstance(c, exp.Column) and not any(_is_call(p) for p in _parents(c)) for c in tree.walk()
     ):
         return None  # a column read outside every aggregate call (whatever its name)
     try:
