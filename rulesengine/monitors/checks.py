@@ -18,7 +18,7 @@ import polars as pl
 from rulesengine.engine.files import display_path
 from rulesengine.engine.sources import FILE_COLUMN, file_schema, hive_columns
 from rulesengine.engine.timestamps import timestamp_expr
-from rulesengine.monitors.aggs import additive
+from rulesengine.monitors.aggs import Decomposition, Part, additive, declare, distinct
 from rulesengine.monitors.base import (  # metrics.py imports the same: base's whole API
     EvalContext,
     FrameKey,
@@ -304,12 +304,40 @@ class DuplicateRate(_Check):
     names = ("duplicate_rate",)
 
     def aggs(self, m, ctx):
-        return {"unique": pl.struct([pl.col(c) for c in m.columns]).n_unique()}
+        schema = ctx.schemas.get(m.source, {})
+        return {"unique": distinct_rows(list(m.columns), schema)}
 
     def score(self, m, values, rows, ctx) -> Scored:
         unique = values["main"]["unique"]
         dup = rows["main"] - unique
         return Scored(_rate(dup, rows["main"], "duplicate_rate"), {"duplicates": dup})
+
+
+def distinct_rows(columns: list[str], schema: Mapping[str, pl.DataType]) -> pl.Expr:
+    """``pl.struct(columns).n_unique()``: the distinct rows of the key columns, a
+    null counting as one more value. Over one column of numbers, booleans or times
+    it is declared with a decomposition that merges exactly across files (rows of
+    different files may repeat each other): the exact value counts of the column
+    (see :func:`~rulesengine.monitors.sql_aggs.distinct_parts`) and its null count.
+    Above the value counts' size bound, or for integers beyond ±2**53, the
+    finaliser raises :class:`~rulesengine.monitors.aggs.NotExact` and the
+    aggregate runs in a single pass; it never estimates. Text keys and keys of
+    several columns have no decomposition yet (a single pass)."""
+    from rulesengine.monitors.sql_aggs import distinct_count, distinct_parts
+
+    unique = pl.struct([pl.col(c) for c in columns]).n_unique()
+    dtype = schema.get(columns[0]) if len(columns) == 1 else None
+    parts = None if dtype is None else distinct_parts(pl.col(columns[0]), dtype, "v")
+    if parts is None:
+        return unique
+    parts["nulls"] = Part("additive", pl.col(columns[0]).null_count())
+
+    def finish(states: Mapping[str, Any]) -> int:
+        return distinct_count(states, "v") + (1 if states["nulls"].total else 0)
+
+    # the parts depend on the dtype (a range check for integers): one name per dtype
+    how = Decomposition(parts, finish, "distinct")
+    return declare(distinct(unique, f"distinct_rows_{dtype}"), how)
 
 
 @register
