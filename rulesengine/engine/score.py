@@ -21,6 +21,7 @@ from rulesengine.engine.plan import ALL, BUCKET, ROWS, Binding, MonitorPlan, Pla
 from rulesengine.engine.results import ModelResults, Result, reported
 from rulesengine.engine.sources import POLARS_ERRORS, reason
 from rulesengine.engine.thresholds import Resolved, needs_resolving, resolve
+from rulesengine.monitors.aggs import RANK_ERRORS
 from rulesengine.monitors.base import ROWS_BY, SEGMENTS, Scored, Segment, Undefined
 from rulesengine.spec.model import MonitorSpec, Thresholds
 
@@ -152,6 +153,19 @@ def _rank_error(row: Mapping[str, Any] | None, names: Mapping[str, str]) -> floa
         elif got is not None:
             errors.append(got)
     return max(errors) if errors else None
+
+
+def _rank_errors(row: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict[str, float]:
+    """{local name: rank error} of a row's aggregates estimated from sketches (the
+    largest over a ``by`` row's buckets)."""
+    out: dict[str, float] = {}
+    for local, name in names.items():
+        got = (row or {}).get(approx_column(name))
+        if isinstance(got, dict):
+            got = max((e for e in got.values() if e is not None), default=None)
+        if got is not None:
+            out[local] = got
+    return out
 
 
 def _values(row: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict[str, Any]:
@@ -311,6 +325,7 @@ class _Scorer:
         values: dict[str, dict[str, Any]] = {}
         rows: dict[str, int] = {}
         errors: list[float] = []
+        own = getattr(mp.type, "own_rank_errors", False)
         for b in mp.bindings:
             overall, seg = per_role[b.role]
             if segment == ():
@@ -319,7 +334,14 @@ class _Scorer:
                 row, names = (seg or {}).get(segment), b.segmented_names
             values[b.role] = _role_values(b, row, names)
             rows[b.role] = int(row[ROWS]) if row else 0
-            error = _rank_error(row, names) if b.cells is None else None
+            if b.cells is not None:
+                continue
+            if own:  # the monitor marks its estimates itself, value by value
+                own_errors = _rank_errors(row, names)
+                if own_errors:
+                    values[b.role][RANK_ERRORS] = own_errors
+                continue
+            error = _rank_error(row, names)
             errors += [error] if error is not None else []
         seg_dict = dict(zip(m.segment_by, segment, strict=True)) if segment else {}
         common = {**common, "segment": seg_dict, "rows": rows.get("main", 0)}

@@ -44,6 +44,9 @@ REGISTRY_SIZE = 8192  # declared expressions kept (the oldest forgotten first)
 # what a part is: a Polars aggregate that adds up ("additive"), or the *Of of a
 # partial state over an inner expression
 PART_KINDS = ("additive", "moments", "extremes", "values")
+# the key under which a monitor that marks its own estimates (``own_rank_errors``)
+# finds, in a role's values, {aggregate: rank error} of those from sketches
+RANK_ERRORS = "__rank_errors"
 
 
 class NotExact(Exception):
@@ -167,6 +170,20 @@ def _expanded(states: Mapping[str, Any]) -> Any:
     return np.repeat(values.values, values.counts)
 
 
+def _sample(points: int) -> Finish:
+    def finish(states: Mapping[str, Any]) -> Any:
+        from rulesengine.partials.order import order_statistics
+
+        values = states["values"]
+        if not values.approximate:
+            return _expanded(states)
+        if values.nans:
+            raise NotExact("the values themselves need value counts without NaN")
+        return Approximate(order_statistics(values, points), values.bound)
+
+    return finish
+
+
 def _rank_sum(states: Mapping[str, Any]) -> float | Approximate:
     """Mann–Whitney U plus the positives' own ranks; from sketches, U within the
     two sides' rank errors times n_pos·n_neg (so the AUC within their sum)."""
@@ -257,6 +274,19 @@ def sorted_values(x: pl.Expr) -> pl.Expr:
     but not their row order (average precision from the scores of each class)."""
     expr = x.drop_nulls().sort()
     return declare(expr, Decomposition({"values": Part("values", x)}, _expanded, "values"))
+
+
+def sample(x: pl.Expr, points: int) -> pl.Expr:
+    """``x.drop_nulls().sort()`` per group (a list), as :func:`sorted_values`
+    while the value counts are exact; from a sketch, an estimate: ``points``
+    order statistics of the sketch, evenly spaced in rank (their CDF within the
+    sketch's rank error plus 1/points of the values'; see
+    :func:`~rulesengine.partials.order.order_statistics`), as an
+    :class:`Approximate`. For two-sample tests that can use such a sample with
+    the true count beside it (KS, Mann–Whitney U, energy distance)."""
+    expr = distinct(x.drop_nulls().sort(), "sample")
+    how = Decomposition({"values": Part("values", x)}, _sample(points), "sample")
+    return declare(expr, how)
 
 
 def rank_sum(score: pl.Expr, ok: pl.Expr, positive: pl.Expr, *, exact: bool = False) -> pl.Expr:

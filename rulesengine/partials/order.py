@@ -430,6 +430,32 @@ def mann_whitney_u(x: ValueCounts, y: ValueCounts) -> Estimate:
     return Estimate(u, approx, bound)
 
 
+def order_statistics(state: ValueCounts, points: int) -> np.ndarray:
+    """``points`` (≥ 2) values standing for the state's distribution: the values at
+    ranks j/(points − 1), j = 0 … points − 1 (the smallest v whose share of values
+    ≤ v reaches the rank), the first and last being the state's true minimum and
+    maximum (a sketch keeps both). As a sample, its CDF lies within 1/points of
+    the state's CDF everywhere, and outside [min, max] both are 0 or 1; so for a
+    sketch it lies within its rank error plus 1/points of the true CDF.
+
+    Example: ``order_statistics(ValueCounts.of([1.0, 2.0, 3.0, 4.0]), 3)`` is
+    ``[1.0, 2.0, 4.0]``."""
+    if points < 2:
+        raise ValueError(f"points must be at least 2, not {points}")
+    values, weights = state.points()
+    if values.size == 0:
+        return np.empty(0)
+    cum = np.cumsum(weights).astype(float)
+    targets = np.arange(points) / (points - 1) * cum[-1]
+    at = np.minimum(np.searchsorted(cum, targets, side="left"), values.size - 1)
+    out = values[at].astype(float)
+    if state.sketch is not None:
+        out[0], out[-1] = state.sketch.get_min_value(), state.sketch.get_max_value()
+    else:
+        out[0], out[-1] = values[0], values[-1]
+    return out
+
+
 def auc(positives: ValueCounts, negatives: ValueCounts) -> Estimate:
     """ROC AUC from the scores of positive and of negative rows:
     U / (n_pos n_neg), ties counting half (as the engine's rank-sum form)."""

@@ -9,9 +9,17 @@ scipy on the raw samples.
   categorical tests (chisquare, g_test, z, fisher_exact) work on aligned count
   vectors: categories (the reference's plus one "unseen" bucket) or bins fixed
   once from the reference.
-* Exact sample methods (ks, anderson, cramer_von_mises, mannw, t_test, energy)
-  receive the reference sample (sorted, exact up to the profile's sample cap) and
-  the current window's values, and call scipy directly.
+* Exact sample methods (ks, anderson, cramer_von_mises, mannw, energy) receive
+  the reference sample (sorted, exact up to the profile's sample cap) and the
+  current window's values, and call scipy directly. t_test needs only each
+  side's count, mean and variance (:class:`Summary`: the window's from mergeable
+  moments), and gives scipy's ``ttest_ind`` from them.
+* Estimated sample methods (ks, mannw, energy): when the window's values come
+  from a KLL sketch (above the exact size bound of merged value counts), the
+  window's side is :class:`Estimated`: order statistics of the sketch standing
+  for the values, with their true count. The statistic is computed from them,
+  its p-value with the true sizes, and ``bound`` holds how far the statistic can
+  be from the exact one (:func:`estimated_sample_method`).
 * wasserstein uses an equal-width fine grid fixed from the reference, with per-cell
   counts and sums on both sides: each cell's ∫F is exact, so the result is exact
   wherever F_ref − F_cur keeps its sign inside a cell; ``bound`` says how far off
@@ -190,6 +198,140 @@ def sample_method(method: str, reference: np.ndarray, current: np.ndarray) -> Ou
     else:
         raise ValueError(f"'{method}' is not a sample method")
     return Outcome(float(res.pvalue), float(res.statistic), float(res.pvalue))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One side of a t-test: non-null count, mean and M2 = Σ(x − mean)²."""
+
+    n: int
+    mean: float
+    m2: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Summary:
+        x = np.asarray(values, dtype=float)
+        if x.size == 0:
+            return cls(0, math.nan, 0.0)
+        mean = float(np.mean(x))
+        return cls(int(x.size), mean, float(np.sum((x - mean) ** 2)))
+
+    @property
+    def variance(self) -> float:
+        """The sample variance (ddof 1), NaN below two values (as NumPy's)."""
+        return self.m2 / (self.n - 1) if self.n > 1 else math.nan
+
+
+def t_test(reference: Summary, current: Summary) -> Outcome:
+    """Student's two-sample t-test (equal variances) from counts, means and
+    variances: ``scipy.stats.ttest_ind(reference, current)``'s statistic and
+    p-value, through ``ttest_ind_from_stats``."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = _scipy_stats().ttest_ind_from_stats(
+            reference.mean,
+            math.sqrt(reference.variance),
+            reference.n,
+            current.mean,
+            math.sqrt(current.variance),
+            current.n,
+        )
+    return Outcome(float(res.pvalue), float(res.statistic), float(res.pvalue))
+
+
+@dataclass(frozen=True)
+class Estimated:
+    """The window's side of a sample test estimated from a sketch: ``sample``,
+    sorted order statistics standing for the values (their CDF within
+    ``cdf_error`` of the values' everywhere, and equal to it, 0 or 1, outside
+    [sample[0], sample[-1]], the values' true minimum and maximum); ``n``, the
+    true count; ``rank_error``, the sketch's own normalised rank error."""
+
+    sample: np.ndarray
+    n: int
+    rank_error: float
+
+    @property
+    def cdf_error(self) -> float:
+        return self.rank_error + 1.0 / self.sample.size
+
+
+ESTIMATED_METHODS = frozenset({"ks", "mannw", "energy"})
+
+
+def _cdf_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """sup |F_a − F_b| of two sorted samples."""
+    at = np.concatenate([a, b])
+    fa = np.searchsorted(a, at, side="right") / a.size
+    fb = np.searchsorted(b, at, side="right") / b.size
+    return float(np.max(np.abs(fa - fb)))
+
+
+def _tie_term(parts: list[tuple[np.ndarray, float]]) -> float:
+    """Σ(t³ − t) over the distinct values of sorted samples, each value of a
+    sample counting ``scale`` (its true size over its length)."""
+    values = np.concatenate([v for v, _ in parts])
+    weights = np.concatenate([np.full(v.size, w) for v, w in parts])
+    order = np.argsort(values, kind="stable")
+    values, weights = values[order], weights[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    t = np.add.reduceat(weights, starts)
+    return float(np.sum(t**3 - t))
+
+
+def estimated_sample_method(
+    method: str, reference: np.ndarray, n_ref: int, ref_error: float, current: Estimated
+) -> Outcome:
+    """ks, mannw or energy with the window's side from a sketch.
+
+    ``reference`` is the reference's sorted sample, standing for ``n_ref`` values
+    with a CDF within ``ref_error`` of theirs (0 when it holds every value). Both
+    CDFs being off by at most δ = ref_error + current.cdf_error:
+
+    * ks: D = sup|F_ref − F_cur| is within δ of the exact D; the p-value is
+      scipy's asymptotic one (Smirnov's, as ``ks_2samp`` takes it above 10,000
+      values) at the estimated D with the true sizes. ``bound``: δ.
+    * mannw: U/(n_ref·n_cur) = P(X_ref > X_cur) + ½ P(=) is within δ (as for the
+      AUC, see :func:`~rulesengine.partials.order.mann_whitney_u`), so U within
+      δ·n_ref·n_cur, its ``bound``. The p-value is scipy's normal approximation
+      (continuity and tie correction, the ties counted from both samples scaled
+      to their true sizes) at the estimated U with the true sizes.
+    * energy: √2·‖F_ref − F_cur‖₂ moves by at most √2·‖error‖₂, and each side's
+      CDF error is at most its share of δ over at most its range of values:
+      ``bound`` = √2·(current.cdf_error·√range_cur + ref_error·√range_ref).
+    """
+    ref = np.asarray(reference, dtype=float)
+    cur = current.sample
+    delta = ref_error + current.cdf_error
+    stats = _scipy_stats()
+    if method == "ks":
+        d = _cdf_gap(ref, cur)
+        m, n = sorted([float(n_ref), float(current.n)], reverse=True)
+        p = float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0.0, 1.0))
+        return Outcome(p, d, p, delta)
+    if method == "mannw":
+        from scipy import special
+
+        below = np.searchsorted(cur, ref, side="left")
+        equal = np.searchsorted(cur, ref, side="right") - below
+        share = float(np.sum(below + equal / 2.0)) / (ref.size * cur.size)
+        n1, n2 = float(n_ref), float(current.n)
+        u1 = share * n1 * n2
+        u = max(u1, n1 * n2 - u1)
+        ties = _tie_term([(ref, n1 / ref.size), (cur, n2 / cur.size)])
+        total = n1 + n2
+        s = math.sqrt(n1 * n2 / 12 * ((total + 1) - ties / (total * (total - 1))))
+        z = (u - n1 * n2 / 2 - 0.5) / s if s > 0 else math.inf
+        p = float(np.clip(2 * special.ndtr(-z), 0.0, 1.0))
+        return Outcome(p, u1, p, delta * n1 * n2)
+    if method == "energy":
+        value = float(stats.energy_distance(ref, cur))
+        spans = (float(cur[-1] - cur[0]), float(ref[-1] - ref[0]) if ref.size else 0.0)
+        bound = math.sqrt(2.0) * (
+            current.cdf_error * math.sqrt(spans[0]) + ref_error * math.sqrt(spans[1])
+        )
+        return Outcome(value, value, None, bound)
+    raise ValueError(f"'{method}' has no estimate from a sketch")
 
 
 # ------------------------------------------------------------------ wasserstein

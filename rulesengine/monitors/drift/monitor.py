@@ -32,6 +32,8 @@ from rulesengine.spec.model import DriftSpec
 class Drift(MonitorType):
     kind = "drift"
     names = ("drift",)
+    # marks its own estimates from sketches, column by column (see scoring)
+    own_rank_errors = True
 
     def cached(self, m: DriftSpec, ctx: EvalContext) -> Reference | None:
         columns = drift_columns(m, ctx)

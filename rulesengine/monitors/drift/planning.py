@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rulesengine.monitors.aggs import additive, sorted_values
+from rulesengine.monitors.aggs import additive, mean, sample, sorted_values, squared_deviations
 from rulesengine.monitors.base import (
     ROWS,
     ROWS_BY,
@@ -39,8 +39,10 @@ from rulesengine.monitors.drift.columns import (
     numbers,
     numeric_dtype,
 )
+from rulesengine.monitors.drift.methods import ESTIMATED_METHODS
 from rulesengine.monitors.drift.profiles import (
     GRID_CELLS,
+    SKETCH_POINTS,
     ColumnProfile,
     Profile,
     categorical_profile,
@@ -169,11 +171,23 @@ def _compared(frame: FrameKey, name: str, choice: ColumnChoice, dtype: pl.DataTy
         needs.append(_need(frame, Use.NOT_NUMBERS, name, {"bad": additive(not_numbers.sum())}))
     if col.kind == "categorical":
         needs.append(_need(frame, Use.CATEGORIES, name, {}, by=labels(name, dtype)))
+    elif method == "t_test":  # counts, means and variances: mergeable moments
+        x = numbers(name, dtype)
+        aggs = {
+            "n": additive(x.count()),
+            "mean": mean(x),
+            "m2": squared_deviations(x),
+            "nulls": additive(x.null_count()),
+        }
+        needs.append(_need(frame, Use.SAMPLE, name, aggs))
     elif method in SAMPLE_METHODS:
         x = numbers(name, dtype)
         # sorted, so that the values come from mergeable value counts too (the
-        # tests do not depend on the order of the sample)
-        aggs = {"values": sorted_values(x), "nulls": additive(x.null_count())}
+        # tests do not depend on the order of the sample); above the exact size
+        # bound, ks, mannw and energy take order statistics of the sketch with
+        # the true count, the others are computed in a single pass
+        values = sample(x, SKETCH_POINTS) if method in ESTIMATED_METHODS else sorted_values(x)
+        aggs = {"values": values, "n": additive(x.count()), "nulls": additive(x.null_count())}
         needs.append(_need(frame, Use.SAMPLE, name, aggs))
     elif method == "wasserstein":
         needs.append(_need(frame, Use.CELLS, name, {}, cells=_fine_cells(col, name, dtype)))

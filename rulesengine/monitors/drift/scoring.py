@@ -9,26 +9,38 @@ statuses are set.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from rulesengine.monitors.aggs import RANK_ERRORS
 from rulesengine.monitors.base import ROWS_BY, Scored
 from rulesengine.monitors.drift.choices import ColumnChoice, Reference
 from rulesengine.monitors.drift.columns import Role, Use, as_array, changed_type
 from rulesengine.monitors.drift.methods import (
+    Estimated,
     Outcome,
+    Summary,
     categorical_test,
     drifted,
+    estimated_sample_method,
     histogram_method,
     sample_method,
+    t_test,
     threshold_op,
     two_sided_normal_p,
     wasserstein_cells,
 )
-from rulesengine.monitors.drift.profiles import ColumnProfile, Profile, as_categorical, grid_edges
+from rulesengine.monitors.drift.profiles import (
+    SKETCH_POINTS,
+    ColumnProfile,
+    Profile,
+    as_categorical,
+    grid_edges,
+)
 from rulesengine.monitors.drift.vocabulary import HISTOGRAM_METHODS, METHODS, SAMPLE_METHODS
 from rulesengine.spec.model import DriftSpec
 
@@ -159,9 +171,18 @@ def _current(name: str, col: ColumnProfile, method: str, values: Values) -> tupl
         counts = dict(values[Role(Use.CATEGORIES, name).key].get(ROWS_BY, {}))
         nulls = int(counts.pop(None, 0))
         return counts, sum(counts.values()), nulls
+    if method == "t_test":
+        v = values[Role(Use.SAMPLE, name).key]
+        n = int(v["n"] or 0)
+        summary = Summary(n, _float(v["mean"]), _float(v["m2"]) if n else 0.0)
+        return summary, n, int(v["nulls"] or 0)
     if method in SAMPLE_METHODS:
         v = values[Role(Use.SAMPLE, name).key]
         sample = as_array(v["values"])
+        error = v.get(RANK_ERRORS, {}).get("values")
+        if error is not None:  # order statistics of a sketch: the count beside them
+            n = int(v["n"] or 0)
+            return Estimated(sample, n, float(error)), n, int(v["nulls"] or 0)
         return sample, int(sample.size), int(v["nulls"] or 0)
     v = values[Role(Use.CELLS, name).key]
     counts, sums = v["counts"], v["sums"]
@@ -202,7 +223,8 @@ def _compare(
         status, key, text = _not_finite(method)
         details[key] = text
         return Scored(None, details, status, rows=n_cur, column=name, threshold=sev)
-    details.update(_outcome_details(outcome, col, method, threshold))
+    sketch = current.rank_error if isinstance(current, Estimated) else None
+    details.update(_outcome_details(outcome, col, method, threshold, sketch))
     return Scored(outcome.value, details, None, rows=n_cur, column=name, threshold=sev)
 
 
@@ -219,7 +241,11 @@ def _not_finite(method: str) -> tuple[str, str, str]:
 
 
 def _outcome_details(
-    outcome: Outcome, col: ColumnProfile, method: str, threshold: float
+    outcome: Outcome,
+    col: ColumnProfile,
+    method: str,
+    threshold: float,
+    sketch: float | None = None,
 ) -> dict[str, Any]:
     details: dict[str, Any] = {"statistic": outcome.statistic}
     if outcome.p_value is not None:
@@ -228,6 +254,8 @@ def _outcome_details(
         details["approximation_bound"] = outcome.bound
     if not col.exact and method in SAMPLE_METHODS:
         details["reference_sketch"] = True
+    if sketch is not None:  # the window's values came from a sketch
+        details.update(approximate=True, rank_error=sketch)
     details["drifted"] = drifted(method, outcome.value, threshold)
     return details
 
@@ -242,6 +270,13 @@ def _outcome(col: ColumnProfile, method: str, current: Any) -> Outcome:
         if method in HISTOGRAM_METHODS:
             return histogram_method(method, ref_arr, cur_arr)
         return categorical_test(method, ref_arr, cur_arr)
+    if method == "t_test":
+        return t_test(Summary.of(col.sample), current)
+    if isinstance(current, Estimated):
+        # the reference's sample holds every value, or SKETCH_POINTS evenly spaced
+        # order statistics of them (a CDF within 1/(SKETCH_POINTS − 1))
+        ref_error = 0.0 if col.exact else 1.0 / (SKETCH_POINTS - 1)
+        return estimated_sample_method(method, col.sample, col.n, ref_error, current)
     if method in SAMPLE_METHODS:
         return sample_method(method, col.sample, current)
     counts, sums, outer = current
@@ -258,6 +293,10 @@ def _outcome(col: ColumnProfile, method: str, current: Any) -> Outcome:
             edges, col.fine_counts, col.fine_sums, counts, sums, lo, hi, col.std, tails
         )
     return histogram_method(method, col.bin_counts, counts)
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _move_infinities(
@@ -336,6 +375,9 @@ def _share(results: list[Scored], rows: Rows) -> Scored:
     judged = [r for r in results if r.status in ("ok", "warn", "critical")]
     drifted_cols = [r.column for r in results if r.details.get("drifted")]
     details = {"drifted_columns": drifted_cols, "columns": len(judged), "top": _top(results)}
+    sketched = [r.details["rank_error"] for r in results if r.details.get("approximate")]
+    if sketched:  # some column's statistic is an estimate from a sketch
+        details.update(approximate=True, rank_error=max(sketched))
     main = rows.get("main", 0)
     if not judged:
         details["reason"] = "no column could be compared"
