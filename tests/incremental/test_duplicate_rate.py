@@ -1,0 +1,220 @@
+"""duplicate_rate from partial states: the distinct keys of one column of numbers,
+booleans or times merge exactly across files (rows of different files duplicate
+each other), so the rate equals a single pass and a hand count with Python sets
+on the raw rows; above a lowered size bound, or for integers beyond 2**53, the
+aggregate falls back to a single pass rather than estimate; text and
+multi-column keys stay whole."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rulesengine.engine.incremental import Report
+from rulesengine.engine.partial_units import part_of
+from rulesengine.monitors.aggs import NotExact, decomposition
+from rulesengine.monitors.checks import distinct_rows
+from rulesengine.partials import order, partial_states
+from tests.incremental.helpers import AT, HIGH, assert_same, both, load_model, write_hour
+
+
+def _key(v: Any) -> Any:
+    """A value as a set member the way Polars counts distinct values: every NaN
+    one value, 0.0 and -0.0 one value, null one value."""
+    if isinstance(v, float) and math.isnan(v):
+        return "NaN"
+    return 0.0 if v == 0 and isinstance(v, float) else v
+
+
+def _hand_distinct(values: list[Any]) -> int:
+    return len({_key(v) for v in values})
+
+
+def _merged(expr: pl.Expr, df: pl.DataFrame, parts: int, seed: int) -> Any:
+    """``expr``'s value from the states of ``parts`` random partitions, merged in
+    random order; with no rows, each part's state of nothing."""
+    how = decomposition(expr)
+    assert how is not None
+    aggs = {name: part_of(p) for name, p in how.parts.items()}
+    rng = random.Random(seed)
+    labelled = df.with_columns(pl.Series("__p", [rng.randrange(parts) for _ in range(df.height)]))
+    states = list(partial_states(labelled, ["__p"], aggs).values())
+    if not states:
+        nulls: dict[str, Any] = defaultdict(lambda: None)
+        states = [{name: of.state(nulls, name) for name, of in aggs.items()}]
+    rng.shuffle(states)
+    merged = states[0]
+    for other in states[1:]:
+        merged = {k: merged[k].merge(other[k]) for k in merged}
+    return how.finish(merged)
+
+
+def _columns(seed: int, n: int = 2000) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    f = rng.integers(-30, 30, n) / 4
+    f[rng.random(n) < 0.02] = np.nan
+    f[rng.random(n) < 0.03] = -0.0
+    start = datetime(2026, 3, 1)
+    df = pl.DataFrame(
+        {
+            "i": rng.integers(0, 300, n),
+            "u": rng.integers(0, 50, n).astype(np.uint8),
+            "f": f,
+            "b": rng.random(n) < 0.5,
+            "d": [date(2026, 1, 1) + timedelta(days=int(k)) for k in rng.integers(0, 90, n)],
+            "t": [start + timedelta(microseconds=int(k)) for k in rng.integers(0, 500, n)],
+        }
+    ).with_columns(pl.col("f").cast(pl.Float32).alias("f32"))
+    masks = {c: rng.random(n) < 0.05 for c in df.columns}
+    return df.with_columns(
+        pl.when(pl.Series(masks[c])).then(None).otherwise(pl.col(c)).alias(c) for c in df.columns
+    )
+
+
+@pytest.mark.parametrize("column", ["i", "u", "f", "f32", "b", "d", "t"])
+@pytest.mark.parametrize("parts", [1, 3, 11])
+def test_distinct_rows_equal_a_hand_count_and_the_single_pass(column: str, parts: int) -> None:
+    df = _columns(parts)
+    expr = distinct_rows([column], df.schema)
+    got = _merged(expr, df, parts, parts)
+    single = df.select(expr).item()
+    assert got == single == _hand_distinct(df.get_column(column).to_list())
+
+
+def test_empty_frames_and_only_nulls() -> None:
+    df = pl.DataFrame({"k": pl.Series([], dtype=pl.Int64)})
+    expr = distinct_rows(["k"], df.schema)
+    assert _merged(expr, df, 3, 0) == df.select(expr).item() == 0
+    nulls = pl.DataFrame({"k": pl.Series([None, None], dtype=pl.Int64)})
+    assert _merged(expr, nulls, 2, 0) == nulls.select(expr).item() == 1
+
+
+def test_integers_beyond_2_53_fall_back() -> None:
+    df = pl.DataFrame({"k": [2**53, 2**53 + 1, 3]})
+    expr = distinct_rows(["k"], df.schema)
+    assert df.select(expr).item() == 3
+    with pytest.raises(NotExact):
+        _merged(expr, df, 2, 0)
+
+
+def test_above_the_bound_falls_back_never_estimates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(order, "SIZE_LIMIT", 100)
+    df = _columns(4)
+    expr = distinct_rows(["i"], df.schema)  # ~300 distinct values
+    with pytest.raises(NotExact):
+        _merged(expr, df, 4, 4)
+    small = distinct_rows(["u"], df.schema)  # 50: still exact
+    assert _merged(small, df, 4, 4) == _hand_distinct(df.get_column("u").to_list())
+
+
+@pytest.mark.parametrize(
+    ("columns", "schema"),
+    [
+        (["s"], {"s": pl.String}),
+        (["c"], {"c": pl.Categorical()}),  # codes differ between files
+        (["a", "b"], {"a": pl.Int64, "b": pl.Int64}),
+        (["gone"], {}),
+    ],
+)
+def test_what_stays_whole(columns: list[str], schema: dict[str, pl.DataType]) -> None:
+    assert decomposition(distinct_rows(columns, schema)) is None
+
+
+def test_the_same_column_over_other_dtypes_is_another_aggregate() -> None:
+    ints = distinct_rows(["k"], {"k": pl.Int64})
+    floats = distinct_rows(["k"], {"k": pl.Float64})
+    assert decomposition(ints) is not None and decomposition(floats) is not None
+    assert set(decomposition(ints).parts) == {"v", "ve", "nulls"}  # type: ignore[union-attr]
+    assert set(decomposition(floats).parts) == {"v", "nulls"}  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ through the engine
+
+HOURS = 5
+ROWS = 400
+
+
+def _spec(root: Path, segments: bool) -> dict[str, Any]:
+    def check(name: str, columns: list[str]) -> dict[str, Any]:
+        return {"name": name, "source": "req", "type": "duplicate_rate", "columns": columns}
+
+    evaluation: dict[str, Any] = {"every": "1h", "window": f"{HOURS}h"}
+    if segments:
+        evaluation["segment_by"] = ["model_version"]
+    return {
+        "version": 1,
+        "model": "m",
+        "sources": {"req": {"path": str(root / "logs" / "*.parquet"), "timestamp": "ts"}},
+        "evaluation": evaluation,
+        "checks": [
+            {**check("key", ["key"]), **HIGH},  # unique in each file, repeated across files
+            {**check("lat", ["latency"]), **HIGH},
+            {**check("x", ["x"]), **HIGH},  # floats with nulls
+            {**check("id", ["request_id"]), **HIGH},  # no duplicates at all
+            {**check("country", ["country"]), **HIGH},  # text: a single pass
+        ],
+    }
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> pl.DataFrame:
+    """Hourly files; ``key`` is 0..ROWS-1 in every file, so every duplicate of it
+    is between files, none inside one."""
+    for h in range(HOURS):
+        path = write_hour(tmp_path / "logs", AT - timedelta(hours=HOURS - h), ROWS, seed=20 + h)
+        pl.read_parquet(path).with_columns(key=pl.int_range(ROWS, dtype=pl.Int64)).write_parquet(
+            path
+        )
+    return pl.read_parquet(tmp_path / "logs" / "*.parquet")
+
+
+def _hand_rate(rows: pl.DataFrame, column: str) -> float:
+    values = rows.get_column(column).to_list()
+    return (len(values) - _hand_distinct(values)) / len(values)
+
+
+@pytest.mark.parametrize("segments", [False, True])
+def test_engine_rates_equal_the_single_pass_and_a_hand_count(
+    tmp_path: Path, logs: pl.DataFrame, segments: bool
+) -> None:
+    model = load_model(tmp_path, _spec(tmp_path, segments))
+    report = Report()
+    full, inc = both(model, tmp_path / "cache", report=report)
+    assert_same(full, inc)
+    # one query: partials, with the text key's aggregate in a single pass beside them
+    assert set(report.queries.values()) == {"partials"}, report.queries
+    for r in inc.results:
+        rows = logs
+        if r.segment:
+            rows = logs.filter(pl.col("model_version") == r.segment["model_version"])
+        column = {"key": "key", "lat": "latency", "x": "x", "id": "request_id"}
+        column["country"] = "country"
+        assert r.value == _hand_rate(rows, column[r.monitor]), (r.monitor, r.segment)
+    overall = {r.monitor: r.value for r in inc.results if not r.segment}
+    if not segments:
+        assert overall["key"] == (HOURS - 1) / HOURS  # every file repeats the others
+        assert overall["id"] == 0.0
+
+
+def test_engine_falls_back_above_the_bound(
+    tmp_path: Path, logs: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """400 distinct keys against a bound of 100: the merged value counts are a
+    sketch, so the distinct count runs in a single pass, exactly."""
+    monkeypatch.setattr(order, "SIZE_LIMIT", 100)
+    model = load_model(tmp_path, _spec(tmp_path, False))
+    report = Report()
+    full, inc = both(model, tmp_path / "cache", report=report)
+    assert_same(full, inc)
+    assert any("single pass for" in q for q in report.queries.values()), report.queries
+    got = {r.monitor: r for r in inc.results}
+    assert got["key"].value == (HOURS - 1) / HOURS
+    assert not any("approximate" in r.details for r in inc.results)
