@@ -18,6 +18,9 @@ expressions*, combined by scalar arithmetic. Each call below merges (see
   for numbers, booleans and times (as their integer epoch), see
   :func:`distinct_parts`.
 
+A call with ``FILTER (WHERE cond)`` merges as the same call over the rows that
+``cond`` keeps (true, not false or null), as Polars filters them.
+
 The rest of the expression is evaluated by Polars over the merged values, each in
 the dtype the single pass gives that call over the frame's columns, so the value
 is the single pass's: exactly for counts, integer sums, minima, maxima, quantiles
@@ -31,13 +34,14 @@ estimate with the sketch's rank error; a quantile inside a larger expression and
 distinct count raise :class:`~rulesengine.monitors.aggs.NotExact`, and that
 aggregate runs in a single pass.
 
-An expression is left whole (no decomposition: its query runs in a single pass)
-when an aggregate call is not one of those, holds ``FILTER`` or another
-aggregate, reads a column outside any aggregate call, or when a call's input has
-a dtype it does not merge exactly (text for ``min``, ``max``, a distinct count or a
-quantile; Float32 for a variance, which the single pass rounds to Float32; row
-order for ``first``/``last``; two inputs for ``corr`` and the covariances, which
-need co-moments, a state no part kind holds yet).
+An expression is left whole (no decomposition: it runs in a single pass) when an
+aggregate call is not one of those, holds another aggregate (in its input or its
+``FILTER``), reads a column outside any aggregate call, or when a call's input
+has a dtype it does not merge exactly: text for ``min``, ``max``, a distinct
+count or a quantile (value counts hold numbers); Float32 for a variance, which the
+single pass rounds to Float32. ``first`` and ``last`` depend on the rows' order,
+and ``corr``, ``covar_samp`` and ``covar_pop`` need co-moments, which no part
+kind holds yet.
 
 Example::
 
@@ -153,6 +157,8 @@ def _decomposition(text: str, schema: pl.Schema) -> Decomposition | None:
     calls = _calls(tree)
     if not calls or any(any(_is_call(p) for p in _parents(c)) for c in calls):
         return None  # no aggregate, or an aggregate inside an aggregate
+    if any(any(isinstance(p, exp.Where) for p in _parents(c)) for c in calls):
+        return None  # … or inside a FILTER's condition
     parts: dict[str, Part] = {}
     finishers: list[_Call] = []
     empty = pl.LazyFrame(schema=schema)
@@ -160,6 +166,7 @@ def _decomposition(text: str, schema: pl.Schema) -> Decomposition | None:
     outer_calls = _calls(outer)
     for i, (call, twin) in enumerate(zip(calls, outer_calls, strict=True)):
         got = _call_parts(call, f"p{i}", empty)
+        twin = _with_filter(twin)
         if got is None:
             return None
         parts.update(got[0])
@@ -170,14 +177,15 @@ def _decomposition(text: str, schema: pl.Schema) -> Decomposition | None:
         else:
             twin.replace(placeholder)
     if any(
-        isinstance(c, exp.Column) and not any(_is_call(p) for p in _parents(c)) for c in tree.walk()
+        isinstance(c, exp.Column) and not any(_is_call(_call_of(p)) for p in _parents(c))
+        for c in tree.walk()
     ):
         return None  # a column read outside every aggregate call (whatever its name)
     try:
         outer_expr = pl.sql_expr(to_sql(outer))
     except Exception:
         return None
-    whole = len(calls) == 1 and calls[0] is tree  # an estimate can stand for the result
+    whole = len(calls) == 1 and _with_filter(calls[0]) is tree  # an estimate can stand for it
 
     def finish(states: Mapping[str, Any]) -> Any:
         errors: list[float] = []
@@ -208,6 +216,7 @@ def _call_parts(
 
     name = str(call.this).lower()
     args = call.expressions
+    node = _with_filter(call)  # the call with its FILTER (WHERE ...), if any
     if name not in _MERGEABLE or not args:
         return None
     is_distinct = isinstance(args[0], exp.Distinct)
@@ -222,12 +231,15 @@ def _call_parts(
     elif len(args) != 1:
         return None
     try:
-        agg = pl.sql_expr(to_sql(call))
+        agg = pl.sql_expr(to_sql(node))
         dtype = empty.select(agg.alias("v")).collect_schema()["v"]
         inner = inner_dtype = None
         if not isinstance(first, exp.Star):
             inner = pl.sql_expr(to_sql(first))
             inner_dtype = empty.select(inner.alias("v")).collect_schema()["v"]
+            if node is not call:  # the rows kept, as Polars filters them (null: dropped)
+                where = pl.sql_expr(to_sql(node.expression.this))
+                inner = inner.filter(pl.when(where).then(True).otherwise(False))
     except Exception:  # Polars' own errors: the single pass reports them
         return None
     this = _Call(key, name, dtype, q, is_distinct)
@@ -255,6 +267,21 @@ def _call_parts(
     if name == "sum":  # SQL's sum is null without a non-null input (Polars' too)
         parts[f"{key}n"] = Part("additive", inner.count())
     return parts, this
+
+
+def _with_filter(call: exp.Expression) -> exp.Expression:
+    """``call``, or the ``FILTER (WHERE ...)`` node that holds it."""
+    from sqlglot import exp
+
+    return call.parent if isinstance(call.parent, exp.Filter) else call
+
+
+def _call_of(node: exp.Expression) -> exp.Expression:
+    """The aggregate call of a ``FILTER`` node (its condition reads the rows as the
+    call does), else ``node``."""
+    from sqlglot import exp
+
+    return node.this if isinstance(node, exp.Filter) else node
 
 
 def _is_call(node: exp.Expression) -> bool:

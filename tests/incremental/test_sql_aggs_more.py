@@ -231,7 +231,7 @@ def test_one_value_or_none(text: str) -> None:
         "first(a)",  # row order
         "corr(a, x)",  # needs co-moments
         "covar_samp(a, x)",
-        "sum(a) FILTER (WHERE a > 1)",
+        "sum(a) FILTER (WHERE a > avg(a))",  # an aggregate in the condition
         "median(t)",  # a time
     ],
 )
@@ -239,6 +239,63 @@ def test_what_stays_whole(text: str) -> None:
     schema = {"a": pl.Int64, "x": pl.Float64, "f": pl.Float32, "s": pl.String}
     schema["t"] = pl.Datetime("us")
     assert decomposition(sql_aggregate(text, schema)) is None
+
+
+def _kept(rows: list[dict[str, Any]], column: str, keep: Any) -> list[Any]:
+    """The non-null values of ``column`` in the rows where ``keep`` is true."""
+    return [r[column] for r in rows if keep(r) and r[column] is not None]
+
+
+def _gt(column: str, bound: float) -> Any:
+    return lambda r: r[column] is not None and r[column] > bound
+
+
+FILTERED: list[tuple[str, Any]] = [
+    ("count(*) FILTER (WHERE a > 10)", lambda rows: sum(1 for r in rows if _gt("a", 10)(r))),
+    ("count(x) FILTER (WHERE b)", lambda rows: len(_kept(rows, "x", lambda r: r["b"] is True))),
+    ("sum(a) FILTER (WHERE clean > 100)", lambda rows: sum(_kept(rows, "a", _gt("clean", 100)))),
+    ("sum(a) FILTER (WHERE a > 1000)", lambda rows: None),  # no row kept: null
+    (
+        "avg(clean) FILTER (WHERE a < 0)",
+        lambda rows: float(
+            np.mean(_kept(rows, "clean", lambda r: r["a"] is not None and r["a"] < 0))
+        ),
+    ),
+    (
+        "max(a) FILTER (WHERE x IS NULL)",
+        lambda rows: max(_kept(rows, "a", lambda r: r["x"] is None)),
+    ),
+    (
+        "stddev(clean) FILTER (WHERE b)",
+        lambda rows: float(np.std(_kept(rows, "clean", lambda r: r["b"] is True), ddof=1)),
+    ),
+    (
+        "median(a) FILTER (WHERE clean >= 100)",
+        lambda rows: float(np.median(_kept(rows, "a", lambda r: (r["clean"] or 0) >= 100))),
+    ),
+    (
+        "count(DISTINCT a) FILTER (WHERE a % 3 = 0)",
+        lambda rows: len(set(_kept(rows, "a", lambda r: r["a"] is not None and r["a"] % 3 == 0))),
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "oracle"), FILTERED, ids=[t for t, _ in FILTERED])
+def test_filter_where_merges_over_the_rows_it_keeps(text: str, oracle: Any) -> None:
+    """A call with FILTER (WHERE ...) over the rows whose condition is true (not
+    false, not null), against pandas on the raw rows."""
+    df = _frame(8)
+    expr = sql_aggregate(text, df.schema)
+    assert decomposition(expr) is not None
+    got = _merged(expr, df, 6, 8)
+    single = _single(text, df)
+    want = oracle(df.rows(named=True))
+    if want is None:
+        assert got is None and single is None
+    else:
+        assert got == pytest.approx(single, rel=1e-12) and got == pytest.approx(want, rel=1e-12)
+        if "stddev" not in text and "avg" not in text:
+            assert got == single
 
 
 def test_equiprobable_against_numpy_inverted_cdf() -> None:
@@ -309,6 +366,8 @@ KPIS = [
     "CAST(count(DISTINCT x) AS DOUBLE) / count(*)",
     "count(DISTINCT y)",
     "count(DISTINCT ts)",
+    "CAST(count(*) FILTER (WHERE latency > 150) AS DOUBLE) / count(*)",
+    "median(x) FILTER (WHERE latency > 100)",
 ]
 
 
@@ -351,6 +410,10 @@ def _kpi_oracle(text: str, rows: pl.DataFrame) -> Any:
         return float(np.std(v, ddof=1) / np.mean(v))
     if text == "quantile_disc(x, 0.75) - quantile_cont(x, 0.25)":
         return _oracle("quantile_disc(x, 0.75)", rows) - _linear(v, 0.25)
+    if text.startswith("CAST(count(*) FILTER"):
+        return (rows.get_column("latency") > 150).sum() / rows.height
+    if text.startswith("median(x) FILTER"):
+        return _linear(_numbers(rows.filter(pl.col("latency") > 100), "x"), 0.5)
     return _oracle(text, rows)
 
 
