@@ -33,6 +33,7 @@ class Use(Enum):
     NOT_NUMBERS = "u"  # text values in the window that do not read as numbers
     SAMPLE = "s"  # the window's values, for the exact tests
     CELLS = "h"  # the window's counts over the reference's bins or fine grid
+    TAILS = "t"  # the window's values in the fine grid's two outer cells
 
 
 @dataclass(frozen=True)

@@ -190,7 +190,7 @@ def _compared(frame: FrameKey, name: str, choice: ColumnChoice, dtype: pl.DataTy
         aggs = {"values": values, "n": additive(x.count()), "nulls": additive(x.null_count())}
         needs.append(_need(frame, Use.SAMPLE, name, aggs))
     elif method == "wasserstein":
-        needs.append(_need(frame, Use.CELLS, name, {}, cells=_fine_cells(col, name, dtype)))
+        needs.extend(_fine_cells(frame, col, name, dtype))
     else:
         x = numbers(name, dtype)
         bucket = x.bin_intervals(list(col.edges), labels=False, right_closed=True)
@@ -199,11 +199,20 @@ def _compared(frame: FrameKey, name: str, choice: ColumnChoice, dtype: pl.DataTy
     return needs
 
 
-def _fine_cells(col: ColumnProfile, name: str, dtype: pl.DataType) -> Cells:
-    """The window's counts and sums over the reference's fine grid (wasserstein).
-    The weights are the raw column: null and NaN rows land in the null slot, whose
-    sum is not used, and ±inf in the outer cells (the scorer moves them to nulls)."""
+def _fine_cells(frame: FrameKey, col: ColumnProfile, name: str, dtype: pl.DataType) -> list[Need]:
+    """The window's side over the reference's fine grid (wasserstein), as
+    mergeable states: rows and sums of x − origin per cell (grouped by the cell,
+    the sums compensated when merged), and the values in the two outer cells
+    (value counts; above their size bound the query runs in a single pass).
+    The weights are the raw column: null and NaN rows land in the null cell,
+    whose sum is not used, and ±inf in the outer cells (the scorer moves them
+    to nulls)."""
     x = as_float(name, dtype)
     index = grid_expr(x, col.grid_lo, col.grid_scale)
     weights = pl.col(name) if dtype == pl.Float64 or dtype.is_integer() else x
-    return Cells(index, GRID_CELLS + 2, weights, outer=True, origin=col.sum_origin)
+    sums = {"sums": additive((weights - col.sum_origin).sum())}
+    outer = weights.cast(pl.Float64).filter(index.is_in([0, GRID_CELLS + 1]))
+    return [
+        _need(frame, Use.CELLS, name, sums, by=index),
+        _need(frame, Use.TAILS, name, {"outer": sorted_values(outer)}),
+    ]

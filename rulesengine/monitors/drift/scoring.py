@@ -35,6 +35,7 @@ from rulesengine.monitors.drift.methods import (
     wasserstein_cells,
 )
 from rulesengine.monitors.drift.profiles import (
+    GRID_CELLS,
     SKETCH_POINTS,
     ColumnProfile,
     Profile,
@@ -184,12 +185,31 @@ def _current(name: str, col: ColumnProfile, method: str, values: Values) -> tupl
             n = int(v["n"] or 0)
             return Estimated(sample, n, float(error)), n, int(v["nulls"] or 0)
         return sample, int(sample.size), int(v["nulls"] or 0)
+    if method == "wasserstein":
+        return _fine_cells(name, col, values)
     v = values[Role(Use.CELLS, name).key]
     counts, sums = v["counts"], v["sums"]
     cells, nulls = counts[:-1], counts[-1]  # the last slot: nulls
     outer = v.get("outer")
     if outer is not None and sums is not None:
         cells, sums, outer, nulls = _move_infinities(cells, sums[:-1], outer, nulls, col.sum_origin)
+    return (cells, sums, outer), int(cells.sum()), int(nulls)
+
+
+def _fine_cells(name: str, col: ColumnProfile, values: Values) -> tuple[Any, int, int]:
+    """The window's rows and sums per fine cell ({cell: value}, the null cell
+    under None) and its values in the outer cells, as arrays over every cell."""
+    v = values[Role(Use.CELLS, name).key]
+    slots = GRID_CELLS + 3  # the cells, then the nulls
+    counts, sums = np.zeros(slots), np.zeros(slots)
+    got_sums = v.get("sums") or {}
+    for cell, rows in (v.get(ROWS_BY) or {}).items():
+        at = slots - 1 if cell is None else int(cell)
+        counts[at] = rows
+        sums[at] = got_sums.get(cell) or 0.0
+    outer = as_array(values.get(Role(Use.TAILS, name).key, {}).get("outer"))
+    cells, nulls = counts[:-1], counts[-1]
+    cells, sums, outer, nulls = _move_infinities(cells, sums[:-1], outer, nulls, col.sum_origin)
     return (cells, sums, outer), int(cells.sum()), int(nulls)
 
 
