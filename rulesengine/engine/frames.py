@@ -93,14 +93,17 @@ class Frames:
         self.frames[key] = lf
         return lf
 
-    def _labels(self, key: FrameKey) -> pl.LazyFrame:
-        """The labels joined to ``key``'s rows: the last known one per join key."""
+    def _labels(self, key: FrameKey, where: pl.Expr | None = None) -> pl.LazyFrame:
+        """The labels joined to ``key``'s rows: the last known one per join key
+        (only among the label rows that meet ``where``, if given)."""
         assert key.join is not None
         known = self.known_labels.get((key.join, key.label_cutoff))
-        if known is not None:
+        if known is not None and where is None:
             return known
         labels_src = self.model.sources[key.join.source]
         labels = self.base[key.join.source]
+        if where is not None:
+            labels = labels.filter(where)
         if labels_src.timestamp:
             ts = pl.col(labels_src.timestamp)
             if key.label_cutoff is not None:
@@ -110,15 +113,30 @@ class Frames:
         return labels.with_columns(pl.lit(True).alias("__labelled"))
 
 
-def labels_once(frames: Frames, key: FrameKey, columns: list[str] | None = None) -> None:
+def labels_once(
+    frames: Frames, key: FrameKey, columns: list[str] | None = None, parts: int = 1
+) -> None:
     """Deduplicate the labels joined to ``key``'s rows once, in memory, for every
     later frame of ``frames`` (and of its copies) with the same join and cutoff:
     for executors that join batch after batch of request files to the same labels
     (:mod:`rulesengine.engine.incremental`). ``columns``: the label columns kept
-    (all when None)."""
+    (all when None). ``parts`` > 1 deduplicates the labels in that many parts by
+    a hash of the join key, one after another: a key's rows all fall in one part,
+    so the result is the same, and the sort behind the deduplication holds one
+    part's rows at a time (it peaked at about ten times the label files' size)."""
     assert key.join is not None
-    lazy = frames._labels(key)
-    if columns is not None:
+    on = list(key.join.on)
+
+    def narrow(lazy: pl.LazyFrame) -> pl.LazyFrame:
+        if columns is None:
+            return lazy
         have = lazy.collect_schema()
-        lazy = lazy.select([c for c in have if c in {*columns, *key.join.on, "__labelled"}])
-    frames.known_labels[(key.join, key.label_cutoff)] = lazy.collect().lazy()
+        return lazy.select([c for c in have if c in {*columns, *on, "__labelled"}])
+
+    if parts <= 1:
+        done = narrow(frames._labels(key)).collect()
+    else:
+        part = pl.struct([pl.col(c) for c in on]).hash(0x1AB5) % parts
+        got = [narrow(frames._labels(key, part == p)).collect() for p in range(parts)]
+        done = pl.concat(got, how="vertical", rechunk=False)
+    frames.known_labels[(key.join, key.label_cutoff)] = done.lazy()

@@ -41,8 +41,15 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from rulesengine.engine.partial_cache import SUFFIX, Identity, write_atomic
-from rulesengine.engine.partial_scan import current_files, subset_scan
-from rulesengine.engine.sources import FILE_COLUMN, POLARS_ERRORS
+from rulesengine.engine.partial_scan import (
+    BATCH_BYTES,
+    ScanShape,
+    current_files,
+    scan_shape,
+    size_batches,
+    subset_scan,
+)
+from rulesengine.engine.sources import POLARS_ERRORS
 from rulesengine.spec.model import SourceSpec
 
 if TYPE_CHECKING:
@@ -55,6 +62,8 @@ LEDGER = "ledger.json"
 INDEX = "index.json"
 _MAGIC = b"REIL"
 _HEAD = struct.Struct("<4sHQ")
+# label rows (16 bytes each) kept in memory per call for a moved cutoff: about 64 MB
+ROWS_KEPT = 4_000_000
 
 
 def key_dtypes(
@@ -198,15 +207,20 @@ class LabelWatch:
         self.spec, self.dtypes, self.folder = spec, dtypes, folder
         self.timed = spec.timestamp is not None
         self.files: dict[str, LabelFile] | None = None
-        self.rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # files read in this call
+        # rows of label files read in this call, kept while they fit ROWS_KEPT (a
+        # file left out is read again if a moved cutoff needs its rows' times)
+        self.rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.read: list[str] = []  # label files read in this call (for the report)
         self.written = 0
+        self._shape: ScanShape | None = None
 
     def _lazy(self, files: list[str]) -> pl.LazyFrame:
-        """Each row's file, key hash and label time (µs), for rows whose key and
-        time can be admitted."""
-        lf = subset_scan(self.spec, files).filter(has_key(self.dtypes))
-        cols = [pl.col(FILE_COLUMN), key_hash(self.dtypes)]
+        """Each row's key hash and label time (µs), for rows whose key and time can
+        be admitted."""
+        if self._shape is None:  # once per call: it reads every file's footer
+            self._shape = scan_shape(self.spec)
+        lf = subset_scan(self.spec, files, self._shape).filter(has_key(self.dtypes))
+        cols = [key_hash(self.dtypes)]
         if self.timed:
             ts = pl.col(self.spec.timestamp)  # type: ignore[arg-type]
             lf = lf.filter(ts.is_not_null())
@@ -237,21 +251,26 @@ class LabelWatch:
                 continue
             new.append(path)
         if new:
-            df = self._lazy(new).collect()
             self.read = sorted(new)
-            by_file = df.partition_by(FILE_COLUMN, as_dict=True, include_key=False)
-            empty = df.clear().drop(FILE_COLUMN)
-            for path in new:
-                part = by_file.get((path,), empty)
-                h = part.get_column(HASH).to_numpy().astype(np.uint64)
-                t = part.get_column(TS).to_numpy().astype(np.int64)
-                self.rows[path] = (h, t)
-                lo = int(t.min()) if self.timed and len(t) else None
-                hi = int(t.max()) if self.timed and len(t) else None
-                files[path] = LabelFile(*now[path], lo, hi)
-                data = _encode(unique_sorted(h))
-                write_atomic(_summary_path(self.folder, path, now[path]), data)
-                self.written += len(data)
+            kept = 0
+            # file by file, in batches of at most BATCH_BYTES on disk: one scan of
+            # every new file at once held each row's path and key (1.2 GB at 20M
+            # label rows; see docs/scaling.md, "Memory at scale")
+            for batch in size_batches(new, now, BATCH_BYTES):
+                got = pl.collect_all([self._lazy([p]) for p in batch], engine="in-memory")
+                for path, part in zip(batch, got, strict=True):
+                    h = part.get_column(HASH).to_numpy().astype(np.uint64)
+                    t = part.get_column(TS).to_numpy().astype(np.int64)
+                    if kept + len(h) <= ROWS_KEPT:
+                        self.rows[path] = (h, t)
+                        kept += len(h)
+                    lo = int(t.min()) if self.timed and len(t) else None
+                    hi = int(t.max()) if self.timed and len(t) else None
+                    files[path] = LabelFile(*now[path], lo, hi)
+                    data = _encode(unique_sorted(h))
+                    write_atomic(_summary_path(self.folder, path, now[path]), data)
+                    self.written += len(data)
+                del got
             index = {p: [f.size, f.mtime_ns, f.lo, f.hi] for p, f in files.items()}
             write_atomic(self.folder / INDEX, json.dumps(index, sort_keys=True).encode())
         self.files = files

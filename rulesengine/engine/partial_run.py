@@ -39,7 +39,9 @@ from rulesengine.engine.partial_labels import (
     unique_sorted,
 )
 from rulesengine.engine.partial_scan import (
+    BATCH_BYTES,
     EPOCH,
+    LABEL_PART_BYTES,
     US,
     ScanShape,
     bucket_expr,
@@ -47,6 +49,7 @@ from rulesengine.engine.partial_scan import (
     micros,
     raw_schema_text,
     scan_shape,
+    size_batches,
     subset_scan,
 )
 from rulesengine.engine.partial_units import (
@@ -66,11 +69,6 @@ from rulesengine.spec.sql import compile_sql
 
 Collect = Callable[[list[pl.LazyFrame]], list[pl.DataFrame]]
 _STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
-# parquet (or CSV) bytes on disk that one local batch of partial queries reads at
-# most (a larger file alone): the in-memory engine holds a batch's columns, and
-# one batch over a day of 200M rows held several GiB (see docs/scaling.md,
-# "Memory at scale")
-BATCH_BYTES = 32 * 2**20
 
 
 def local_collect(lazies: list[pl.LazyFrame]) -> list[pl.DataFrame]:
@@ -240,8 +238,9 @@ class Run:
         """Partials of the needed files; the units that failed (they run in a
         single pass). A cluster's collector gets every query at once, each over at
         most ``files_per_task`` files; the local collector gets them batch by batch
-        (see :func:`_batches`), each batch stored before the next is read, so that
-        memory follows the largest batch rather than the number of files."""
+        (see :func:`~rulesengine.engine.partial_scan.size_batches`), each batch
+        stored before the next is read, so that memory follows the largest batch
+        rather than the number of files."""
         lo_b = min(self.spans(u.query.frame)[0] for u in units)
         groups: dict[tuple[str, ...], list[Unit]] = {}
         for u in units:
@@ -256,7 +255,7 @@ class Run:
         tasks = []
         for files, members in groups.items():
             if local and self.files_per_task is None:
-                parts = _batches(list(files), self.files, BATCH_BYTES)
+                parts = size_batches(list(files), self.files, BATCH_BYTES)
             else:
                 parts = _partitions(list(files), self.files_per_task)
             tasks += [(part, members) for part in parts]
@@ -282,6 +281,7 @@ class Run:
         from rulesengine.engine.plan import root_names
 
         joined: dict[tuple[Any, Any], tuple[FrameKey, set[str]]] = {}
+        sizes: dict[tuple[Any, Any], int] = {}  # the label files' bytes on disk
         for u in units:
             f = u.query.frame
             if f.join is None:
@@ -292,75 +292,105 @@ class Run:
                 names |= set(root_names([compile_sql(f.filter).expr]))
             _, seen = joined.setdefault((f.join, f.label_cutoff), (f, set()))
             seen |= names
+            if u.watch is not None and u.watch.files is not None:
+                on_disk = sum(info.size for info in u.watch.files.values())
+                sizes[(f.join, f.label_cutoff)] = on_disk
         for key, names in joined.values():
             if (key.join, key.label_cutoff) not in self.plan.frames.known_labels:
+                parts = -(-sizes.get((key.join, key.label_cutoff), 0) // LABEL_PART_BYTES)
                 # unreadable labels: each batch then reads them lazily and fails, and
                 # its units run in a single pass, whose error names the file
                 with contextlib.suppress(NoFiles, DataError, *POLARS_ERRORS):
-                    labels_once(self.plan.frames, key, sorted(names))
+                    labels_once(self.plan.frames, key, sorted(names), max(1, parts))
 
     def compute_batch(
         self, source: str, tasks: list[tuple[list[str], list[Unit]]], lo: datetime, lo_b: int
     ) -> list[Unit] | None:
         """Collect one batch of (files, units) and store each unit's entries for
         those files; the units whose entries failed, or None when the batch as a
-        whole failed."""
+        whole failed. The local collector gets one query per file and unit, each
+        grouped without the file's path (a query over several files grouped by
+        each row's path held six times the memory at 20M rows, see docs/scaling.md
+        "Memory at scale"); a cluster's collector one query per task."""
         spec = self.model.sources[source]
+        per_file = self.collect is local_collect
         lazies, owners = [], []
         files_of: dict[int, list[str]] = {}
         for part, members in tasks:
             try:
-                scan = subset_scan(spec, part, self.shape(source))
+                if per_file:
+                    scans = [(p, subset_scan(spec, [p], self.shape(source))) for p in part]
+                else:
+                    scans = [(None, subset_scan(spec, part, self.shape(source)))]
             except (NoFiles, *POLARS_ERRORS):
                 return None
-            frames = copy.copy(self.plan.frames)
-            frames.base = {**frames.base, source: scan}
-            frames.frames = {}
-            for u in members:
-                files_of.setdefault(id(u), []).extend(part)
-                try:
-                    lazies.append(self.partial_query(frames, u, lo))
-                    owners.append((u, False))
-                    if u.keys is not None:  # a label join: each file's join keys
-                        lazies.append(self.keys_query(frames, u, lo))
-                        owners.append((u, True))
-                except POLARS_ERRORS:
-                    return None
+            for path, scan in scans:
+                frames = copy.copy(self.plan.frames)
+                frames.base = {**frames.base, source: scan}
+                frames.frames = {}
+                for u in members:
+                    files_of.setdefault(id(u), []).extend(part if path is None else [path])
+                    try:
+                        lazies.append(self.partial_query(frames, u, lo, path))
+                        owners.append((u, False, path))
+                        if u.keys is not None:  # a label join: each file's join keys
+                            lazies.append(self.keys_query(frames, u, lo, path))
+                            owners.append((u, True, path))
+                    except POLARS_ERRORS:
+                        return None
         try:
             results = self.collect(lazies)
         except POLARS_ERRORS:
             return None
-        per_unit: dict[tuple[int, bool], list[pl.DataFrame]] = {}
-        for (u, keys), df in zip(owners, results, strict=True):
-            per_unit.setdefault((id(u), keys), []).append(df)
+        states: dict[int, list[pl.DataFrame]] = {}
+        hashes: dict[int, dict[str, Any]] = {}
+        for (u, keys, path), df in zip(owners, results, strict=True):
+            if not keys:
+                states.setdefault(id(u), []).append(df)
+            elif path is not None:
+                hashes.setdefault(id(u), {})[path] = df.get_column(HASH)
+            else:
+                by_file = df.partition_by(FILE_COLUMN, as_dict=True, include_key=False)
+                got = {k[0]: v.get_column(HASH) for k, v in by_file.items()}
+                hashes.setdefault(id(u), {}).update(got)
         del results
         failed = []
-        for u in {id(u): u for u, _ in owners}.values():
+        for u in {id(u): u for u, _, _ in owners}.values():
             try:
-                keys = None
-                if u.keys is not None:
-                    keys = pl.concat(per_unit.pop((id(u), True)), how="vertical")
-                df = pl.concat(per_unit.pop((id(u), False)), how="vertical")
-                self.store(u, df, lo_b, keys, files_of[id(u)])
+                df = pl.concat(states.pop(id(u)), how="vertical")
+                keyed = hashes.pop(id(u), {}) if u.keys is not None else None
+                self.store(u, df, lo_b, keyed, files_of[id(u)])
             except (NotExact, *POLARS_ERRORS):
                 failed.append(u)
         return failed
 
-    def partial_query(self, frames: Any, u: Unit, lo: datetime) -> pl.LazyFrame:
+    def partial_query(
+        self, frames: Any, u: Unit, lo: datetime, path: str | None = None
+    ) -> pl.LazyFrame:
+        """``u``'s partial states per file (``path``: of the one file scanned),
+        time bucket[, partition date] and ``u``'s keys."""
         f = u.query.frame
         source = self.model.sources[f.source]
         assert source.timestamp is not None
         lf = frames.frame(replace(f, start=lo, end=None))
-        keys = [pl.col(FILE_COLUMN), bucket_expr(source.timestamp, self.width).alias(TB)]
+        keys = [bucket_expr(source.timestamp, self.width).alias(TB)]
         if _pdate_bounds(self.plan, f) is not None:
             keys.append(pl.col(source.partition_date).alias(PDATE))  # type: ignore[arg-type]
-        return lf.group_by(keys + group_keys(u)).agg(part_exprs(u))
+        if path is None:
+            return lf.group_by([pl.col(FILE_COLUMN), *keys, *group_keys(u)]).agg(part_exprs(u))
+        out = lf.group_by(keys + group_keys(u)).agg(part_exprs(u))
+        return out.with_columns(pl.lit(path, dtype=pl.String).alias(FILE_COLUMN))
 
-    def keys_query(self, frames: Any, u: Unit, lo: datetime) -> pl.LazyFrame:
-        """Per file, the join keys (as hashes) of the rows its entry covers."""
+    def keys_query(
+        self, frames: Any, u: Unit, lo: datetime, path: str | None = None
+    ) -> pl.LazyFrame:
+        """The join keys (as hashes) of the rows an entry covers: of the one file
+        ``path``, or per file."""
         f = u.query.frame
         assert u.keys is not None
         lf = frames.frame(FrameKey(f.source, lo, None, f.filter)).filter(has_key(u.keys))
+        if path is not None:
+            return lf.select(key_hash(u.keys)).unique()
         return lf.select(pl.col(FILE_COLUMN), key_hash(u.keys)).unique()
 
     def store(
@@ -368,11 +398,12 @@ class Run:
         u: Unit,
         df: pl.DataFrame,
         lo_b: int,
-        keys: pl.DataFrame | None,
+        keys: Mapping[str, Any] | None,
         files: Sequence[str],
     ) -> None:
         """Split a partial result over ``files`` by file into entries and write them
-        (a file without rows gets an empty entry)."""
+        (a file without rows gets an empty entry); ``keys``: per file, the join
+        keys' hashes (a label join)."""
         from rulesengine.partials.collect import _rows
 
         key_names = [*u.query.segment_by, *([BUCKET] if u.by is not None else [])]
@@ -387,17 +418,14 @@ class Run:
             entry.pdates.append(row.get(PDATE))
             entry.keys.append(tuple(row[k] for k in key_names))
             entry.states.append({pid: of.state(row, pid) for pid, of in u.parts.items()})
-        hashes: dict[tuple[Any, ...], pl.DataFrame] = {}
-        if keys is not None:
-            hashes = keys.partition_by(FILE_COLUMN, as_dict=True, include_key=False)
         # the identities seen before the scan: a file changed since is recomputed next time
         for path in files:
             entry = made.get(path) or Entry(path, (0, 0), lo_b, key_schema)
             entry.identity = self.files[path]
             entry.token = secrets.token_hex(8)
             if keys is not None:
-                got = hashes.get((path,))
-                entry.join_keys = unique_sorted([] if got is None else got.get_column(HASH))
+                got = keys.get(path)
+                entry.join_keys = unique_sorted([] if got is None else got)
             self.entries[id(u)][path] = entry
             self.written += _STORE.save(entry_path(self.folder(u), path), entry, u.part_ids)
 
@@ -510,22 +538,6 @@ class Run:
             {key: {p: merge_list(xs) for p, xs in parts.items()} for key, parts in found.items()},
             failed,
         )
-
-
-def _batches(files: list[str], sizes: Mapping[str, Identity], limit: int) -> list[list[str]]:
-    """``files`` in runs of consecutive files of at most ``limit`` bytes on disk
-    together (a larger file alone), for the local collector."""
-    out: list[list[str]] = []
-    total = 0
-    for path in files:
-        size = sizes[path][0] if path in sizes else 0
-        if out and total + size <= limit:
-            out[-1].append(path)
-            total += size
-        else:
-            out.append([path])
-            total = size
-    return out
 
 
 def _partitions(files: list[str], size: int | None) -> list[list[str]]:

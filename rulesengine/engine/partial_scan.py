@@ -48,6 +48,15 @@ MIN_BUCKET = timedelta(minutes=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
 
+# parquet (or CSV) bytes on disk that one local batch of partial queries reads at
+# most (a larger file alone): the in-memory engine holds a batch's columns, and
+# one batch over a day of 200M rows held several GiB (see docs/scaling.md,
+# "Memory at scale")
+BATCH_BYTES = 32 * 2**20
+# label files' bytes on disk per part of their deduplication (see
+# ``frames.labels_once``): its sort held about ten times a part's bytes
+LABEL_PART_BYTES = 16 * 2**20
+
 
 def bucket_width(model: ModelSpec) -> timedelta:
     """The time-bucket width for ``model``: the greatest common divisor of its
@@ -408,3 +417,20 @@ def _boto3_provider(config: Mapping[str, str], profile: str | None) -> Any | Non
         return Boto3CredentialProvider(boto3.Session(profile_name=profile))
     except Exception:  # no boto3, an unknown profile, no credentials found
         return None
+
+
+def size_batches(files: list[str], sizes: Mapping[str, Identity], limit: int) -> list[list[str]]:
+    """``files`` in runs of consecutive files of at most ``limit`` bytes on disk
+    together (a larger file alone; ``sizes``: their identities), for the local
+    collector and the label summaries."""
+    out: list[list[str]] = []
+    total = 0
+    for path in files:
+        size = sizes[path][0] if path in sizes else 0
+        if out and total + size <= limit:
+            out[-1].append(path)
+            total += size
+        else:
+            out.append([path])
+            total = size
+    return out

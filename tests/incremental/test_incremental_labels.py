@@ -174,9 +174,19 @@ def test_joined_values_against_numpy_on_raw_rows(tmp_path: Path) -> None:
     assert result["labelled"].details["label_coverage"] == joined.height / rows.height
 
 
-def test_touched_keys_against_a_set_oracle(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kept", [None, 0])
+def test_touched_keys_against_a_set_oracle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept: int | None
+) -> None:
     """The keys a label change reaches, by the watch's summaries and scans, equal
-    a Python set difference of the admitted (key, label time) rows."""
+    a Python set difference of the admitted (key, label time) rows; also when no
+    label rows are kept in memory (``kept`` 0, every file its own batch): the
+    files a moved cutoff cuts through are then read again."""
+    from rulesengine.engine import partial_labels
+
+    if kept is not None:
+        monkeypatch.setattr(partial_labels, "ROWS_KEPT", kept)
+        monkeypatch.setattr(partial_labels, "BATCH_BYTES", 1)
     root = tmp_path
     write_labels(root, "a", np.arange(0, 100), AT - timedelta(hours=1), 1, spread_s=3600)
     write_labels(root, "b", np.arange(50, 150), AT - timedelta(minutes=30), 2, spread_s=3600)
@@ -218,6 +228,36 @@ def test_touched_keys_against_a_set_oracle(tmp_path: Path) -> None:
     assert np.array_equal(touched, expected)
     assert not meets(touched, np.array([2**63 + 12345], dtype=np.uint64))
     assert w1.touched(None, version(w1, c1)) is None  # no earlier version: all
+    assert (len(w1.rows) == 0) == (kept == 0)
+
+
+def test_labels_deduplicated_in_parts_equal_a_single_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Labels deduplicated part by part (by a hash of the join key) give the
+    single pass's results: a key relabelled later in another file keeps its last
+    label as of the cutoff, wherever its rows fall."""
+    from rulesengine.engine import frames, partial_run
+
+    root = tmp_path
+    for h in range(4):
+        write_hour(root / "logs", AT - timedelta(hours=4 - h), ROWS, h)
+    ids = np.concatenate([_ids(h) for h in range(4)])
+    write_labels(root, "a", ids, AT - timedelta(hours=3), 1, spread_s=600)
+    write_labels(root, "b", ids[::3], AT - timedelta(hours=1), 2, spread_s=600)  # later
+    write_labels(root, "c", ids[::5], AT + timedelta(hours=2), 3, spread_s=600)  # after cutoff
+    parts: list[int] = []
+    real = frames.labels_once
+
+    def spy(*args: Any, **kw: Any) -> None:
+        parts.append(args[3] if len(args) > 3 else kw.get("parts", 1))
+        real(*args, **kw)
+
+    monkeypatch.setattr(frames, "labels_once", spy)
+    size = sum(f.stat().st_size for f in (root / "labels").iterdir())
+    monkeypatch.setattr(partial_run, "LABEL_PART_BYTES", size // 5)
+    _tick(load_model(root, _spec(root)), root)
+    assert parts and min(parts) >= 5
 
 
 step_st = st.one_of(

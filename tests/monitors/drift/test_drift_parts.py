@@ -27,6 +27,7 @@ def test_role_keys_are_the_binding_names_the_plan_shows():
         Use.NOT_NUMBERS: "u:amount",
         Use.SAMPLE: "s:amount",
         Use.CELLS: "h:amount",
+        Use.TAILS: "t:amount",
     }
 
 
