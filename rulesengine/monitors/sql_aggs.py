@@ -136,6 +136,38 @@ def distinct_count(states: Mapping[str, Any], key: str) -> int:
     return int(values.values.size) + (1 if values.nans else 0)
 
 
+def key_text(columns: list[str], schema: Mapping[str, pl.DataType]) -> pl.Expr | None:
+    """One text key per row (never null), equal for two rows exactly when Polars'
+    ``pl.struct(columns).n_unique()`` counts them as one: each column as text
+    (NaN as ``NaN``, -0.0 as ``0``, times as their integer epoch), length-prefixed
+    so that the concatenation is one-to-one, a null marked apart (``-``). None for
+    dtypes without such a text (nested, objects, decimals, unknown columns)."""
+    dtypes = [schema.get(c) for c in columns]
+    fields = []
+    for c, dtype in zip(columns, dtypes, strict=True):
+        text = None if dtype is None else _as_text(pl.col(c), dtype)
+        if text is None:
+            return None
+        field = pl.concat_str([text.str.len_bytes().cast(pl.String), pl.lit(":"), text])
+        fields.append(pl.when(pl.col(c).is_null()).then(pl.lit("-")).otherwise(field))
+    return pl.concat_str(fields) if fields else None
+
+
+def _textual(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, pl.String | pl.Categorical | pl.Enum)
+
+
+def _as_text(x: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    if _textual(dtype) or dtype.is_integer() or dtype == pl.Boolean:
+        return x.cast(pl.String)
+    if dtype.is_float():  # shortest round-trip text; every NaN one, both zeros one
+        nan, zero = pl.lit("NaN"), pl.lit("0")
+        return pl.when(x.is_nan()).then(nan).when(x == 0).then(zero).otherwise(x.cast(pl.String))
+    if dtype.is_temporal():
+        return x.to_physical().cast(pl.String)
+    return None
+
+
 # ------------------------------------------------------------------ decomposition
 
 

@@ -1,5 +1,6 @@
-"""Count-shaped partial states: histograms over fixed cells, category counts, and
-confusion counts. All merge by adding counts, which is exact.
+"""Count-shaped partial states: histograms over fixed cells, category counts,
+confusion counts, and sets of distinct text keys. All merge exactly: counts add,
+key sets unite (up to a size bound, above which only the overflow is kept).
 
 :class:`CellCounts` is the partial form of the engine's ``Cells`` (see
 ``monitors/base.py``): ``n`` cells plus one last slot for rows whose cell index
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -303,3 +305,89 @@ class ConfusionOf:
 
     def state(self, row: Mapping[str, Any], name: str) -> Confusion:
         return Confusion(*(int(row[f"{name}.{k}"] or 0) for k in CONFUSION))
+
+
+# ------------------------------------------------------------------ distinct keys
+
+
+KEYS_LIMIT = 1_000_000  # distinct keys a state may hold (as value counts' bound)
+
+
+@kind("keys")
+@dataclass(frozen=True)
+class DistinctKeys:
+    """The distinct text keys of some rows, sorted, while there are at most
+    ``limit`` of them; above it the keys are dropped and only ``overflow`` is
+    kept, so the count is unknown (no estimate) and memory stays bounded.
+    Merging is a set union, exact.
+
+    Example: ``DistinctKeys.of(["a", "b"]).merge(DistinctKeys.of(["b"])).count == 2``."""
+
+    keys: tuple[str, ...] = ()
+    overflow: bool = False
+    limit: int = KEYS_LIMIT
+
+    @classmethod
+    def of(cls, keys: Iterable[str], *, limit: int = KEYS_LIMIT) -> DistinctKeys:
+        return cls(tuple(sorted(set(keys))), False, limit)._bounded()
+
+    def _bounded(self) -> DistinctKeys:
+        if self.overflow or len(self.keys) <= self.limit:
+            return self
+        return DistinctKeys((), True, self.limit)
+
+    def merge(self, other: DistinctKeys) -> DistinctKeys:
+        if self.limit != other.limit:
+            raise ValueError("cannot merge distinct keys kept with different limits")
+        if self.overflow or other.overflow:
+            return DistinctKeys((), True, self.limit)
+        union = tuple(sorted(set(self.keys).union(other.keys)))
+        return DistinctKeys(union, False, self.limit)._bounded()
+
+    @property
+    def count(self) -> int | None:
+        """The number of distinct keys; None above the limit."""
+        return None if self.overflow else len(self.keys)
+
+    def _fields(self) -> tuple[Meta, Arrays]:
+        encoded = [k.encode() for k in self.keys]
+        ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+        raw = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        meta = {"overflow": self.overflow, "limit": self.limit, "n": len(self.keys)}
+        return meta, {"bytes": raw, "ends": ends}
+
+    @classmethod
+    def _from_fields(cls, meta: Meta, arrays: Arrays) -> DistinctKeys:
+        overflow = meta["overflow"]
+        check(isinstance(overflow, bool), "'overflow' is not a boolean")
+        limit, n = int_of(meta, "limit"), int_of(meta, "n")
+        raw, ends = arrays["bytes"], arrays["ends"]
+        check(raw.dtype == np.uint8 and ends.dtype == np.int64, "keys are not bytes and ends")
+        check(ends.size == n and (n == 0 or int(ends[-1]) == raw.size), "keys do not pair")
+        check(bool(np.all(np.diff(ends, prepend=0) >= 0)), "key ends go backwards")
+        check(not (overflow and n), "an overflowed state holds keys")
+        data = raw.tobytes()
+        starts = [0, *(int(e) for e in ends[:-1])][:n]
+        try:
+            keys = tuple(data[s : int(e)].decode() for s, e in zip(starts, ends, strict=True))
+        except UnicodeDecodeError:
+            check(False, "a key is not UTF-8")
+        check(all(a < b for a, b in pairwise(keys)), "keys are not sorted")
+        return cls(keys, overflow, limit)
+
+
+@dataclass(frozen=True)
+class KeysOf:
+    """The Polars side of :class:`DistinctKeys`: ``key`` gives one text key per
+    row (a null key is left out); each group's distinct keys come back as a
+    list."""
+
+    key: pl.Expr
+    limit: int = KEYS_LIMIT
+
+    def exprs(self, name: str) -> dict[str, pl.Expr]:
+        return {f"{name}.keys": self.key.cast(pl.String).drop_nulls().unique()}
+
+    def state(self, row: Mapping[str, Any], name: str) -> DistinctKeys:
+        cell = row[f"{name}.keys"]
+        return DistinctKeys.of([] if cell is None else [str(k) for k in cell], limit=self.limit)

@@ -22,7 +22,9 @@ from rulesengine.engine.incremental import Report
 from rulesengine.engine.partial_units import part_of
 from rulesengine.monitors.aggs import NotExact, decomposition
 from rulesengine.monitors.checks import distinct_rows
-from rulesengine.partials import order, partial_states
+from rulesengine.monitors.sql_aggs import key_text
+from rulesengine.partials import PartialStateError, dumps, loads, order, partial_states
+from rulesengine.partials.histograms import DistinctKeys, KeysOf
 from tests.incremental.helpers import AT, HIGH, assert_same, both, load_model, write_hour
 
 
@@ -218,3 +220,90 @@ def test_engine_falls_back_above_the_bound(
     got = {r.monitor: r for r in inc.results}
     assert got["key"].value == (HOURS - 1) / HOURS
     assert not any("approximate" in r.details for r in inc.results)
+
+
+# ------------------------------------------------------------------ text and multi-column keys
+
+
+def _keys_count(df: pl.DataFrame, columns: list[str], parts: int, seed: int, limit: int) -> Any:
+    """The distinct keys of ``columns`` from the DistinctKeys states of random
+    partitions, merged in random order (None above ``limit``)."""
+    key = key_text(columns, df.schema)
+    assert key is not None
+    rng = random.Random(seed)
+    labelled = df.with_columns(pl.Series("__p", [rng.randrange(parts) for _ in range(df.height)]))
+    states = [s["k"] for s in partial_states(labelled, ["__p"], {"k": KeysOf(key, limit)}).values()]
+    rng.shuffle(states)
+    merged = DistinctKeys(limit=limit)
+    for state in states:
+        merged = merged.merge(state)
+    assert loads(dumps(merged)) == merged  # as the cache keeps it
+    return merged.count
+
+
+def _texts(seed: int, n: int = 1500) -> pl.DataFrame:
+    """Text with separators and digits that a plain concatenation would confuse
+    ("1:" + "x" and "1" + ":x"), floats with NaN and both zeros, nulls."""
+    rng = np.random.default_rng(seed)
+    words = ["", "1:", "x", "1", ":x", "é", "a b", "-", "0"]
+    f = rng.integers(-3, 3, n) / 2
+    f[rng.random(n) < 0.1] = np.nan
+    f[rng.random(n) < 0.1] = -0.0
+    df = pl.DataFrame(
+        {
+            "s": rng.choice(words, n),
+            "t": rng.choice(words, n),
+            "f": f,
+            "i": rng.integers(0, 4, n),
+            "d": [date(2026, 1, 1) + timedelta(days=int(k)) for k in rng.integers(0, 3, n)],
+        }
+    ).with_columns(pl.col("s").cast(pl.Categorical).alias("c"))
+    masks = {c: rng.random(n) < 0.1 for c in df.columns}
+    return df.with_columns(
+        pl.when(pl.Series(masks[c])).then(None).otherwise(pl.col(c)).alias(c) for c in df.columns
+    )
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [["s"], ["c"], ["s", "t"], ["t", "s"], ["s", "f"], ["f", "i", "d"], ["f"], ["i", "s"]],
+)
+@pytest.mark.parametrize("parts", [1, 4, 13])
+def test_text_keys_equal_a_hand_count_and_the_single_pass(columns: list[str], parts: int) -> None:
+    """The key text of each row is one-to-one with the row's values as Polars
+    compares them, so the merged key set counts the single pass's distinct rows."""
+    df = _texts(parts)
+    rows = df.select(columns).rows()
+    hand = len({tuple(_key(v) for v in row) for row in rows})
+    assert _keys_count(df, columns, parts, parts, 10_000) == hand
+    assert df.select(pl.struct(columns).n_unique()).item() == hand
+
+
+def test_key_sets_overflow_above_their_limit_and_stay_so() -> None:
+    """Above the limit only the overflow is kept: no count, whatever merges next."""
+    df = _texts(2)
+    assert _keys_count(df, ["s", "t", "f"], 5, 2, limit=20) is None
+    small = DistinctKeys.of(["a", "b"], limit=2)
+    assert small.count == 2
+    over = small.merge(DistinctKeys.of(["c"], limit=2))
+    assert over.count is None and over.keys == ()
+    assert over.merge(DistinctKeys.of([], limit=2)).count is None
+    with pytest.raises(ValueError, match="different limits"):
+        small.merge(DistinctKeys.of(["a"], limit=3))
+
+
+def test_key_sets_from_bytes_are_checked() -> None:
+    state = DistinctKeys.of(["b", "a", "é"])
+    assert loads(dumps(state)) == state and state.keys == ("a", "b", "é")
+    meta, arrays = state._fields()
+    arrays["ends"] = arrays["ends"][::-1].copy()  # not sorted, not pairing
+    with pytest.raises(PartialStateError):
+        DistinctKeys._from_fields(meta, arrays)
+    with pytest.raises(PartialStateError):
+        DistinctKeys._from_fields({**meta, "overflow": True}, state._fields()[1])
+
+
+def test_key_text_refuses_what_it_cannot_write() -> None:
+    assert key_text(["gone"], {}) is None
+    assert key_text(["l"], {"l": pl.List(pl.Int64)}) is None
+    assert key_text(["m"], {"m": pl.Decimal(10, 2)}) is None
