@@ -154,7 +154,7 @@ def key_text(columns: list[str], schema: Mapping[str, pl.DataType]) -> pl.Expr |
 
 
 def _textual(dtype: pl.DataType) -> bool:
-    return isinstance(dtype, pl.String | pl.Categorical | pl.Enum)
+    return dtype == pl.String or dtype == pl.Categorical or dtype == pl.Enum  # class or instance
 
 
 def _as_text(x: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:

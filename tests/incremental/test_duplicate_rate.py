@@ -303,6 +303,11 @@ def test_key_sets_from_bytes_are_checked() -> None:
         DistinctKeys._from_fields({**meta, "overflow": True}, state._fields()[1])
 
 
+def test_key_text_takes_dtype_classes_and_instances() -> None:
+    for dtype in (pl.String, pl.String(), pl.Categorical, pl.Enum(["a"]), pl.Int8, pl.Date):
+        assert key_text(["k", "n"], {"k": dtype, "n": pl.Float32()}) is not None, dtype
+
+
 def test_key_text_refuses_what_it_cannot_write() -> None:
     assert key_text(["gone"], {}) is None
     assert key_text(["l"], {"l": pl.List(pl.Int64)}) is None
