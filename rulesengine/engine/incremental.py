@@ -402,7 +402,11 @@ def _evict(run: Run, units: list[Unit], max_bytes: int) -> None:
             # trimmed once its oldest bucket is a further span old, so an entry
             # is rewritten about once per longest window, not at every tick
             if entry.buckets and min(entry.buckets) < horizon - span:
-                run.written += _STORE.save(where, entry.trimmed(horizon), u.part_ids)
+                try:
+                    trimmed = run.full(u, entry).trimmed(horizon)
+                except NotExact:  # changed on disk meanwhile: its next reader decides
+                    continue
+                run.written += _STORE.save(where, trimmed, u.part_ids)
                 run.report.evicted += 1
     for folder in {run.folder(u) for u in units}:
         for stale in folder.glob(f"*{SUFFIX}"):

@@ -33,7 +33,9 @@ import json
 import os
 import struct
 import tempfile
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,9 @@ MAGIC = b"REIC"
 FORMAT_VERSION = 2
 SUFFIX = ".part"
 DEFAULT_MAX_BYTES = 256 * 2**20  # per model
+# decoded entries kept in memory, by their size on disk: across a daemon's ticks
+# (EntryStore) and within one evaluation (see partial_run.Run.hold)
+KEEP_BYTES = 256 * 2**20
 TB = "__tb"  # the time bucket column of an entry's table
 PDATE = "__pdate"  # the partition date column, with ``partition_date``
 _HEAD = struct.Struct("<4sHI")
@@ -78,6 +83,16 @@ class Entry:
     join_keys: np.ndarray | None = None  # sorted unique uint64 hashes of the join keys
     # every bucket's states merged per key, made once when first needed (in memory only)
     collapsed: dict[Key, dict[str, Any]] | None = field(default=None, repr=False)
+    nbytes: int = 0  # the entry's size on disk: what keeping it decoded costs, roughly
+    released: bool = False  # states and join keys dropped from memory: read them again
+
+    def release(self) -> None:
+        """Drop the states and join keys from memory (they stay on disk): the
+        entry's buckets, keys, identity and token remain."""
+        self.states = []
+        self.collapsed = None
+        self.join_keys = None
+        self.released = True
 
     def trimmed(self, horizon: int) -> Entry:
         """Without the groups before bucket ``horizon``."""
@@ -209,37 +224,75 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 class EntryStore:
     """Entries on disk, with decoded copies kept in memory (keyed by the entry
-    file's size and modification time, so another process's write is seen)."""
+    file's size and modification time, so another process's write is seen), the
+    most recently used first, up to ``max_bytes`` of entries (by their size on
+    disk): the ones used longest ago are dropped from memory beyond that."""
 
-    def __init__(self) -> None:
-        self.memory: dict[str, tuple[Identity, Entry]] = {}
+    def __init__(self, max_bytes: int = KEEP_BYTES) -> None:
+        self.memory: OrderedDict[str, tuple[Identity, Entry]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.corrupt: list[str] = []  # entry files found damaged (names only)
+        self._lock = threading.Lock()  # the daemon's models evaluate in threads
+
+    def _keep(self, name: str, own: Identity, entry: Entry) -> None:
+        with self._lock:
+            old = self.memory.pop(name, None)
+            if old is not None:
+                self.bytes -= old[1].nbytes
+            self.memory[name] = (own, entry)
+            self.bytes += entry.nbytes
+            while self.bytes > self.max_bytes and len(self.memory) > 1:
+                _, (_, gone) = self.memory.popitem(last=False)
+                self.bytes -= gone.nbytes
+
+    def drop(self, path: Path) -> None:
+        """Forget the decoded copy of ``path`` (it stays on disk)."""
+        with self._lock:
+            old = self.memory.pop(str(path), None)
+            if old is not None:
+                self.bytes -= old[1].nbytes
 
     def load(self, path: Path, part_ids: list[str]) -> Entry | None:
         try:
             own = file_identity(str(path))
         except OSError:
-            self.memory.pop(str(path), None)
+            self.drop(path)
             return None
         kept = self.memory.get(str(path))
-        if kept is not None and kept[0] == own:
+        if kept is not None and kept[0] == own and not kept[1].released:
+            with self._lock:
+                if str(path) in self.memory:
+                    self.memory.move_to_end(str(path))
             return kept[1]
+        entry = self.read(path, part_ids)
+        if entry is None:
+            self.drop(path)
+            return None
+        entry.nbytes = own[0]
+        self._keep(str(path), own, entry)
+        return entry
+
+    def read(self, path: Path, part_ids: list[str]) -> Entry | None:
+        """``path`` decoded from disk, not kept in memory; None when it is gone or
+        damaged (a damaged one is named in ``corrupt``)."""
         try:
-            entry = decode(path.read_bytes(), part_ids)
+            return decode(path.read_bytes(), part_ids)
+        except FileNotFoundError:
+            return None
         except (OSError, PartialStateError):
             self.corrupt.append(path.name)
             return None
-        self.memory[str(path)] = (own, entry)
-        return entry
 
     def save(self, path: Path, entry: Entry, part_ids: list[str]) -> int:
         """Write ``entry``; the bytes written."""
         data = encode(entry, part_ids)
         write_atomic(path, data)
+        entry.nbytes = len(data)
         try:
-            self.memory[str(path)] = (file_identity(str(path)), entry)
+            self._keep(str(path), file_identity(str(path)), entry)
         except OSError:
-            self.memory.pop(str(path), None)
+            self.drop(path)
         return len(data)
 
     def forget(self, keep: set[str], under: Path) -> None:
@@ -247,7 +300,7 @@ class EntryStore:
         prefix = str(under)
         # a copy of the keys taken at once: the daemon's models evaluate in threads
         for name in [k for k in list(self.memory) if k.startswith(prefix) and k not in keep]:
-            self.memory.pop(name, None)
+            self.drop(Path(name))
 
 
 def enforce_bound(model_dir: Path, max_bytes: int, used: set[str]) -> tuple[list[Path], int]:

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from rulesengine.engine.partial_cache import (
+    KEEP_BYTES,
     PDATE,
     TB,
     Entry,
@@ -69,6 +70,7 @@ from rulesengine.spec.sql import compile_sql
 
 Collect = Callable[[list[pl.LazyFrame]], list[pl.DataFrame]]
 _STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
+FOLD = 16  # states of one key merged into one whenever this many wait
 
 
 def local_collect(lazies: list[pl.LazyFrame]) -> list[pl.DataFrame]:
@@ -161,6 +163,7 @@ class Run:
         self.shapes: dict[str, ScanShape] = {}  # per source, once per call
         self.hosts: dict[int, Unit] = {}  # an overall unit → its segmented twin
         self.merges: dict[int, dict[tuple[Any, ...], dict[str, Any]]] = {}  # unit → merged
+        self.held = 0  # bytes (on disk) of the entries this call holds decoded
 
     def spans(self, f: FrameKey) -> tuple[int, int, int, int]:
         return spans(f, self.width)
@@ -228,6 +231,7 @@ class Run:
                     )
                 if same and entry.lo <= cover_lo:  # type: ignore[union-attr]
                     got[path] = entry  # type: ignore[assignment]
+                    self.hold(where, entry)  # type: ignore[arg-type]
                     self.report.cached += 1
                     continue
                 need[id(u)].append(path)
@@ -427,7 +431,9 @@ class Run:
                 got = keys.get(path)
                 entry.join_keys = unique_sorted([] if got is None else got)
             self.entries[id(u)][path] = entry
-            self.written += _STORE.save(entry_path(self.folder(u), path), entry, u.part_ids)
+            where = entry_path(self.folder(u), path)
+            self.written += _STORE.save(where, entry, u.part_ids)
+            self.hold(where, entry)
 
     def edge_queries(self, u: Unit) -> list[pl.LazyFrame]:
         """The rows of ``u``'s window in its edge buckets (off the grid), read
@@ -469,6 +475,28 @@ class Run:
             for row in _rows(df)
         ]
 
+    def hold(self, where: Path, entry: Entry) -> None:
+        """Count ``entry`` as held in memory by this call; beyond ``KEEP_BYTES``
+        release its states and join keys (they stay on disk, and :meth:`merged`
+        reads them again one entry at a time), so a window of many large entries
+        does not hold them all at once."""
+        if entry.released:
+            return
+        self.held += entry.nbytes
+        if self.held > KEEP_BYTES:
+            _STORE.drop(where)
+            entry.release()
+
+    def full(self, u: Unit, entry: Entry) -> Entry:
+        """``entry`` with its states: itself, or (released) read again from disk;
+        NotExact (a single pass) when the file on disk is no longer that entry."""
+        if not entry.released:
+            return entry
+        got = _STORE.read(entry_path(self.folder(u), entry.path), u.part_ids)
+        if got is None or got.token != entry.token or got.identity != entry.identity:
+            raise NotExact("a cache entry changed on disk during the evaluation")
+        return got
+
     def needed_files(self, u: Unit, files: dict[str, Identity]) -> list[str]:
         return [p for p in files if p not in self.entries[id(u)]]
 
@@ -493,21 +521,30 @@ class Run:
         def add(key: tuple[Any, ...], states: Mapping[str, Any]) -> None:
             target = found.setdefault(key, {})
             for pid, state in states.items():
-                target.setdefault(pid, []).append(state)
+                xs = target.setdefault(pid, [])
+                xs.append(state)
+                if len(xs) >= FOLD:  # merged as they come: a bounded list per key
+                    xs[:] = [merge_list(xs)]
 
-        for entry in self.entries[id(u)].values():
+        for kept in self.entries[id(u)].values():
+            if not any(inside(b, pd) for b, pd in zip(kept.buckets, kept.pdates, strict=True)):
+                continue
+            entry = self.full(u, kept)
             rows = list(zip(entry.buckets, entry.pdates, entry.keys, entry.states, strict=True))
             if rows and all(inside(b, pd) for b, pd, _, _ in rows):
-                if entry.collapsed is None:
+                collapsed = entry.collapsed
+                if collapsed is None:
                     groups: dict[tuple[Any, ...], dict[str, list[Any]]] = {}
                     for _, _, key, states in rows:
                         for pid, state in states.items():
                             groups.setdefault(key, {}).setdefault(pid, []).append(state)
-                    entry.collapsed = {
+                    collapsed = {
                         key: {pid: merge_list(xs) for pid, xs in parts.items()}
                         for key, parts in groups.items()
                     }
-                for key, states in entry.collapsed.items():
+                    if entry is kept:  # kept with an entry held in memory
+                        entry.collapsed = collapsed
+                for key, states in collapsed.items():
                     add(key, states)
                 continue
             for b, pd, key, states in rows:

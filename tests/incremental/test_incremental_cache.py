@@ -206,3 +206,65 @@ def test_footers_are_read_once_per_evaluation_not_per_batch(tmp_path: Path, monk
     execute_incremental(plan_model(model, AT), model, tmp_path / "cache", report=report)
     assert len(report.scanned["req"]) == len(files)
     assert sorted(footers) == sorted(str(f) for f in files)
+
+
+def test_entries_beyond_the_memory_bound_are_read_again_from_disk(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """With room for no decoded entry (``KEEP_BYTES`` 1), every entry's states
+    are released once stored or loaded and read again from disk for the merge
+    and for trimming: results still equal a single pass at each tick, and the
+    decoded entries kept across ticks stay within their bound. States are merged
+    as they come (``FOLD``), not all listed first."""
+    from rulesengine.engine import partial_run
+    from rulesengine.engine.partial_cache import Entry
+
+    released: list[str] = []
+    real = Entry.release
+
+    def spy(self: Entry) -> None:
+        released.append(self.path)
+        real(self)
+
+    monkeypatch.setattr(partial_run, "KEEP_BYTES", 1)
+    monkeypatch.setattr(partial_run._STORE, "max_bytes", 1)
+    monkeypatch.setattr(partial_run, "FOLD", 2)  # states merged as soon as two wait
+    monkeypatch.setattr(Entry, "release", spy)
+    model, files = _setup(tmp_path)
+    assert set(released) == {str(f) for f in files}  # every file's entries, computed
+    released.clear()
+    new = write_hour(tmp_path / "logs", AT, ROWS, 99)
+    report = _tick(model, tmp_path, AT + timedelta(minutes=30))
+    assert report.scanned == {"req": [str(new)]} and report.cached > 0
+    assert set(report.queries.values()) == {"partials"}  # merged from the disk's states
+    assert {str(f) for f in files} <= set(released)  # loaded, then released
+    assert len(partial_run._STORE.memory) <= 1
+    # far enough on that old buckets are trimmed: each trimmed entry read again
+    sizes = {p: p.stat().st_size for p in _entries(tmp_path)}
+    later = AT + timedelta(hours=14)
+    write_hour(tmp_path / "logs", later - timedelta(hours=1), ROWS, 77)
+    report = _tick(model, tmp_path, later)
+    assert report.evicted > 0 and set(report.queries.values()) == {"partials"}
+    assert [p for p in _entries(tmp_path) if p in sizes and p.stat().st_size < sizes[p]]
+    assert _tick(model, tmp_path, later).scanned == {}  # the trimmed entries still count
+
+
+def test_an_entry_changed_on_disk_after_release_runs_its_query_in_a_single_pass(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A released entry whose file on disk is replaced before the merge (another
+    process) is not merged: its queries run in a single pass."""
+    from rulesengine.engine import partial_run
+
+    model, files = _setup(tmp_path)
+    monkeypatch.setattr(partial_run, "KEEP_BYTES", 1)
+    real = partial_run.Run.merged
+
+    def swap(self, u):  # type: ignore[no-untyped-def]
+        for entry in _entries(tmp_path)[:1]:
+            entry.write_bytes(entry.read_bytes()[:-1] + b"\0")  # damaged meanwhile
+        return real(self, u)
+
+    monkeypatch.setattr(partial_run.Run, "merged", swap)
+    report = _tick(model, tmp_path, AT)
+    assert any(q.startswith("single pass") for q in report.queries.values())
