@@ -4,6 +4,8 @@ window, filter and label join, built once and shared by every query over it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
 from rulesengine.engine.sources import (
@@ -114,16 +116,25 @@ class Frames:
 
 
 def labels_once(
-    frames: Frames, key: FrameKey, columns: list[str] | None = None, parts: int = 1
-) -> None:
-    """Deduplicate the labels joined to ``key``'s rows once, in memory, for every
-    later frame of ``frames`` (and of its copies) with the same join and cutoff:
-    for executors that join batch after batch of request files to the same labels
+    frames: Frames,
+    key: FrameKey,
+    columns: list[str] | None = None,
+    parts: int = 1,
+    spill: Path | None = None,
+) -> pl.LazyFrame:
+    """Deduplicate the labels joined to ``key``'s rows once, for executors that
+    join batch after batch of request files to the same labels
     (:mod:`rulesengine.engine.incremental`). ``columns``: the label columns kept
     (all when None). ``parts`` > 1 deduplicates the labels in that many parts by
     a hash of the join key, one after another: a key's rows all fall in one part,
     so the result is the same, and the sort behind the deduplication holds one
-    part's rows at a time (it peaked at about ten times the label files' size)."""
+    part's rows at a time (it peaked at about ten times the label files' size).
+
+    Without ``spill`` the result is kept in memory for every later frame of
+    ``frames`` (and of its copies) with the same join and cutoff; with it, each
+    part is written to a parquet file in that folder and the result is a scan of
+    them (the caller narrows it to each batch's keys: see
+    ``partial_run.Run.batch_labels``)."""
     assert key.join is not None
     on = list(key.join.on)
 
@@ -133,10 +144,23 @@ def labels_once(
         have = lazy.collect_schema()
         return lazy.select([c for c in have if c in {*columns, *on, "__labelled"}])
 
-    if parts <= 1:
+    if parts <= 1 and spill is None:
         done = narrow(frames._labels(key)).collect()
-    else:
-        part = pl.struct([pl.col(c) for c in on]).hash(0x1AB5) % parts
-        got = [narrow(frames._labels(key, part == p)).collect() for p in range(parts)]
-        done = pl.concat(got, how="vertical", rechunk=False)
+        frames.known_labels[(key.join, key.label_cutoff)] = done.lazy()
+        return done.lazy()
+    part = pl.struct([pl.col(c) for c in on]).hash(0x1AB5) % max(1, parts)
+    got = []
+    for p in range(max(1, parts)):
+        df = narrow(frames._labels(key, part == p if parts > 1 else None)).collect()
+        if spill is None:
+            got.append(df)
+            continue
+        path = spill / f"part-{p:05d}.parquet"
+        df.write_parquet(path)
+        got.append(path)
+        del df
+    if spill is not None:
+        return pl.scan_parquet(got)
+    done = pl.concat(got, how="vertical", rechunk=False)
     frames.known_labels[(key.join, key.label_cutoff)] = done.lazy()
+    return done.lazy()

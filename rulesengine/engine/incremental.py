@@ -175,6 +175,16 @@ def execute_incremental(
     with its retries and culprit files)."""
     report = report if report is not None else Report()
     run = Run(plan, model, cache_dir, report, collect, files_per_task)
+    try:
+        return _execute(run, plan, model, report, max_bytes, whole)
+    finally:
+        run.close()
+
+
+def _execute(
+    run: Run, plan: Plan, model: ModelSpec, report: Report, max_bytes: int, whole: Whole
+) -> Collected:
+    """:func:`execute_incremental`'s body (its caller deletes spilled labels)."""
     single: list[int] = []
     units: list[Unit] = []
     leftovers: dict[int, dict[str, pl.Expr]] = {}
@@ -274,7 +284,7 @@ def _edges_all(run: Run, units: list[Unit]) -> list[Unit]:
     for u in units:
         try:
             got = run.edge_queries(u)
-        except (NoFiles, *POLARS_ERRORS):
+        except (NoFiles, OSError, *POLARS_ERRORS):
             failed.append(u)
             continue
         lazies += got

@@ -10,8 +10,11 @@ import contextlib
 import copy
 import hashlib
 import json
+import os
 import re
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -70,7 +73,22 @@ from rulesengine.spec.sql import compile_sql
 
 Collect = Callable[[list[pl.LazyFrame]], list[pl.DataFrame]]
 _STORE = EntryStore()  # decoded entries, kept across calls (a daemon's ticks)
-FOLD = 16  # states of one key merged into one whenever this many wait
+FOLD = 4  # states of one key merged into one whenever this many wait
+# label files' bytes on disk up to which a label join's deduplicated labels are
+# held in memory for every batch; above, they are written to disk and each batch
+# reads the labels of its own keys (see Run.batch_labels)
+LABELS_IN_MEMORY = 128 * 2**20
+SPILL = ".spill-"  # the prefix of a call's folder of spilled labels
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def local_collect(lazies: list[pl.LazyFrame]) -> list[pl.DataFrame]:
@@ -164,6 +182,8 @@ class Run:
         self.hosts: dict[int, Unit] = {}  # an overall unit → its segmented twin
         self.merges: dict[int, dict[tuple[Any, ...], dict[str, Any]]] = {}  # unit → merged
         self.held = 0  # bytes (on disk) of the entries this call holds decoded
+        self.spilled: dict[tuple[Any, Any], pl.LazyFrame] = {}  # labels on disk, per join
+        self.spills: list[Path] = []  # this call's folders of spilled labels
 
     def spans(self, f: FrameKey) -> tuple[int, int, int, int]:
         return spans(f, self.width)
@@ -300,12 +320,58 @@ class Run:
                 on_disk = sum(info.size for info in u.watch.files.values())
                 sizes[(f.join, f.label_cutoff)] = on_disk
         for key, names in joined.values():
-            if (key.join, key.label_cutoff) not in self.plan.frames.known_labels:
-                parts = -(-sizes.get((key.join, key.label_cutoff), 0) // LABEL_PART_BYTES)
-                # unreadable labels: each batch then reads them lazily and fails, and
-                # its units run in a single pass, whose error names the file
-                with contextlib.suppress(NoFiles, DataError, *POLARS_ERRORS):
-                    labels_once(self.plan.frames, key, sorted(names), max(1, parts))
+            at = (key.join, key.label_cutoff)
+            if at in self.plan.frames.known_labels or at in self.spilled:
+                continue
+            size = sizes.get(at, 0)
+            parts = max(1, -(-size // LABEL_PART_BYTES))
+            # unreadable labels: each batch then reads them lazily and fails, and
+            # its units run in a single pass, whose error names the file
+            with contextlib.suppress(NoFiles, DataError, OSError, *POLARS_ERRORS):
+                if size <= LABELS_IN_MEMORY:
+                    labels_once(self.plan.frames, key, sorted(names), parts)
+                else:  # on disk, narrowed to each batch's keys
+                    spill = self.spill_dir()
+                    self.spilled[at] = labels_once(
+                        self.plan.frames, key, sorted(names), parts, spill
+                    )
+
+    def spill_dir(self) -> Path:
+        """A folder of this call's own under the model's cache folder (deleted by
+        :meth:`close`; one left by a process that died is deleted by the next
+        call that finds it)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for old in self.dir.glob(f"{SPILL}*"):
+            pid = old.name[len(SPILL) :].split("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{SPILL}{os.getpid()}-", dir=self.dir))
+        self.spills.append(folder)
+        return folder
+
+    def close(self) -> None:
+        """Delete this call's spilled labels."""
+        for folder in self.spills:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.spills.clear()
+
+    def batch_labels(self, source: str, files: list[str], members: list[Unit]) -> dict[Any, Any]:
+        """For the label joins of ``members`` whose labels were spilled to disk,
+        the labels of the join keys found in ``files`` alone (a semi-join on the
+        streaming engine, which holds the keys rather than the labels), to stand
+        in for all labels in the batch's frames."""
+        out: dict[Any, Any] = {}
+        spec = self.model.sources[source]
+        for u in members:
+            f = u.query.frame
+            at = (f.join, f.label_cutoff)
+            if f.join is None or at not in self.spilled or at in out:
+                continue
+            on = list(f.join.on)
+            keys = subset_scan(spec, files, self.shape(source)).select(on).unique()
+            got = self.spilled[at].join(keys, on=on, how="semi", nulls_equal=False)
+            out[at] = got.collect(engine="streaming").lazy()
+        return out
 
     def compute_batch(
         self, source: str, tasks: list[tuple[list[str], list[Unit]]], lo: datetime, lo_b: int
@@ -328,10 +394,15 @@ class Run:
                     scans = [(None, subset_scan(spec, part, self.shape(source)))]
             except (NoFiles, *POLARS_ERRORS):
                 return None
+            try:
+                labels = self.batch_labels(source, part, members) if self.spilled else {}
+            except (NoFiles, OSError, *POLARS_ERRORS):
+                return None
             for path, scan in scans:
                 frames = copy.copy(self.plan.frames)
                 frames.base = {**frames.base, source: scan}
                 frames.frames = {}
+                frames.known_labels = {**frames.known_labels, **labels}
                 for u in members:
                     files_of.setdefault(id(u), []).extend(part if path is None else [path])
                     try:
@@ -461,6 +532,9 @@ class Run:
             scan = subset_scan(source, files, self.shape(f.source))
             frames.base = {**frames.base, f.source: scan.filter((ts > lo) & (ts <= hi))}
             frames.frames = {}
+            if self.spilled:
+                labels = self.batch_labels(f.source, files, [u])
+                frames.known_labels = {**frames.known_labels, **labels}
             keys = group_keys(u) or [pl.lit(1).alias(ALL)]
             out.append(frames.frame(f).group_by(keys).agg(part_exprs(u)))
         return out

@@ -256,7 +256,7 @@ def test_an_entry_changed_on_disk_after_release_runs_its_query_in_a_single_pass(
     process) is not merged: its queries run in a single pass."""
     from rulesengine.engine import partial_run
 
-    model, files = _setup(tmp_path)
+    model, _ = _setup(tmp_path)
     monkeypatch.setattr(partial_run, "KEEP_BYTES", 1)
     real = partial_run.Run.merged
 

@@ -103,10 +103,28 @@ def _tick(model: ModelSpec, root: Path, at: datetime = AT) -> Report:
     return report
 
 
-def test_a_delayed_label_file_invalidates_exactly_the_files_it_labels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spill", [False, True])
+def test_a_delayed_label_file_invalidates_exactly_the_files_it_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spill: bool
+) -> None:
     """The labels here are known long before the compare's cutoff (at - 1h) moves
     past them, or after every cutoff of the test: only the current window's
-    cutoff admits new labels."""
+    cutoff admits new labels. With ``spill`` the deduplicated labels go to disk
+    in parts and each batch (and edge) reads the labels of its own keys."""
+    from rulesengine.engine import partial_run
+
+    narrowed: list[int] = []
+    if spill:
+        real = partial_run.Run.batch_labels
+
+        def spy(self, source, files, members):  # type: ignore[no-untyped-def]
+            got = real(self, source, files, members)
+            narrowed.append(len(got))
+            return got
+
+        monkeypatch.setattr(partial_run, "LABELS_IN_MEMORY", 0)
+        monkeypatch.setattr(partial_run, "LABEL_PART_BYTES", 2048)
+        monkeypatch.setattr(partial_run.Run, "batch_labels", spy)
     model, files = _setup(tmp_path)
     assert _tick(model, tmp_path).scanned == {"req": sorted(map(str, files))}
     assert _tick(model, tmp_path).scanned == {}  # nothing new: nothing read
@@ -142,6 +160,36 @@ def test_a_delayed_label_file_invalidates_exactly_the_files_it_labels(tmp_path: 
     write_labels(tmp_path, "e", _ids(1)[10:20], at, 6, spread_s=60)
     report = _tick(model, tmp_path, at + timedelta(minutes=4, seconds=2))
     assert report.scanned == {"req": [str(files[1])]} and report.edges > 0
+    assert (sum(narrowed) > 0) == spill
+    assert not list((tmp_path / "cache").glob("*/.spill-*"))  # deleted after each call
+
+
+def test_spilled_labels_of_a_dead_process_are_deleted(tmp_path: Path, monkeypatch) -> None:
+    """A folder of spilled labels left by a process that died is deleted by the
+    next call that spills; a live process's folder is left alone."""
+    import subprocess
+    import sys
+
+    from rulesengine.engine import partial_run
+
+    monkeypatch.setattr(partial_run, "LABELS_IN_MEMORY", 0)
+    model, _ = _setup(tmp_path)
+    _tick(model, tmp_path)
+    folder = next(p for p in (tmp_path / "cache").iterdir() if p.is_dir())
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    (folder / f".spill-{dead}-x").mkdir()
+    (folder / f".spill-{dead}-x" / "part-00000.parquet").write_bytes(b"old")
+    (folder / f".spill-{os.getppid()}-y").mkdir()  # alive
+    write_labels(tmp_path, "b", _ids(2)[:40], AT - timedelta(minutes=20), 2)
+    _tick(model, tmp_path)
+    assert not (folder / f".spill-{dead}-x").exists()
+    assert (folder / f".spill-{os.getppid()}-y").exists()
 
 
 def test_joined_values_against_numpy_on_raw_rows(tmp_path: Path) -> None:
@@ -272,12 +320,24 @@ step_st = st.one_of(
 )
 
 
+@pytest.mark.parametrize("in_memory", [True, False])
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step_st, min_size=3, max_size=5))
 def test_labels_and_requests_changing_at_random_equal_a_full_rescan(
-    steps: list[tuple[str, int]],
+    in_memory: bool, steps: list[tuple[str, int]]
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    """Random changes between ticks; labels held in memory, or spilled to disk
+    (in parts) and narrowed to each batch's keys."""
+    from unittest import mock
+
+    from rulesengine.engine import partial_run
+
+    limit = partial_run.LABELS_IN_MEMORY if in_memory else 0
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mock.patch.object(partial_run, "LABELS_IN_MEMORY", limit),
+        mock.patch.object(partial_run, "LABEL_PART_BYTES", 4096),
+    ):
         root = Path(tmp)
         model, files = _setup(root)
         labels = [root / "labels" / "a.parquet"]
