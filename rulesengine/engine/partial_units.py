@@ -67,6 +67,11 @@ def part_of(part: Part) -> Any:
 
         # the bound read now, not at import: tests lower it to reach sketches
         return ValuesOf(part.expr, exact=part.exact, limit=order.SIZE_LIMIT)
+    if part.kind == "keys":
+        from rulesengine.partials import order
+        from rulesengine.partials.histograms import KeysOf
+
+        return KeysOf(part.expr, limit=order.SIZE_LIMIT)  # the same bound as value counts
     kinds = {"additive": AdditiveOf, "moments": MomentsOf, "extremes": ExtremesOf}
     return kinds[part.kind](part.expr)
 

@@ -43,7 +43,7 @@ import polars as pl
 REGISTRY_SIZE = 8192  # declared expressions kept (the oldest forgotten first)
 # what a part is: a Polars aggregate that adds up ("additive"), or the *Of of a
 # partial state over an inner expression
-PART_KINDS = ("additive", "moments", "extremes", "values")
+PART_KINDS = ("additive", "moments", "extremes", "values", "keys")
 # the key under which a monitor that marks its own estimates (``own_rank_errors``)
 # finds, in a role's values, {aggregate: rank error} of those from sketches
 RANK_ERRORS = "__rank_errors"

@@ -319,25 +319,39 @@ def distinct_rows(columns: list[str], schema: Mapping[str, pl.DataType]) -> pl.E
     it is declared with a decomposition that merges exactly across files (rows of
     different files may repeat each other): the exact value counts of the column
     (see :func:`~rulesengine.monitors.sql_aggs.distinct_parts`) and its null count.
-    Above the value counts' size bound, or for integers beyond ±2**53, the
-    finaliser raises :class:`~rulesengine.monitors.aggs.NotExact` and the
-    aggregate runs in a single pass; it never estimates. Text keys and keys of
-    several columns have no decomposition yet (a single pass)."""
-    from rulesengine.monitors.sql_aggs import distinct_count, distinct_parts
+    Over text or several columns: the set of each row's key text
+    (:func:`~rulesengine.monitors.sql_aggs.key_text`). Above the size bound
+    (1,000,000 distinct keys), or for integers beyond ±2**53, the finaliser
+    raises :class:`~rulesengine.monitors.aggs.NotExact` and the aggregate runs in
+    a single pass; it never estimates."""
+    from rulesengine.monitors.aggs import NotExact
+    from rulesengine.monitors.sql_aggs import distinct_count, distinct_parts, key_text
 
     unique = pl.struct([pl.col(c) for c in columns]).n_unique()
     dtype = schema.get(columns[0]) if len(columns) == 1 else None
     parts = None if dtype is None else distinct_parts(pl.col(columns[0]), dtype, "v")
-    if parts is None:
+    if parts is not None:
+        parts["nulls"] = Part("additive", pl.col(columns[0]).null_count())
+
+        def finish(states: Mapping[str, Any]) -> int:
+            return distinct_count(states, "v") + (1 if states["nulls"].total else 0)
+
+        # the parts depend on the dtype (a range check for integers): one name per dtype
+        how = Decomposition(parts, finish, "distinct")
+        return declare(distinct(unique, f"distinct_rows_{dtype}"), how)
+    key = key_text(columns, schema)
+    if key is None:
         return unique
-    parts["nulls"] = Part("additive", pl.col(columns[0]).null_count())
 
-    def finish(states: Mapping[str, Any]) -> int:
-        return distinct_count(states, "v") + (1 if states["nulls"].total else 0)
+    def count(states: Mapping[str, Any]) -> int:
+        got = states["k"].count
+        if got is None:
+            raise NotExact("more distinct keys than the state keeps")
+        return int(got)
 
-    # the parts depend on the dtype (a range check for integers): one name per dtype
-    how = Decomposition(parts, finish, "distinct")
-    return declare(distinct(unique, f"distinct_rows_{dtype}"), how)
+    read = ",".join(f"{c}:{schema.get(c)}" for c in columns)
+    how = Decomposition({"k": Part("keys", key)}, count, "distinct")
+    return declare(distinct(unique, f"distinct_rows_{read}"), how)
 
 
 @register

@@ -123,6 +123,10 @@ def distinct_count(states: Mapping[str, Any], key: str) -> int:
     sketch (it keeps no count of distinct values) or an integer lies beyond
     ±2**53 (two of them may share a Float64)."""
     values = states[key]
+    if not hasattr(values, "approximate"):  # a set of text keys
+        if values.count is None:
+            raise NotExact("more distinct values than the state keeps")
+        return int(values.count)
     if values.approximate:
         raise NotExact("a distinct count needs exact value counts (these are a sketch)")
     extremes = states.get(f"{key}e")
@@ -278,6 +282,8 @@ def _call_parts(
     if name == "count" and is_distinct:
         assert inner is not None and inner_dtype is not None
         parts = distinct_parts(inner, inner_dtype, key)
+        if parts is None and _textual(inner_dtype):  # text: the set of its values
+            parts = {key: Part("keys", inner.cast(pl.String))}
         return None if parts is None else (parts, this)
     if name == "count":
         return {key: Part("additive", agg)}, this

@@ -120,9 +120,8 @@ def test_above_the_bound_falls_back_never_estimates(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     ("columns", "schema"),
     [
-        (["s"], {"s": pl.String}),
-        (["c"], {"c": pl.Categorical()}),  # codes differ between files
-        (["a", "b"], {"a": pl.Int64, "b": pl.Int64}),
+        (["l"], {"l": pl.List(pl.Int64)}),
+        (["a", "m"], {"a": pl.Int64, "m": pl.Decimal(10, 2)}),
         (["gone"], {}),
     ],
 )
@@ -136,6 +135,12 @@ def test_the_same_column_over_other_dtypes_is_another_aggregate() -> None:
     assert decomposition(ints) is not None and decomposition(floats) is not None
     assert set(decomposition(ints).parts) == {"v", "ve", "nulls"}  # type: ignore[union-attr]
     assert set(decomposition(floats).parts) == {"v", "nulls"}  # type: ignore[union-attr]
+    for columns, schema in [
+        (["s"], {"s": pl.String}),
+        (["a", "s"], {"a": pl.Int64, "s": pl.String}),
+    ]:
+        how = decomposition(distinct_rows(columns, schema))
+        assert how is not None and [p.kind for p in how.parts.values()] == ["keys"]
 
 
 # ------------------------------------------------------------------ through the engine
@@ -161,7 +166,8 @@ def _spec(root: Path, segments: bool) -> dict[str, Any]:
             {**check("lat", ["latency"]), **HIGH},
             {**check("x", ["x"]), **HIGH},  # floats with nulls
             {**check("id", ["request_id"]), **HIGH},  # no duplicates at all
-            {**check("country", ["country"]), **HIGH},  # text: a single pass
+            {**check("country", ["country"]), **HIGH},  # text keys
+            {**check("pair", ["country", "latency"]), **HIGH},  # several columns
         ],
     }
 
@@ -191,7 +197,7 @@ def test_engine_rates_equal_the_single_pass_and_a_hand_count(
     report = Report()
     full, inc = both(model, tmp_path / "cache", report=report)
     assert_same(full, inc)
-    # one query: partials, with the text key's aggregate in a single pass beside them
+    # one query, all from partials
     assert set(report.queries.values()) == {"partials"}, report.queries
     for r in inc.results:
         rows = logs
@@ -199,6 +205,10 @@ def test_engine_rates_equal_the_single_pass_and_a_hand_count(
             rows = logs.filter(pl.col("model_version") == r.segment["model_version"])
         column = {"key": "key", "lat": "latency", "x": "x", "id": "request_id"}
         column["country"] = "country"
+        if r.monitor == "pair":
+            pairs = rows.select("country", "latency").rows()
+            assert r.value == (len(pairs) - len(set(pairs))) / len(pairs)
+            continue
         assert r.value == _hand_rate(rows, column[r.monitor]), (r.monitor, r.segment)
     overall = {r.monitor: r.value for r in inc.results if not r.segment}
     if not segments:

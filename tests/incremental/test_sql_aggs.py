@@ -31,8 +31,9 @@ SCHEMA = {
         ("max(x) - min(x)", ["extremes", "extremes"]),
         ("sum(b)", ["additive", "additive"]),
         ("count(*)", ["additive"]),
-        ("count(DISTINCT a)", None),  # a distinct count does not add up
-        ("median(x)", None),  # an aggregate without a merge here
+        ("count(DISTINCT a)", ["values", "extremes"]),  # value counts, range-checked
+        ("median(x)", ["values", "additive"]),  # value counts and the null count
+        ("first(a)", None),  # row order: no merge
         ("sum(a) + a", None),  # a column outside every aggregate
         ('sum(a) + "__sql_part_0"', None),  # … even one named like a placeholder
         ("sum(avg(x))", None),  # an aggregate inside an aggregate

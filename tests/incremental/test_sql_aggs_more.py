@@ -50,8 +50,11 @@ def _frame(seed: int, n: int = 3000) -> pl.DataFrame:
                 eager=True,
             ).gather(rng.integers(0, n // 3, n)),
         }
-    ).with_columns(pl.col("x").cast(pl.Float32).alias("f"))
-    masks = {c: rng.random(n) < 0.07 for c in ("a", "x", "clean", "b", "t", "f")}
+    ).with_columns(
+        pl.col("x").cast(pl.Float32).alias("f"),
+        pl.col("a").cast(pl.String).str.replace("^", "id-").alias("s"),
+    )
+    masks = {c: rng.random(n) < 0.07 for c in ("a", "x", "clean", "b", "t", "f", "s")}
     return df.with_columns(
         pl.when(pl.Series(masks[c])).then(None).otherwise(pl.col(c)).alias(c) for c in masks
     )
@@ -106,6 +109,8 @@ def _oracle(text: str, df: pl.DataFrame) -> Any:
     name, rest = text.split("(", 1)
     args = rest.rstrip(")").split(", ")
     column = args[0].removeprefix("DISTINCT ")
+    if column == "s":
+        return len(set(df.get_column("s").drop_nulls().to_list()))
     v = _numbers(df, column)
     if name in ("stddev", "stddev_samp"):
         return float(np.std(v, ddof=1)) if v.size > 1 else None
@@ -146,6 +151,7 @@ CALLS = [
     "quantile_disc(x, 0.995)",
     "quantile_disc(f, 0.1)",
     "count(DISTINCT a)",
+    "count(DISTINCT s)",
     "count(DISTINCT x)",
     "count(DISTINCT f)",
     "count(DISTINCT b)",
@@ -225,7 +231,6 @@ def test_one_value_or_none(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "count(DISTINCT s)",  # text: no exact value counts as numbers
         "median(s)",
         "stddev(f)",  # Polars rounds a Float32 variance to Float32
         "first(a)",  # row order
@@ -334,7 +339,12 @@ def test_sketched_states_estimate_a_bare_quantile_only(monkeypatch: pytest.Monke
         low = np.searchsorted(v, got.value, side="left") / v.size
         high = np.searchsorted(v, got.value, side="right") / v.size
         assert low - RANK_ERROR <= q <= high + RANK_ERROR, (text, low, high)
-    for text in ["median(clean) + 1", "count(DISTINCT clean)", "count(DISTINCT a)"]:
+    for text in [
+        "median(clean) + 1",
+        "count(DISTINCT clean)",
+        "count(DISTINCT a)",
+        "count(DISTINCT s)",
+    ]:
         with pytest.raises(NotExact):
             _merged(sql_aggregate(text, df.schema), df, 4, 9)
     # under the bound nothing is estimated: 80 distinct integers with a limit above
@@ -366,6 +376,7 @@ KPIS = [
     "CAST(count(DISTINCT x) AS DOUBLE) / count(*)",
     "count(DISTINCT y)",
     "count(DISTINCT ts)",
+    "count(DISTINCT country)",
     "CAST(count(*) FILTER (WHERE latency > 150) AS DOUBLE) / count(*)",
     "median(x) FILTER (WHERE latency > 100)",
 ]
@@ -404,6 +415,8 @@ def _kpi_oracle(text: str, rows: pl.DataFrame) -> Any:
         return np.unique(v).size / rows.height
     if text == "count(DISTINCT ts)":
         return len(set(rows.get_column("ts").drop_nulls().to_list()))
+    if text == "count(DISTINCT country)":
+        return len(set(rows.get_column("country").drop_nulls().to_list()))
     if text == "count(DISTINCT y)":
         return len(set(rows.get_column("y").drop_nulls().to_list()))
     if text == "stddev_samp(x) / avg(x)":
