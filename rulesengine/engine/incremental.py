@@ -235,7 +235,8 @@ def _execute(
             report.queries[i] = "partials"
             if inexact:  # those alone in a single pass, joined to the rest
                 leftovers[i] = {**leftovers.get(i, {}), **{n: q.aggs[n] for n in inexact}}
-                report.queries[i] = f"partials; single pass for {', '.join(sorted(inexact))}"
+            if leftovers.get(i):  # undecomposed or inexact aggregates
+                report.queries[i] = f"partials; single pass for {', '.join(sorted(leftovers[i]))}"
         except (NotExact, *POLARS_ERRORS) as exc:
             report.queries[i] = f"single pass: {type(exc).__name__}"
             single.append(i)
