@@ -39,6 +39,9 @@ from rulesengine.spec.model import ModelSpec, MonitorSpec
 
 ALL = "__all"  # the constant key an overall query groups by
 BUCKET = "__bucket"  # the per-row key of a histogram query
+# a select query's frame may come as counts per cell (the incremental executor):
+# index column ``c`` then has a column ``c + CELL_COUNT`` with each cell's rows
+CELL_COUNT = "__cell_count"
 APPROX = "__rank_error"  # suffix of an aggregate's column of sketch rank errors
 
 

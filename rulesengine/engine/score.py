@@ -17,7 +17,16 @@ from typing import Any
 import polars as pl
 
 from rulesengine.engine.execute import Collected
-from rulesengine.engine.plan import ALL, BUCKET, ROWS, Binding, MonitorPlan, Plan, approx_column
+from rulesengine.engine.plan import (
+    ALL,
+    BUCKET,
+    CELL_COUNT,
+    ROWS,
+    Binding,
+    MonitorPlan,
+    Plan,
+    approx_column,
+)
 from rulesengine.engine.results import ModelResults, Result, reported
 from rulesengine.engine.sources import POLARS_ERRORS, reason
 from rulesengine.engine.thresholds import Resolved, needs_resolving, resolve
@@ -71,6 +80,11 @@ def _cells_overall(df: pl.DataFrame, b: Binding) -> dict[Segment, dict]:
     assert b.cells is not None
     slots = b.cells + 1
     index = df.get_column(b.names["index"]).to_numpy()
+    counted = b.names["index"] + CELL_COUNT
+    if counted in df.columns:  # counts per cell, not an index per row
+        weights = df.get_column(counted).to_numpy().astype(float)
+        counts = np.bincount(index, weights=weights, minlength=slots)
+        return {(): {ROWS: int(weights.sum()), "counts": counts, "sums": None}}
     row: dict[str, Any] = {
         ROWS: df.height,
         "counts": np.bincount(index, minlength=slots).astype(float),

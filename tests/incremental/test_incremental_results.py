@@ -125,3 +125,30 @@ def test_an_empty_window_gives_the_single_pass_results(tmp_path: Path) -> None:
     assert_same(full, inc)
     (wow,) = [r for r in inc.results if r.monitor == "count-wow" and not r.segment]
     assert wow.value == -1.0
+
+
+def test_histograms_come_back_as_counts_per_cell_not_rows(tmp_path: Path) -> None:
+    """An overall histogram's select query is answered from partials with one row
+    per cell and its count (the single pass gives one index per row): the scored
+    results are the same, and the frame does not grow with the rows."""
+    from rulesengine.engine.evaluate import plan_model
+    from rulesengine.engine.execute import execute
+    from rulesengine.engine.incremental import execute_incremental
+    from rulesengine.engine.plan import CELL_COUNT
+    from rulesengine.engine.score import score
+
+    _logs(tmp_path, "parquet", hours=4, rows=300)
+    model = load_model(tmp_path, model_spec(tmp_path))
+    plan = plan_model(model, AT)
+    whole = execute(plan.queries, model)
+    got = execute_incremental(plan, model, tmp_path / "cache")
+    selects = [i for i, q in enumerate(plan.queries) if q.select]
+    assert selects
+    for i in selects:
+        frame = got[i]
+        assert isinstance(frame, pl.DataFrame)
+        counted = [c for c in frame.columns if c.endswith(CELL_COUNT)]
+        assert counted and frame.height < whole[i].height  # type: ignore[union-attr]
+        for c in counted:
+            assert frame.get_column(c).sum() == whole[i].height  # type: ignore[union-attr]
+    assert_same(score(plan, whole), score(plan, got))
