@@ -224,6 +224,7 @@ class DaskExecutor:
             plan,
             model,
             cache_dir,
+            max_bytes=self.spec.cache_bytes,
             report=report,
             collect=ev.collect,
             files_per_task=files_per_task,

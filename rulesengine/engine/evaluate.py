@@ -96,7 +96,8 @@ def evaluate_model(
         return score(plan, execute(plan.queries, model))
     from rulesengine.engine.incremental import execute_incremental
 
-    return score(plan, execute_incremental(plan, model, partials))
+    bound = (executor or ExecutorSpec()).cache_bytes
+    return score(plan, execute_incremental(plan, model, partials, max_bytes=bound))
 
 
 def evaluate(

@@ -54,7 +54,7 @@ SUFFIX = ".part"
 DEFAULT_MAX_BYTES = 256 * 2**20  # per model
 # decoded entries kept in memory, by their size on disk: across a daemon's ticks
 # (EntryStore) and within one evaluation (see partial_run.Run.hold)
-KEEP_BYTES = 256 * 2**20
+KEEP_BYTES = 64 * 2**20
 TB = "__tb"  # the time bucket column of an entry's table
 PDATE = "__pdate"  # the partition date column, with ``partition_date``
 _HEAD = struct.Struct("<4sHI")

@@ -370,6 +370,8 @@ def _history(raw: Mapping[str, Any]) -> HistorySpec:
 def _executor(raw: Mapping[str, Any]) -> ExecutorSpec:
     timeout = _td(raw.get("timeout"))
     kw: dict[str, Any] = {"timeout": timeout} if timeout else {}
+    if raw.get("cache_mib") is not None:
+        kw["cache_bytes"] = int(raw["cache_mib"]) * 2**20
     return ExecutorSpec(type=raw.get("type", "local"), address=raw.get("address"), **kw)
 
 

@@ -488,11 +488,15 @@ class HistorySpec:
 @dataclass(frozen=True)
 class ExecutorSpec:
     """Where evaluations run: ``local`` (this process) or ``dask`` (a cluster at
-    ``address``; see docs/scaling.md)."""
+    ``address``; see docs/scaling.md), and how large the partial-state cache
+    may grow per model."""
 
     type: str = "local"
     address: str | None = None
     timeout: timedelta = timedelta(minutes=10)
+    # the partial-state cache's bound per model (``cache_mib``; the same default
+    # as ``engine.partial_cache.DEFAULT_MAX_BYTES``)
+    cache_bytes: int = 256 * 2**20
 
 
 @dataclass(frozen=True)
