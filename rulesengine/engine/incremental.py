@@ -355,6 +355,8 @@ def _compute_all(run: Run, units: list[Unit]) -> list[Unit]:
             failed += members
             continue
         need = run.load(members, files)
+        for watch in run.watches.values():  # what load needed them for is done
+            watch.rows.clear()
         members = [u for u in members if id(u) not in {id(x) for x in run.broken}]
         failed += run.broken + run.compute(source, members, need)
         run.broken = []
