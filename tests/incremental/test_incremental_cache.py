@@ -262,7 +262,8 @@ def test_an_entry_changed_on_disk_after_release_runs_its_query_in_a_single_pass(
 
     def swap(self, u):  # type: ignore[no-untyped-def]
         for entry in _entries(tmp_path)[:1]:
-            entry.write_bytes(entry.read_bytes()[:-1] + b"\0")  # damaged meanwhile
+            data = entry.read_bytes()  # damaged meanwhile: the checksum's last byte flipped
+            entry.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
         return real(self, u)
 
     monkeypatch.setattr(partial_run.Run, "merged", swap)
