@@ -260,10 +260,14 @@ def test_an_entry_changed_on_disk_after_release_runs_its_query_in_a_single_pass(
     monkeypatch.setattr(partial_run, "KEEP_BYTES", 1)
     real = partial_run.Run.merged
 
+    damaged: list[Path] = []
+
     def swap(self, u):  # type: ignore[no-untyped-def]
         for entry in _entries(tmp_path)[:1]:
-            data = entry.read_bytes()  # damaged meanwhile: the checksum's last byte flipped
-            entry.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+            if not damaged:  # once, meanwhile: the checksum's last byte flipped
+                data = entry.read_bytes()
+                entry.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+                damaged.append(entry)
         return real(self, u)
 
     monkeypatch.setattr(partial_run.Run, "merged", swap)
