@@ -178,6 +178,23 @@ def both(
     return full, inc
 
 
+def all_from_partials(model: ModelSpec, cache: Path) -> ModelResults:
+    """The incremental results, checked equal to a single pass with every query
+    answered from partials (nothing left to a single pass)."""
+    report = Report()
+    full, inc = both(model, cache, report=report)
+    assert_same(full, inc)
+    assert set(report.queries.values()) == {"partials"}, report.queries
+    return inc
+
+
+def segment_rows(rows: pl.DataFrame, segment: dict[str, Any]) -> pl.DataFrame:
+    """The raw rows of a result's segment (all of them for an overall result)."""
+    for column, value in segment.items():
+        rows = rows.filter(pl.col(column) == value)
+    return rows
+
+
 def close(a: Any, b: Any, path: str = "") -> None:
     """Equal, floats within 1e-12 relative (merged floating sums)."""
     if isinstance(a, float) and isinstance(b, float | int):

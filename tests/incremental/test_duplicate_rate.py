@@ -25,7 +25,16 @@ from rulesengine.monitors.checks import distinct_rows
 from rulesengine.monitors.sql_aggs import key_text
 from rulesengine.partials import PartialStateError, dumps, loads, order, partial_states
 from rulesengine.partials.histograms import DistinctKeys, KeysOf
-from tests.incremental.helpers import AT, HIGH, assert_same, both, load_model, write_hour
+from tests.incremental.helpers import (
+    AT,
+    HIGH,
+    all_from_partials,
+    assert_same,
+    both,
+    load_model,
+    segment_rows,
+    write_hour,
+)
 
 
 def _key(v: Any) -> Any:
@@ -194,15 +203,9 @@ def test_engine_rates_equal_the_single_pass_and_a_hand_count(
     tmp_path: Path, logs: pl.DataFrame, segments: bool
 ) -> None:
     model = load_model(tmp_path, _spec(tmp_path, segments))
-    report = Report()
-    full, inc = both(model, tmp_path / "cache", report=report)
-    assert_same(full, inc)
-    # one query, all from partials
-    assert set(report.queries.values()) == {"partials"}, report.queries
+    inc = all_from_partials(model, tmp_path / "cache")  # one query, all from partials
     for r in inc.results:
-        rows = logs
-        if r.segment:
-            rows = logs.filter(pl.col("model_version") == r.segment["model_version"])
+        rows = segment_rows(logs, r.segment)
         column = {"key": "key", "lat": "latency", "x": "x", "id": "request_id"}
         column["country"] = "country"
         if r.monitor == "pair":

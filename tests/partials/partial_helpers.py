@@ -8,6 +8,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 from hypothesis import strategies as st
 
@@ -62,3 +63,14 @@ def split_rows(draw: Any, elements: Any = maybe_values_st, min_size: int = 1, ma
     k = draw(st.integers(1, 6))
     parts = draw(st.lists(st.integers(0, k - 1), min_size=len(values), max_size=len(values)))
     return values, parts, draw(st.integers(0, 2**32))
+
+
+def sketch_data(rng: np.random.Generator, trial: int, n: int, shift: float = 0.0) -> np.ndarray:
+    """Trial data for the sketch tests: lognormal, normal, or exponential rounded
+    to 3 decimals (many ties), by ``trial``."""
+    kind = trial % 3
+    if kind == 0:
+        return rng.lognormal(shift, 1.0, n)
+    if kind == 1:
+        return rng.normal(shift, 1.0, n)
+    return np.round(rng.exponential(1.0 + shift, n), 3)  # many ties

@@ -15,7 +15,7 @@ import random
 
 import numpy as np
 import pytest
-from partial_helpers import merge_randomly
+from partial_helpers import merge_randomly, sketch_data
 
 from rulesengine.partials import RANK_ERROR, ValueCounts, auc, ks_statistic
 
@@ -24,15 +24,6 @@ ROWS = 60_000
 PARTS = 6
 LIMIT = 500  # a small bound, so that every partition becomes a sketch
 LEVELS = np.linspace(0.0, 1.0, 201)
-
-
-def _data(rng: np.random.Generator, trial: int, n: int, shift: float = 0.0) -> np.ndarray:
-    kind = trial % 3
-    if kind == 0:
-        return rng.lognormal(shift, 1.0, n)
-    if kind == 1:
-        return rng.normal(shift, 1.0, n)
-    return np.round(rng.exponential(1.0 + shift, n), 3)  # many ties
 
 
 def _sketched(values: np.ndarray, seed: int) -> ValueCounts:
@@ -56,8 +47,8 @@ def test_sketch_rank_error_within_the_bound() -> None:
     worst = {"quantile": 0.0, "cdf": 0.0, "ks": 0.0, "auc": 0.0}
     over = {k: 0 for k in worst}
     for trial in range(TRIALS):
-        a = _data(rng, trial, ROWS)
-        b = _data(rng, trial, ROWS // 2, shift=0.1)
+        a = sketch_data(rng, trial, ROWS)
+        b = sketch_data(rng, trial, ROWS // 2, shift=0.1)
         sa, sb = _sketched(a, trial), _sketched(b, trial + 1000)
         xs = np.sort(a)
 

@@ -20,7 +20,7 @@ import random
 
 import numpy as np
 import pytest
-from partial_helpers import merge_randomly
+from partial_helpers import merge_randomly, sketch_data
 from scipy import special, stats
 
 from rulesengine.monitors.drift.methods import (
@@ -38,15 +38,6 @@ REF_ROWS = 3_000  # an exact reference sample
 CUR_ROWS = 40_000
 PARTS = 5
 LIMIT = 500  # a small bound, so that every partition becomes a sketch
-
-
-def _data(rng: np.random.Generator, trial: int, n: int, shift: float) -> np.ndarray:
-    kind = trial % 3
-    if kind == 0:
-        return rng.lognormal(shift, 1.0, n)
-    if kind == 1:
-        return rng.normal(shift, 1.0, n)
-    return np.round(rng.exponential(1.0 + shift, n), 3)  # many ties
 
 
 def _estimated(values: np.ndarray, seed: int) -> Estimated:
@@ -78,8 +69,8 @@ def test_sketched_tests_within_their_bounds() -> None:
     worst = {"ks": 0.0, "mannw": 0.0, "energy": 0.0}
     over = dict.fromkeys(worst, 0)
     for trial in range(TRIALS):
-        ref = np.sort(_data(rng, trial, REF_ROWS, 0.0))
-        cur = _data(rng, trial, CUR_ROWS, 0.05 * (trial % 4))
+        ref = np.sort(sketch_data(rng, trial, REF_ROWS, 0.0))
+        cur = sketch_data(rng, trial, CUR_ROWS, 0.05 * (trial % 4))
         est = _estimated(cur, trial)
         assert est.cdf_error == RANK_ERROR + 1 / SKETCH_POINTS
         n1, n2 = ref.size, cur.size
