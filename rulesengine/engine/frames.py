@@ -156,7 +156,9 @@ def labels_once(
             got.append(df)
             continue
         path = spill / f"part-{p:05d}.parquet"
-        df.write_parquet(path)
+        # sorted by the key: each row group's key range is in its statistics, so
+        # a batch reading a narrow range of keys skips the others
+        df.sort(on, nulls_last=True).write_parquet(path, row_group_size=64_000)
         got.append(path)
         del df
     if spill is not None:

@@ -368,8 +368,16 @@ class Run:
             if f.join is None or at not in self.spilled or at in out:
                 continue
             on = list(f.join.on)
-            keys = subset_scan(spec, files, self.shape(source)).select(on).unique()
-            got = self.spilled[at].join(keys, on=on, how="semi", nulls_equal=False)
+            keys = subset_scan(spec, files, self.shape(source)).select(on).unique().collect()
+            labels = self.spilled[at]
+            if len(on) == 1 and keys.height and keys.schema[on[0]].is_integer():
+                # the batch's key range: row groups of spilled labels outside it
+                # are skipped by their statistics (the parts are sorted by key)
+                k = pl.col(on[0])
+                low, high = keys.get_column(on[0]).min(), keys.get_column(on[0]).max()
+                if low is not None and high is not None:
+                    labels = labels.filter(k.is_between(low, high))
+            got = labels.join(keys.lazy(), on=on, how="semi", nulls_equal=False)
             out[at] = got.collect(engine="streaming").lazy()
         return out
 
