@@ -299,9 +299,9 @@ def render(res: dict[str, Any]) -> str:
             f"Ratio tick / full: **{res['ratio']:.3f}** (from disk: "
             f"{res['ratio_from_disk']:.3f}); the goal of at most 0.15 is {ok}. "
             f"Filling the cold cache took {res['cold_fill_s']:.2f} s; the cache holds "
-            f"{res['cache_bytes'] / 2**20:.1f} MiB. The machine ran other sessions' "
-            "benchmarks at the same time (2 shared cores), so single times vary; "
-            "each round's full evaluation and tick ran back to back.",
+            f"{res['cache_bytes'] / 2**20:.1f} MiB. Single times vary (2 cores, which "
+            "other work may share); each round's full evaluation and tick ran back to "
+            "back, so the ratios compare like with like.",
             "",
             "Run: `.venv/bin/python benchmarks/incremental.py`.",
             "",
