@@ -268,12 +268,15 @@ def quantile(x: pl.Expr, q: float, *, exact: bool = False) -> pl.Expr:
     return declare(distinct(expr, "exact") if exact else expr, how)
 
 
-def sorted_values(x: pl.Expr) -> pl.Expr:
+def sorted_values(x: pl.Expr, *, exact: bool = False) -> pl.Expr:
     """``x.drop_nulls().sort()`` per group (a list), from its value counts: every
     value repeated by its count. For aggregates that need the values themselves
-    but not their row order (average precision from the scores of each class)."""
+    but not their row order (average precision from the scores of each class);
+    with ``exact`` the value counts never become a sketch (an aggregate of its
+    own, apart from the same values without it)."""
     expr = x.drop_nulls().sort()
-    return declare(expr, Decomposition({"values": Part("values", x)}, _expanded, "values"))
+    how = Decomposition({"values": Part("values", x, exact)}, _expanded, "values")
+    return declare(distinct(expr, "exact") if exact else expr, how)
 
 
 def sample(x: pl.Expr, points: int) -> pl.Expr:

@@ -292,6 +292,7 @@ def _drift(raw: Mapping[str, Any], ev: EvaluationSpec, path: tuple[Any, ...]) ->
         correction=raw.get("correction", "none"),
         bins=raw.get("bins", 10),
         column_severity=raw.get("column_severity", "warn"),
+        exact=bool(raw.get("exact", False)),
     )
 
 

@@ -370,6 +370,7 @@ class DriftSpec(MonitorSpec):
     correction: str = "none"
     bins: int = 10
     column_severity: Severity = "warn"
+    exact: bool = False  # ks, mannw, energy never from a sketch (docs/scaling.md)
 
 
 @dataclass(frozen=True)

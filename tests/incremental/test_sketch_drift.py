@@ -138,3 +138,32 @@ def test_under_the_bound_every_drift_test_equals_the_single_pass(tmp_path: Path)
     write_hour(tmp_path / "logs", AT, 2500, seed=99)
     full, inc = both(model, tmp_path / "cache", AT + timedelta(hours=1))
     assert_same(full, inc)
+
+
+def test_exact_drift_never_estimates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``exact: true`` on a drift monitor: above the size bound ks, mannw and
+    energy still come from exact value counts through partials, unmarked, and
+    equal the single pass (scipy on the raw rows); a monitor without it beside
+    them, over the same column, is still estimated."""
+    cur, ref = _write(tmp_path)
+    monkeypatch.setattr(order, "SIZE_LIMIT", LIMIT)
+    spec = _spec(tmp_path)
+    spec["drift"] = [{**d, "exact": True} for d in spec["drift"] if d["method"] in ESTIMATED] + [
+        {**d, "name": "ks-sketched"} for d in spec["drift"] if d["method"] == "ks"
+    ]
+    model = load_model(tmp_path, spec)
+    assert all(d.exact for d in model.drift if d.name != "ks-sketched")
+    report = Report()
+    full, inc = both(model, tmp_path / "cache", report=report)
+    single, got = _results(full.results), _results(inc.results)
+    assert set(report.queries.values()) == {"partials"}  # nothing in a single pass
+    for method in ESTIMATED:
+        for column in ("x", "latency"):
+            r, s = got[(method, column)], single[(method, column)]
+            assert not r.details.get("approximate"), method
+            close(r.value, s.value, f"{method}/{column}")
+            close(r.details, s.details, f"{method}/{column}")
+    assert got[("ks", "x")].details["statistic"] == pytest.approx(
+        stats.ks_2samp(ref, cur).statistic, rel=1e-12
+    )
+    assert got[("ks-sketched", "x")].details.get("approximate") is True

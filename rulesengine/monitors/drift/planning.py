@@ -157,13 +157,16 @@ def window_needs(m: DriftSpec, ctx: EvalContext, choices: Choices) -> list[Need]
             needs.append(_need(frame, Use.EMPTY, name, aggs))
     for name, choice in choices.columns.items():
         if name in schema and not changed_type(choice.profile, name, schema):
-            needs.extend(_compared(frame, name, choice, schema[name]))
+            needs.extend(_compared(frame, name, choice, schema[name], m.exact))
     return needs
 
 
-def _compared(frame: FrameKey, name: str, choice: ColumnChoice, dtype: pl.DataType) -> list[Need]:
+def _compared(
+    frame: FrameKey, name: str, choice: ColumnChoice, dtype: pl.DataType, exact: bool = False
+) -> list[Need]:
     """One compared column's needs: its side of the comparison, and for numbers read
-    from text, how many values are not numbers."""
+    from text, how many values are not numbers; with ``exact`` a sample test's
+    values never come from a sketch."""
     col, method = choice.profile, choice.method
     needs = []
     if col.kind == "numeric" and dtype == pl.String:
@@ -186,7 +189,12 @@ def _compared(frame: FrameKey, name: str, choice: ColumnChoice, dtype: pl.DataTy
         # tests do not depend on the order of the sample); above the exact size
         # bound, ks, mannw and energy take order statistics of the sketch with
         # the true count, the others are computed in a single pass
-        values = sample(x, SKETCH_POINTS) if method in ESTIMATED_METHODS else sorted_values(x)
+        if exact:
+            values = sorted_values(x, exact=True)
+        elif method in ESTIMATED_METHODS:
+            values = sample(x, SKETCH_POINTS)
+        else:
+            values = sorted_values(x)
         aggs = {"values": values, "n": additive(x.count()), "nulls": additive(x.null_count())}
         needs.append(_need(frame, Use.SAMPLE, name, aggs))
     elif method == "wasserstein":
