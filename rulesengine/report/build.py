@@ -79,8 +79,10 @@ def _floats(a: Any) -> list[float]:
 def _numeric_hist(col: Any, method: str, values: dict[str, Any]) -> dict[str, Any] | None:
     """Reference and current counts over the bins the test used."""
     if method == "wasserstein":
+        from rulesengine.monitors.drift.scoring import fine_cells
+
         edges = grid_edges(col.grid_lo, col.grid_scale)
-        cur = np.asarray(values[Role(Use.CELLS, col.name).key]["counts"], dtype=float)[:-1]
+        (cur, _, _), _, _ = fine_cells(col.name, col, values)  # rows per cell, nulls apart
         inside = len(edges) - 1  # the cells between the edges; the outer ones hold the tails
         ref = np.asarray(col.fine_counts, dtype=float)
         return {
@@ -91,6 +93,8 @@ def _numeric_hist(col: Any, method: str, values: dict[str, Any]) -> dict[str, An
             "current": _floats(cur[(len(cur) - inside) // 2 :][:inside]),
         }
     edges = np.asarray(col.edges, dtype=float)
+    if method == "t_test":  # counts, means and variances: no values to cut into bins
+        return None
     if method in SAMPLE_METHODS:
         v = values.get(Role(Use.SAMPLE, col.name).key)
         if v is None:

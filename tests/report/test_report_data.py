@@ -97,6 +97,30 @@ def test_drift_counts_over_the_tests_own_bins(shop: Path):
     assert amount["statistic"] == pytest.approx(0.0)  # equal shares: PSI 0
 
 
+def test_wasserstein_cells_and_no_chart_for_a_t_test(shop: Path):
+    """wasserstein's chart counts the window's rows per inner fine cell (from the
+    cells grouped by Polars); a t_test column has no chart (only counts, means
+    and variances are collected), and the others keep theirs."""
+    spec = MODEL.replace("    overrides: {channel: {method: jensenshannon}}\n", "")
+    spec = spec.replace("columns: [channel, amount]", "columns: [amount]")
+    spec = spec.replace("    method: psi\n", "    method: wasserstein\n")
+    spec = spec.replace(
+        "kpis:",
+        """  - {name: means, source: requests, reference: training, columns: [amount],
+     method: t_test}
+kpis:""",
+    )
+    (shop / "models" / "shop.yaml").write_text(spec, encoding="utf-8")
+    drift = {(d["monitor"], d["column"]): d for d in _model(_report(shop))["drift"]}
+    assert ("means", "amount") not in drift
+    w = drift[("features", "amount")]
+    assert w["method"] == "wasserstein" and w["bins"] == "fine grid (inner cells)"
+    inside = [a for a, _ in WINDOW_VALUES if 1 <= a <= 10]  # within the reference's range
+    assert 0 < sum(w["current"]) <= len(WINDOW_VALUES)
+    assert sum(w["current"]) >= len(inside) - 2  # the grid's ends may fall in the outer cells
+    assert sum(w["reference"]) > 0
+
+
 def test_summary_worst_first_with_thresholds(shop: Path):
     model = _model(_report(shop))
     statuses = [r["status"] for r in model["summary"]]

@@ -186,7 +186,7 @@ def _current(name: str, col: ColumnProfile, method: str, values: Values) -> tupl
             return Estimated(sample, n, float(error)), n, int(v["nulls"] or 0)
         return sample, int(sample.size), int(v["nulls"] or 0)
     if method == "wasserstein":
-        return _fine_cells(name, col, values)
+        return fine_cells(name, col, values)
     v = values[Role(Use.CELLS, name).key]
     counts, sums = v["counts"], v["sums"]
     cells, nulls = counts[:-1], counts[-1]  # the last slot: nulls
@@ -196,7 +196,7 @@ def _current(name: str, col: ColumnProfile, method: str, values: Values) -> tupl
     return (cells, sums, outer), int(cells.sum()), int(nulls)
 
 
-def _fine_cells(name: str, col: ColumnProfile, values: Values) -> tuple[Any, int, int]:
+def fine_cells(name: str, col: ColumnProfile, values: Values) -> tuple[Any, int, int]:
     """The window's rows and sums per fine cell ({cell: value}, the null cell
     under None) and its values in the outer cells, as arrays over every cell."""
     v = values[Role(Use.CELLS, name).key]
