@@ -164,11 +164,15 @@ def part_exprs(u: Unit) -> list[pl.Expr]:
 
 
 def merge_list(states: list[Any]) -> Any:
-    """One state from several: value counts in one sort, the others pairwise."""
+    """One state from several: value counts and key sets in one sort, the others
+    pairwise."""
+    from rulesengine.partials.histograms import DistinctKeys
     from rulesengine.partials.order import ValueCounts, merge_many
 
     if len(states) > 2 and isinstance(states[0], ValueCounts):
         return merge_many(states)
+    if len(states) > 2 and isinstance(states[0], DistinctKeys):
+        return DistinctKeys.union(states)
     out = states[0]
     for state in states[1:]:
         out = out.merge(state)

@@ -344,6 +344,23 @@ class DistinctKeys:
         union = tuple(sorted(set(self.keys).union(other.keys)))
         return DistinctKeys(union, False, self.limit)._bounded()
 
+    @staticmethod
+    def union(states: Iterable[DistinctKeys]) -> DistinctKeys:
+        """The merge of several states in one set union and one sort (merging
+        them pairwise sorts the growing union again at every step)."""
+        states = list(states)
+        limit = states[0].limit
+        if any(s.limit != limit for s in states):
+            raise ValueError("cannot merge distinct keys kept with different limits")
+        if any(s.overflow for s in states):
+            return DistinctKeys((), True, limit)
+        keys: set[str] = set()
+        for s in states:
+            keys.update(s.keys)
+            if len(keys) > limit:
+                return DistinctKeys((), True, limit)
+        return DistinctKeys(tuple(sorted(keys)), False, limit)
+
     @property
     def count(self) -> int | None:
         """The number of distinct keys; None above the limit."""

@@ -305,6 +305,27 @@ def test_key_sets_overflow_above_their_limit_and_stay_so() -> None:
         small.merge(DistinctKeys.of(["a"], limit=3))
 
 
+def test_a_union_of_many_key_sets_equals_their_pairwise_merge() -> None:
+    """``DistinctKeys.union`` (what the executor's merge uses for more than two)
+    gives the pairwise merge's state, below and above the limit."""
+    import random
+
+    from rulesengine.engine.partial_units import merge_list
+
+    rng = random.Random(5)
+    sets = [
+        DistinctKeys.of([f"k{rng.randrange(40)}" for _ in range(12)], limit=30) for _ in range(6)
+    ]
+    for states in (sets[:3], sets):
+        pairwise = states[0]
+        for s in states[1:]:
+            pairwise = pairwise.merge(s)
+        assert DistinctKeys.union(states) == pairwise == merge_list(states)
+    assert sets[0].count is not None and DistinctKeys.union(sets).count is None  # over 30
+    with pytest.raises(ValueError, match="different limits"):
+        DistinctKeys.union([sets[0], DistinctKeys.of(["a"], limit=3)])
+
+
 def test_key_sets_from_bytes_are_checked() -> None:
     state = DistinctKeys.of(["b", "a", "é"])
     assert loads(dumps(state)) == state and state.keys == ("a", "b", "é")
