@@ -4,6 +4,7 @@ window, filter and label join, built once and shared by every query over it."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import polars as pl
@@ -115,12 +116,19 @@ class Frames:
         return labels.with_columns(pl.lit(True).alias("__labelled"))
 
 
+def label_part(on: list[str], parts: int) -> pl.Expr:
+    """Which of ``parts`` parts a label row falls in: by a hash of its join key,
+    so that all rows of a key share a part."""
+    return pl.struct([pl.col(c) for c in on]).hash(0x1AB5) % max(1, parts)
+
+
 def labels_once(
     frames: Frames,
     key: FrameKey,
     columns: list[str] | None = None,
     parts: int = 1,
     spill: Path | None = None,
+    split: list[pl.LazyFrame] | None = None,
 ) -> pl.LazyFrame:
     """Deduplicate the labels joined to ``key``'s rows once, for executors that
     join batch after batch of request files to the same labels
@@ -134,7 +142,9 @@ def labels_once(
     ``frames`` (and of its copies) with the same join and cutoff; with it, each
     part is written to a parquet file in that folder and the result is a scan of
     them (the caller narrows it to each batch's keys: see
-    ``partial_run.Run.batch_labels``)."""
+    ``partial_run.Run.batch_labels``). ``split``: the label rows already split
+    into the ``parts`` (by :func:`label_part`, e.g. written to disk in one pass
+    over the files), read in place of a filtered scan of every file per part."""
     assert key.join is not None
     on = list(key.join.on)
 
@@ -148,10 +158,17 @@ def labels_once(
         done = narrow(frames._labels(key)).collect()
         frames.known_labels[(key.join, key.label_cutoff)] = done.lazy()
         return done.lazy()
-    part = pl.struct([pl.col(c) for c in on]).hash(0x1AB5) % max(1, parts)
+    part = label_part(on, parts)
     got = []
     for p in range(max(1, parts)):
-        df = narrow(frames._labels(key, part == p if parts > 1 else None)).collect()
+        if split is not None:  # this part's rows alone, as the labels' source
+            view = copy.copy(frames)
+            view.base = {**frames.base, key.join.source: split[p]}
+            view.known_labels = {}
+            lazy = view._labels(key)
+        else:
+            lazy = frames._labels(key, part == p if parts > 1 else None)
+        df = narrow(lazy).collect()
         if spill is None:
             got.append(df)
             continue

@@ -50,6 +50,7 @@ from rulesengine.engine.partial_scan import (
     ScanShape,
     bucket_expr,
     bucket_width,
+    current_files,
     micros,
     raw_schema_text,
     scan_shape,
@@ -79,6 +80,7 @@ FOLD = 4  # states of one key merged into one whenever this many wait
 # reads the labels of its own keys (see Run.batch_labels)
 LABELS_IN_MEMORY = 128 * 2**20
 SPILL = ".spill-"  # the prefix of a call's folder of spilled labels
+PART = "__label_part"  # a label row's part while the labels are split
 
 
 def _alive(pid: int) -> bool:
@@ -332,9 +334,38 @@ class Run:
                     labels_once(self.plan.frames, key, sorted(names), parts)
                 else:  # on disk, narrowed to each batch's keys
                     spill = self.spill_dir()
+                    split = self.split_labels(key, sorted(names), parts, spill)
                     self.spilled[at] = labels_once(
-                        self.plan.frames, key, sorted(names), parts, spill
+                        self.plan.frames, key, sorted(names), parts, spill, split
                     )
+
+    def split_labels(
+        self, key: FrameKey, names: list[str], parts: int, spill: Path
+    ) -> list[pl.LazyFrame]:
+        """The label rows of ``key``'s join (its key, time and the columns in
+        ``names``) split into ``parts`` by :func:`~rulesengine.engine.frames.label_part`,
+        in one pass over the label files (batch by batch) written to ``spill``: one
+        scan per part, instead of a filtered scan of every file for each part."""
+        from rulesengine.engine.frames import label_part
+
+        assert key.join is not None
+        source = self.model.sources[key.join.source]
+        on = list(key.join.on)
+        have = self.plan.frames.schemas[source.name]
+        keep = [c for c in dict.fromkeys([*on, source.timestamp, *names]) if c and c in have]
+        files = current_files(source)
+        shape = self.shape(source.name)
+        chunks: list[list[Path]] = [[] for _ in range(parts)]
+        for i, batch in enumerate(size_batches(sorted(files), files, BATCH_BYTES)):
+            rows = subset_scan(source, batch, shape).select(keep)
+            rows = rows.with_columns(label_part(on, parts).alias(PART)).collect()
+            for (p,), piece in rows.partition_by(PART, as_dict=True, include_key=False).items():
+                path = spill / f"raw-{p:05d}-{i:05d}.parquet"
+                piece.write_parquet(path)
+                chunks[p].append(path)
+            del rows
+        empty = pl.LazyFrame(schema={c: have[c] for c in keep})
+        return [pl.scan_parquet(c) if c else empty for c in chunks]
 
     def spill_dir(self) -> Path:
         """A folder of this call's own under the model's cache folder (deleted by
