@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 MAGIC = b"REIC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SUFFIX = ".part"
 DEFAULT_MAX_BYTES = 256 * 2**20  # per model
 # decoded entries kept in memory, by their size on disk: across a daemon's ticks

@@ -36,7 +36,7 @@ import numpy as np
 from rulesengine.errors import DataError
 
 MAGIC = b"REPS"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DTYPES = ("<f8", "<i8", "|u1")
 _HEAD = struct.Struct("<4sHI")  # magic, version, header length
 _CRC = struct.Struct("<I")

@@ -13,7 +13,10 @@ accessors that finalise it. Merges:
   δ = mean_b − mean_a, mean = mean_a + δ·n_b/n, M2 = M2_a + M2_b + δ²·n_a·n_b/n;
   each partition's M2 is Polars' two-pass Σ(x − mean)², so no sum of squares of
   large values ever cancels. No monitor reports skew or kurtosis, so M3/M4 are
-  not kept.
+  not kept. The mean reported is the compensated sum over n, not Chan's running
+  mean: Chan's mean rounds at every merge, so a mean of 0/1 values (a share)
+  could land one ulp off k/n, and a threshold or ``round()`` at a tie (0.46875
+  to 4 places) would then differ from the single pass, which divides its sum.
 * extremes take the smaller minimum and larger maximum, ignoring NaN as Polars'
   ``min``/``max`` do (NaN only when a side has nothing else).
 
@@ -182,6 +185,7 @@ class Moments:
     n: int = 0
     mean: float = 0.0
     m2: float = 0.0
+    sum: Sum = field(default_factory=Sum)  # compensated: the mean reported
 
     @classmethod
     def of(cls, values: Iterable[float]) -> Moments:
@@ -191,7 +195,8 @@ class Moments:
         # an infinity makes the spread NaN, as in one pass: no warning for it
         with np.errstate(invalid="ignore", over="ignore"):
             mean = float(x.mean())
-            return cls(int(x.size), mean, float(np.sum((x - mean) ** 2)))
+            m2 = float(np.sum((x - mean) ** 2))
+            return cls(int(x.size), mean, m2, Sum(float(np.sum(x))))
 
     def merge(self, other: Moments) -> Moments:
         if other.n == 0:
@@ -202,11 +207,12 @@ class Moments:
         delta = other.mean - self.mean
         mean = self.mean + delta * (other.n / n)
         m2 = self.m2 + other.m2 + delta * delta * (self.n * other.n / n)
-        return Moments(n, mean, m2)
+        return Moments(n, mean, m2, self.sum.merge(other.sum))
 
     def average(self) -> float | None:
-        """The mean, None without values."""
-        return self.mean if self.n else None
+        """The mean, None without values: the compensated sum over n, as the
+        single pass divides its sum (exactly k/n for a share of 0/1 values)."""
+        return float(self.sum.total) / self.n if self.n else None
 
     def variance(self, ddof: int = 1) -> float | None:
         """M2 / (n − ddof), None when n ≤ ddof (as Polars' ``var`` gives null)."""
@@ -217,12 +223,13 @@ class Moments:
         return None if var is None else math.sqrt(var) if var >= 0 else math.nan
 
     def _fields(self) -> tuple[Meta, Arrays]:
-        return {"n": self.n}, {"float": np.array([self.mean, self.m2])}
+        total = float(self.sum.value)
+        return {"n": self.n}, {"float": np.array([self.mean, self.m2, total, self.sum.error])}
 
     @classmethod
     def _from_fields(cls, meta: Meta, arrays: Arrays) -> Moments:
-        mean, m2 = floats(arrays, "float", 2)
-        return cls(int_of(meta, "n"), float(mean), float(m2))
+        mean, m2, total, error = floats(arrays, "float", 4)
+        return cls(int_of(meta, "n"), float(mean), float(m2), Sum(float(total), float(error)))
 
 
 @dataclass(frozen=True)
@@ -237,13 +244,15 @@ class MomentsOf:
             f"{name}.n": x.count(),
             f"{name}.mean": x.mean(),
             f"{name}.m2": ((x - x.mean()) ** 2).sum(),
+            f"{name}.sum": x.sum(),
         }
 
     def state(self, row: Mapping[str, Any], name: str) -> Moments:
         n = int(_column(row, name, "n") or 0)
         if n == 0:
             return Moments()
-        return Moments(n, float(_column(row, name, "mean")), float(_column(row, name, "m2")))
+        mean, m2 = float(_column(row, name, "mean")), float(_column(row, name, "m2"))
+        return Moments(n, mean, m2, Sum(float(_column(row, name, "sum"))))
 
 
 # ------------------------------------------------------------------ extremes

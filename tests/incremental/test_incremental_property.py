@@ -8,7 +8,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rulesengine.engine.incremental import Report
@@ -37,6 +37,9 @@ step_st = st.one_of(
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(fmt=st.sampled_from(["parquet", "csv"]), steps=st.lists(step_st, min_size=2, max_size=4))
+# found by CI: a share of exactly 15/32 in kpi-1's round(avg(...), 4), which the
+# merged mean (then Chan's running mean) put one ulp below the tie
+@example(fmt="csv", steps=[("append", 65536), ("delete", 743)])
 def test_incremental_equals_full_rescan(fmt: str, steps: list[tuple[str, int]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

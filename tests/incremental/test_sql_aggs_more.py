@@ -493,3 +493,18 @@ def test_above_the_bound_estimates_or_falls_back(
         assert "approximate" not in got[name].details, name
         assert got[name].value == single[name].value, name
     assert got["k8"].value == np.unique(logs.get_column("latency").to_numpy()).size
+
+
+def test_a_rounded_share_at_a_tie_rounds_as_the_single_pass() -> None:
+    """``round(avg(...), 4)`` of a share of exactly 15/32 = 0.46875: merged from any
+    split it is the single pass's value bit for bit (a merged mean one ulp below
+    the tie rounded to 0.4687 where the single pass gives 0.4688)."""
+    rows = pl.DataFrame({"b": [True] * 150 + [False] * 170}).sample(
+        fraction=1.0, shuffle=True, seed=3
+    )
+    text = "round(avg(CAST(b AS DOUBLE)), 4)"
+    expr = sql_aggregate(text, rows.schema)
+    want = _single(text, rows)
+    assert want == 0.4688
+    for seed in range(60):
+        assert _merged(expr, rows, 2 + seed % 9, seed) == want, seed

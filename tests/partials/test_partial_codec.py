@@ -123,7 +123,7 @@ def _blob(header: dict, payload: bytes = b"", version: int = FORMAT_VERSION) -> 
         (
             {"kind": "moments", "meta": {"n": 1}, "arrays": [["float", "<f8", 3]]},
             np.zeros(3).tobytes(),
-            "expected 2",
+            "expected 4",
         ),
         (
             {"kind": "moments", "meta": {"n": 1}, "arrays": [["float", "<f8", 9]]},
@@ -202,7 +202,7 @@ def test_crafted_blobs_with_valid_checksums_are_checked(header, payload, message
 
 def test_newer_format_is_named() -> None:
     blob = _blob({"kind": "counts", "meta": {"counts": {}}, "arrays": []}, version=99)
-    with pytest.raises(PartialStateError, match="format 99; this rulesengine reads format 1"):
+    with pytest.raises(PartialStateError, match="format 99; this rulesengine reads format 2"):
         loads(blob)
 
 

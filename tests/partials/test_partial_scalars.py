@@ -191,3 +191,19 @@ def test_cells_over_different_grids_do_not_merge() -> None:
 def test_category_counts_by_hand() -> None:
     merged = CategoryCounts.of(["a", None]).merge(CategoryCounts.of(["a", "b"]))
     assert dict(merged.counts) == {"a": 2, None: 1, "b": 1}
+
+
+def test_a_merged_mean_of_shares_is_k_over_n_exactly() -> None:
+    """The mean is the compensated sum over n, not Chan's running mean, which
+    rounds at each merge: for 0/1 values (a share) the merged mean is exactly
+    k/n as the single pass divides it, whatever the split; one ulp off would flip
+    a threshold or a ``round()`` at a tie."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        parts = [rng.random(rng.integers(1, 130)) < 0.4 for _ in range(rng.integers(2, 7))]
+        merged = Moments()
+        for p in parts:
+            merged = merged.merge(Moments.of(p.astype(float)))
+        rows = np.concatenate(parts)
+        assert merged.average() == int(rows.sum()) / rows.size
+        assert merged.average() == pl.Series(rows.astype(float)).mean()
