@@ -60,7 +60,7 @@ class AdditiveOf:
 
 
 def part_of(part: Part) -> Any:
-    from rulesengine.partials import ExtremesOf, MomentsOf, ValuesOf
+    from rulesengine.partials import CoMomentsOf, ExtremesOf, MomentsOf, ValuesOf
 
     if part.kind == "values":
         from rulesengine.partials import order
@@ -73,6 +73,7 @@ def part_of(part: Part) -> Any:
 
         return KeysOf(part.expr, limit=order.SIZE_LIMIT)  # the same bound as value counts
     kinds = {"additive": AdditiveOf, "moments": MomentsOf, "extremes": ExtremesOf}
+    kinds["comoments"] = CoMomentsOf
     return kinds[part.kind](part.expr)
 
 

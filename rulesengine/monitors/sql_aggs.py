@@ -39,9 +39,10 @@ aggregate call is not one of those, holds another aggregate (in its input or its
 ``FILTER``), reads a column outside any aggregate call, or when a call's input
 has a dtype it does not merge exactly: text for ``min``, ``max``, a distinct
 count or a quantile (value counts hold numbers); Float32 for a variance, which the
-single pass rounds to Float32. ``first`` and ``last`` depend on the rows' order,
-and ``corr``, ``covar_samp`` and ``covar_pop`` need co-moments, which no part
-kind holds yet.
+single pass rounds to Float32 (and for the same reason a Float32 input of
+``corr`` or a covariance). ``first`` and ``last`` depend on the rows' order.
+``corr``, ``covar_samp`` and ``covar_pop`` merge through co-moments over the
+pairs where both inputs are non-null, as Polars computes them.
 
 Example::
 
@@ -77,6 +78,8 @@ _MERGEABLE |= {"min": "extremes", "max": "extremes"}
 _MERGEABLE |= {name: "moments" for name in ("stddev", "stddev_samp", "variance", "var_samp")}
 _MERGEABLE |= {name: "values" for name in ("median", "quantile_cont", "quantile_disc")}
 _SPREADS = {"stddev": "std", "stddev_samp": "std", "variance": "var", "var_samp": "var"}
+_COMOMENTS = ("corr", "covar_samp", "covar_pop")
+_MERGEABLE |= {name: "comoments" for name in _COMOMENTS}
 _PLACEHOLDER = "__sql_part_{}"
 EXACT_INTEGERS = 2**53  # integers up to this magnitude are exact as Float64
 
@@ -259,6 +262,8 @@ def _call_parts(
     if is_distinct and (name != "count" or len(args[0].expressions) != 1):
         return None
     first = args[0].expressions[0] if is_distinct else args[0]
+    if name in _COMOMENTS:
+        return None if is_distinct or len(args) != 2 else _comoment_parts(node, key, name, empty)
     q = 0.5
     if name.startswith("quantile_"):
         if len(args) != 2 or not isinstance(args[1], exp.Literal) or args[1].is_string:
@@ -305,6 +310,31 @@ def _call_parts(
     if name == "sum":  # SQL's sum is null without a non-null input (Polars' too)
         parts[f"{key}n"] = Part("additive", inner.count())
     return parts, this
+
+
+def _comoment_parts(
+    node: exp.Expression, key: str, name: str, empty: pl.LazyFrame
+) -> tuple[dict[str, Part], _Call] | None:
+    """The co-moments part of ``corr``/``covar_samp``/``covar_pop`` (``node``, with
+    its ``FILTER``), over numbers only and with a Float64 result (a Float32 input
+    gives Float32, rounded: not within 1e-12)."""
+    from rulesengine.partials import CoMomentsOf
+
+    call = _call_of(node)
+    try:
+        agg = pl.sql_expr(to_sql(node))
+        dtype = empty.select(agg.alias("v")).collect_schema()["v"]
+        x, y = (pl.sql_expr(to_sql(arg)) for arg in call.expressions)
+        dtypes = [empty.select(e.alias("v")).collect_schema()["v"] for e in (x, y)]
+        pair = CoMomentsOf.pair(x, y)
+        if node is not call:  # the rows kept, as Polars filters them (null: dropped)
+            where = pl.sql_expr(to_sql(node.expression.this))
+            pair = pair.filter(pl.when(where).then(True).otherwise(False))
+    except Exception:  # Polars' own errors: the single pass reports them
+        return None
+    if dtype != pl.Float64 or not all(d.is_integer() or d.is_float() for d in dtypes):
+        return None
+    return {key: Part("comoments", pair)}, _Call(key, name, dtype, 0.5, False)
 
 
 def _with_filter(call: exp.Expression) -> exp.Expression:
@@ -354,6 +384,10 @@ def _value(c: _Call, states: Mapping[str, Any]) -> Any:
         return state.average()
     if what in _SPREADS:
         return state.std(1) if _SPREADS[what] == "std" else state.variance(1)
+    if what in _COMOMENTS:
+        return (
+            state.correlation() if what == "corr" else state.covariance(int(what == "covar_samp"))
+        )
     if what == "quantile_disc":
         return equiprobable(state, c.q)
     if what in ("median", "quantile_cont"):

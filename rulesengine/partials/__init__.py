@@ -42,6 +42,8 @@ from rulesengine.partials.order import (
     mann_whitney_u,
 )
 from rulesengine.partials.scalars import (
+    CoMoments,
+    CoMomentsOf,
     Counts,
     CountsOf,
     Extremes,
@@ -60,6 +62,8 @@ __all__ = [
     "CategoryCounts",
     "CellCounts",
     "CellsOf",
+    "CoMoments",
+    "CoMomentsOf",
     "Confusion",
     "ConfusionOf",
     "Counts",

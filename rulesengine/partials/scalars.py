@@ -1,4 +1,4 @@
-"""Scalar partial states: named counts, sums, moments, and the extremes.
+"""Scalar partial states: named counts, sums, moments, co-moments, and the extremes.
 
 Each state is a frozen value with ``merge`` (associative and commutative), a
 ``*Of`` aggregate that says which Polars expressions compute it per group, and
@@ -17,6 +17,8 @@ accessors that finalise it. Merges:
   mean: Chan's mean rounds at every merge, so a mean of 0/1 values (a share)
   could land one ulp off k/n, and a threshold or ``round()`` at a tie (0.46875
   to 4 places) would then differ from the single pass, which divides its sum.
+* co-moments (for ``corr`` and the covariances) merge the same way over the
+  pairs where both sides are non-null: C = C_a + C_b + δx·δy·n_a·n_b/n;
 * extremes take the smaller minimum and larger maximum, ignoring NaN as Polars'
   ``min``/``max`` do (NaN only when a side has nothing else).
 
@@ -253,6 +255,117 @@ class MomentsOf:
             return Moments()
         mean, m2 = float(_column(row, name, "mean")), float(_column(row, name, "m2"))
         return Moments(n, mean, m2, Sum(float(_column(row, name, "sum"))))
+
+
+# ------------------------------------------------------------------ co-moments
+
+
+@kind("comoments")
+@dataclass(frozen=True)
+class CoMoments:
+    """Over the pairs where both x and y are non-null (as Polars' ``cov`` and
+    ``pearson_corr`` skip the others): n, both means, C = Σ(x − x̄)(y − ȳ) and
+    both M2, merged by Chan et al.'s update (C = C_a + C_b + δx·δy·n_a·n_b/n).
+
+    Example: ``CoMoments.of([(1.0, 2.0), (2.0, 1.0), (5.0, 7.0)]).covariance(1)``
+    equals ``np.cov([1, 2, 5], [2, 1, 7])[0, 1]``."""
+
+    n: int = 0
+    mean_x: float = 0.0
+    mean_y: float = 0.0
+    c: float = 0.0
+    m2x: float = 0.0
+    m2y: float = 0.0
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[float | None, float | None]]) -> CoMoments:
+        kept = [(x, y) for x, y in pairs if x is not None and y is not None]
+        if not kept:
+            return cls()
+        xy = np.asarray(kept, dtype=float)
+        with np.errstate(invalid="ignore", over="ignore"):
+            dx, dy = xy[:, 0] - xy[:, 0].mean(), xy[:, 1] - xy[:, 1].mean()
+            return cls(
+                len(kept),
+                float(xy[:, 0].mean()),
+                float(xy[:, 1].mean()),
+                float(np.sum(dx * dy)),
+                float(np.sum(dx * dx)),
+                float(np.sum(dy * dy)),
+            )
+
+    def merge(self, other: CoMoments) -> CoMoments:
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        dx, dy = other.mean_x - self.mean_x, other.mean_y - self.mean_y
+        w = self.n * other.n / n
+        return CoMoments(
+            n,
+            self.mean_x + dx * (other.n / n),
+            self.mean_y + dy * (other.n / n),
+            self.c + other.c + dx * dy * w,
+            self.m2x + other.m2x + dx * dx * w,
+            self.m2y + other.m2y + dy * dy * w,
+        )
+
+    def covariance(self, ddof: int = 1) -> float | None:
+        """C / (n − ddof); None when n ≤ ddof, as Polars' ``cov`` gives null."""
+        return self.c / (self.n - ddof) if self.n > ddof else None
+
+    def correlation(self) -> float | None:
+        """Pearson's r = C / √(M2x·M2y); None without pairs, NaN when either side
+        is constant (one pair included), as Polars' ``pearson_corr``."""
+        if self.n == 0:
+            return None
+        scale = math.sqrt(self.m2x * self.m2y) if self.m2x * self.m2y >= 0 else math.nan
+        return self.c / scale if scale > 0 and math.isfinite(scale) else math.nan
+
+    def _fields(self) -> tuple[Meta, Arrays]:
+        values = [self.mean_x, self.mean_y, self.c, self.m2x, self.m2y]
+        return {"n": self.n}, {"float": np.array(values)}
+
+    @classmethod
+    def _from_fields(cls, meta: Meta, arrays: Arrays) -> CoMoments:
+        mx, my, c, m2x, m2y = (float(v) for v in floats(arrays, "float", 5))
+        return cls(int_of(meta, "n"), mx, my, c, m2x, m2y)
+
+
+@dataclass(frozen=True)
+class CoMomentsOf:
+    """The Polars aggregates of :class:`CoMoments` over ``expr``, a struct with
+    fields ``x`` and ``y`` (each cast to Float64)."""
+
+    expr: pl.Expr
+
+    @staticmethod
+    def pair(x: pl.Expr, y: pl.Expr) -> pl.Expr:
+        """The struct of ``x`` and ``y`` that this aggregate reads."""
+        return pl.struct(x.alias("x"), y.alias("y"))
+
+    def exprs(self, name: str) -> dict[str, pl.Expr]:
+        x = self.expr.struct.field("x").cast(pl.Float64)
+        y = self.expr.struct.field("y").cast(pl.Float64)
+        both = x.is_not_null() & y.is_not_null()
+        x, y = x.filter(both), y.filter(both)
+        dx, dy = x - x.mean(), y - y.mean()
+        return {
+            f"{name}.n": both.sum(),
+            f"{name}.mean_x": x.mean(),
+            f"{name}.mean_y": y.mean(),
+            f"{name}.c": (dx * dy).sum(),
+            f"{name}.m2x": (dx * dx).sum(),
+            f"{name}.m2y": (dy * dy).sum(),
+        }
+
+    def state(self, row: Mapping[str, Any], name: str) -> CoMoments:
+        n = int(_column(row, name, "n") or 0)
+        if n == 0:
+            return CoMoments()
+        fields = ("mean_x", "mean_y", "c", "m2x", "m2y")
+        return CoMoments(n, *(float(_column(row, name, f)) for f in fields))
 
 
 # ------------------------------------------------------------------ extremes

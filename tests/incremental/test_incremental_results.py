@@ -87,7 +87,7 @@ def test_values_against_numpy_and_scipy_on_raw_rows(tmp_path: Path) -> None:
 
 
 def test_undeclared_aggregates_run_in_a_single_pass_beside_the_partials(tmp_path: Path) -> None:
-    """The schema check and SQL KPIs with ``first`` or ``corr`` have no
+    """The schema check and SQL KPIs with ``first`` or ``last`` have no
     decomposition: their aggregates (or queries) run in a single pass, and the
     rest of their queries still come from partials."""
     _logs(tmp_path, "parquet", hours=4, rows=300)

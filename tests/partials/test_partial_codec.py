@@ -17,6 +17,7 @@ from rulesengine.errors import DataError
 from rulesengine.partials import (
     CategoryCounts,
     CellCounts,
+    CoMoments,
     Confusion,
     Counts,
     Extremes,
@@ -34,6 +35,7 @@ STATES = {
     "sum-int": Sum(-(2**70)),
     "sum-float": Sum(1e16).merge(Sum(1.0)),
     "moments": Moments.of([1.5, float("inf")]),
+    "comoments": CoMoments.of([(1.0, 2.0), (None, 3.0), (-0.0, float("nan"))]),
     "extremes-int": Extremes(-(2**62), 2**62),
     "extremes-float": Extremes(float("nan"), -0.0),
     "extremes-empty": Extremes(),
