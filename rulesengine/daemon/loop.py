@@ -334,6 +334,9 @@ class Daemon:
         event(
             logging.INFO, "tick", **fields, queued=report.queued, seconds=round(report.seconds, 3)
         )
+        for warning in report.results.warnings if report.results is not None else ():
+            # a config that needs changing (segments cut, a cache bound too small)
+            event(logging.WARNING, "model warning", model=name, warning=warning)
         if self.outbox is not None:
             self.outbox.kick()
 

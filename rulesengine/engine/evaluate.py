@@ -88,16 +88,36 @@ def evaluate_model(
     With a ``dask`` ``executor`` the window's work runs on that cluster
     (:mod:`rulesengine.engine.distributed`; Dask is imported only then)."""
     plan = plan_model(model, at, cache_dir)
+    if partials is None and (executor is None or executor.type != "dask"):
+        return score(plan, execute(plan.queries, model))
+    from rulesengine.engine.incremental import Report, execute_incremental
+
+    report = Report()
     if executor is not None and executor.type == "dask":
         from rulesengine.engine.distributed import execute_on
 
-        return score(plan, execute_on(executor, plan, model, partials))
-    if partials is None:
-        return score(plan, execute(plan.queries, model))
-    from rulesengine.engine.incremental import execute_incremental
+        results = score(plan, execute_on(executor, plan, model, partials, report=report))
+    else:
+        bound = (executor or ExecutorSpec()).cache_bytes
+        collected = execute_incremental(plan, model, partials, max_bytes=bound, report=report)
+        results = score(plan, collected)
+    if report.starved is not None:
+        results = replace(results, warnings=(*results.warnings, cache_warning(report.starved)))
+    return results
 
-    bound = (executor or ExecutorSpec()).cache_bytes
-    return score(plan, execute_incremental(plan, model, partials, max_bytes=bound))
+
+def cache_warning(starved: tuple[int, int, int]) -> str:
+    """The warning for a partial-state cache bound below what the window needs:
+    its entries are deleted after each evaluation and recomputed at the next."""
+    deleted, used, bound = starved
+    mib = 2**20
+    want = -(-used * 5 // 4 // mib)  # a quarter above this window's entries
+    return (
+        f"partial-state cache: this window's entries take {used / mib:,.1f} MiB, above "
+        f"executor.cache_mib ({bound // mib:,} MiB); {deleted:,} of them were deleted and "
+        f"their files will be read again at the next evaluation. Set executor.cache_mib "
+        f"in engine.yaml to at least {want:,}"
+    )
 
 
 def evaluate(

@@ -432,14 +432,18 @@ def _evict(run: Run, units: list[Unit], max_bytes: int) -> None:
                 stale.unlink(missing_ok=True)
                 run.report.evicted += 1
         _STORE.forget(used, folder)
+    for watch in run.watches.values():  # the label summaries this call read
+        used |= watch.in_use()
     # the whole folder is measured at the first call of a process, then again only
     # when the bytes written since may have crossed the bound, or after SWEEP_EVERY
     written = run.written + _WRITTEN.get(run.dir, 0)
     last = _SWEPT.get(run.dir)
     if last is None or written > max_bytes - last[1] or time.monotonic() - last[0] > SWEEP_EVERY:
-        deleted, total = enforce_bound(run.dir, max_bytes, used)
-        run.report.evicted += len(deleted)
-        _SWEPT[run.dir] = (time.monotonic(), total)
+        bounded = enforce_bound(run.dir, max_bytes, used)
+        run.report.evicted += len(bounded.deleted)
+        if bounded.used_deleted:  # the window's own entries: recomputed next time
+            run.report.starved = (bounded.used_deleted, bounded.used_bytes, max_bytes)
+        _SWEPT[run.dir] = (time.monotonic(), bounded.total)
         _WRITTEN[run.dir] = 0
     else:
         _WRITTEN[run.dir] = written

@@ -303,11 +303,22 @@ class EntryStore:
             self.drop(Path(name))
 
 
-def enforce_bound(model_dir: Path, max_bytes: int, used: set[str]) -> tuple[list[Path], int]:
+@dataclass
+class Bounded:
+    """What :func:`enforce_bound` did: the entries deleted, the bytes left, and
+    of this evaluation's own entries (``used``), their bytes and how many were
+    deleted (the bound is below what its window needs)."""
+
+    deleted: list[Path]
+    total: int
+    used_bytes: int
+    used_deleted: int
+
+
+def enforce_bound(model_dir: Path, max_bytes: int, used: set[str]) -> Bounded:
     """Delete entries of ``model_dir`` until it holds at most ``max_bytes``:
     first those not used by this evaluation (another configuration's), oldest
-    first, then the used ones, oldest first. Returns the deleted paths and the
-    bytes left."""
+    first, then the used ones, oldest first."""
     files: list[tuple[bool, int, int, str]] = []
     total = 0
     folders = [f for f in os.scandir(model_dir) if f.is_dir()] if model_dir.is_dir() else []
@@ -322,17 +333,20 @@ def enforce_bound(model_dir: Path, max_bytes: int, used: set[str]) -> tuple[list
             total += st.st_size
             files.append((item.path in used, st.st_mtime_ns, st.st_size, item.path))
     deleted = []
-    for _in_use, _mtime, size, name in sorted(files):
+    used_deleted = 0
+    for in_use, _mtime, size, name in sorted(files):
         if total <= max_bytes:
             break
         with contextlib.suppress(OSError):
             os.unlink(name)
             total -= size
             deleted.append(Path(name))
+            used_deleted += in_use
     for folder in folders:
         with contextlib.suppress(OSError):
             os.rmdir(folder.path)  # only succeeds when empty
-    return deleted, total
+    used_bytes = sum(size for in_use, _mtime, size, _name in files if in_use)
+    return Bounded(deleted, total, used_bytes, used_deleted)
 
 
 def state_columns(row: Mapping[str, Any], parts: Mapping[str, Any]) -> dict[str, Any]:

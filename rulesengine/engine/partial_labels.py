@@ -365,6 +365,13 @@ class LabelWatch:
             return np.zeros(0, dtype=np.uint64)
         return unique_sorted(np.concatenate(parts))
 
+    def in_use(self) -> set[str]:
+        """The summary files of this call's label files (kept by the cache's bound
+        as the entries are, and counted with them)."""
+        if self.files is None:
+            return set()
+        return {str(_summary_path(self.folder, p, f.identity)) for p, f in self.files.items()}
+
     def sweep(self) -> None:
         """Delete the summaries of label files that are gone or were rewritten."""
         if self.files is None or not self.folder.is_dir():

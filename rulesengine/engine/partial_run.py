@@ -113,6 +113,9 @@ class Report:
     corrupt: list[str] = field(default_factory=list)
     evicted: int = 0
     shared: int = 0  # overall queries answered from their segmented twin's states
+    # (entries of this window deleted, bytes of its entries, the bound) when the
+    # bound is below what the window needs
+    starved: tuple[int, int, int] | None = None
 
 
 def spans(f: FrameKey, width: Any) -> tuple[int, int, int, int]:

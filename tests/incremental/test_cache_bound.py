@@ -5,6 +5,7 @@ those of a single pass."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,11 +32,16 @@ def _config(root: Path, cache_mib: int | None) -> Path:
     return root
 
 
-def _run(root: Path, *extra: str) -> list[dict]:
+def _invoke(root: Path, *extra: str) -> tuple[list[dict], str]:
+    """(results, stderr) of ``rulesengine run --format json``."""
     args = ["run", str(root), "--at", AT.isoformat(), "--format", "json", "--fail-on", "never"]
     got = CliRunner().invoke(main, [*args, *extra])
     assert got.exit_code == 0, got.output
-    return json.loads(got.output)["models"][0]["results"]
+    return json.loads(got.stdout)["models"][0]["results"], got.stderr
+
+
+def _run(root: Path, *extra: str) -> list[dict]:
+    return _invoke(root, *extra)[0]
 
 
 def _cache_bytes(root: Path) -> int:
@@ -63,3 +69,22 @@ def test_run_keeps_the_cache_within_cache_mib(tmp_path: Path) -> None:
     for a, b, c in zip(cached, again, single, strict=True):
         assert (a["monitor"], a["status"]) == (c["monitor"], c["status"])
         assert (b["monitor"], b["status"]) == (c["monitor"], c["status"])
+
+
+def test_a_bound_below_the_window_is_a_warning_that_names_the_key(tmp_path: Path) -> None:
+    """When the window's own entries do not fit, ``run`` says so on stderr, with
+    their size and the cache_mib to set; the JSON on stdout is unchanged. With
+    room enough, nothing is said."""
+    small = _config(tmp_path / "small", 1)
+    _results, err = _invoke(small)
+    warning = [ln for ln in err.splitlines() if "partial-state cache" in ln]
+    assert len(warning) == 1, err
+    taken = re.search(r"entries take ([\d,]+)\.\d MiB", warning[0])
+    wanted = re.search(r"at least ([\d,]+)$", warning[0])
+    assert taken and wanted, warning
+    size, want = (int(m.group(1).replace(",", "")) for m in (taken, wanted))
+    assert size >= 1 and want > size  # a quarter above, rounded up
+    assert "executor.cache_mib (1 MiB)" in warning[0] and warning[0].startswith("warning: m: ")
+    roomy = _config(tmp_path / "roomy", want)
+    assert "partial-state cache" not in _invoke(roomy)[1]
+    assert "partial-state cache" not in _invoke(roomy)[1]  # filled: nothing deleted

@@ -16,7 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rulesengine.engine.incremental import Report
+from rulesengine.engine.evaluate import cache_warning, plan_model
+from rulesengine.engine.incremental import Report, execute_incremental
+from rulesengine.engine.partial_cache import SUFFIX
 from rulesengine.engine.partial_labels import LabelWatch, Version, key_dtypes, meets
 from rulesengine.spec.model import ModelSpec
 from tests.incremental.helpers import (
@@ -402,3 +404,23 @@ def test_a_new_joined_monitor_off_the_grid_keeps_the_others_cached(tmp_path: Pat
     spec["kpis"].append(kpi("labelled-at", "count(ts_label)") | {"filter": "score > 0.5"})
     report = _tick(load_model(tmp_path, spec), tmp_path, AT + timedelta(minutes=7))
     assert report.edges > 0
+
+
+def test_the_label_summaries_read_count_as_used_by_the_bound(tmp_path: Path) -> None:
+    """Under a bound below the window's needs, the report says how much the
+    evaluation's own files take: its entries and the summaries of the label files
+    it read (which the bound deletes last, as the entries, not first as another
+    configuration's); and the results still equal a single pass."""
+    model, _files = _setup(tmp_path)
+    plan = plan_model(model, AT)
+    report = Report()
+    execute_incremental(plan, model, tmp_path / "cache", max_bytes=1 << 62, report=report)
+    assert report.starved is None  # room for everything: nothing deleted
+    on_disk = {str(p): p.stat().st_size for p in (tmp_path / "cache").rglob(f"*{SUFFIX}")}
+    summaries = [p for p in on_disk if "/labels-" in p]
+    assert summaries and len(summaries) < len(on_disk)
+    report = Report()
+    execute_incremental(plan, model, tmp_path / "cache", max_bytes=1, report=report)
+    assert report.starved == (len(on_disk), sum(on_disk.values()), 1)
+    assert "executor.cache_mib (0 MiB)" in cache_warning(report.starved)
+    _tick(model, tmp_path)  # recomputed from the files, equal to a single pass
