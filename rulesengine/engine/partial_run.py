@@ -118,6 +118,15 @@ class Report:
     starved: tuple[int, int, int] | None = None
 
 
+def _in_order(df: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """``df``'s rows sorted by those of ``columns`` it has: a group_by gives its
+    groups in any order, and floating states merged in another order differ in
+    the last bits, so two evaluations of the same files would not give the same
+    values (nor round or cross a threshold at a tie alike)."""
+    by = [c for c in columns if c in df.columns]
+    return df.sort(by, nulls_last=True, maintain_order=True) if by and df.height > 1 else df
+
+
 def spans(f: FrameKey, width: Any) -> tuple[int, int, int, int]:
     """The buckets of ``f``'s window (start, end]: those it touches are
     [cover_lo, cover_hi), those inside it whole [inner_lo, inner_hi). On the grid
@@ -532,7 +541,7 @@ class Run:
         key_names = [*u.query.segment_by, *([BUCKET] if u.by is not None else [])]
         key_schema = {k: df.schema[k] for k in key_names}
         made: dict[str, Entry] = {}
-        for row in _rows(df):
+        for row in _rows(_in_order(df, [FILE_COLUMN, TB, PDATE, *key_names])):
             path = row[FILE_COLUMN]
             entry = made.get(path)
             if entry is None:
@@ -594,7 +603,7 @@ class Run:
         self.edges[id(u)] = [
             (tuple(row[k] for k in key_names), {p: of.state(row, p) for p, of in u.parts.items()})
             for df in dfs
-            for row in _rows(df)
+            for row in _rows(_in_order(df, key_names))
         ]
 
     def hold(self, where: Path, entry: Entry) -> None:
@@ -648,7 +657,8 @@ class Run:
                 if len(xs) >= FOLD:  # merged as they come: a bounded list per key
                     xs[:] = [merge_list(xs)]
 
-        for kept in self.entries[id(u)].values():
+        entries = self.entries[id(u)]
+        for kept in (entries[path] for path in sorted(entries)):  # one order, every call
             if not any(inside(b, pd) for b, pd in zip(kept.buckets, kept.pdates, strict=True)):
                 continue
             entry = self.full(u, kept)
