@@ -53,6 +53,7 @@ class S3Server:
     endpoint: str
     client: Any  # a boto3 S3 client pointed at the endpoint
     bucket: str = BUCKET
+    scheme: str = "s3"
 
     @property
     def storage_options(self) -> dict[str, str]:
@@ -90,6 +91,9 @@ class S3Server:
 
     def put(self, key: str, body: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
 
 def _start(server: Any) -> None:

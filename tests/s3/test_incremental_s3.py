@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -46,15 +46,29 @@ def _ids(seed: int) -> np.ndarray:
     return np.arange(ROWS) + seed * 1_000_000
 
 
+class Store(Protocol):
+    """An object store server of the tests: S3 (moto) or GCS (fake-gcs-server)."""
+
+    bucket: str
+    scheme: str
+
+    @property
+    def storage_options(self) -> dict[str, str]: ...
+
+    def put(self, key: str, body: bytes) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
 class Bucket:
     """One test's objects under its own prefix of the shared bucket."""
 
-    def __init__(self, s3: S3Server) -> None:
-        self.s3 = s3
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.prefix = f"inc-{uuid.uuid4().hex[:12]}"
 
     def url(self, key: str) -> str:
-        return f"s3://{self.s3.bucket}/{self.prefix}/{key}"
+        return f"{self.store.scheme}://{self.store.bucket}/{self.prefix}/{key}"
 
     def put(self, key: str, df: pl.DataFrame, fmt: str = "parquet") -> str:
         buf = io.BytesIO()
@@ -64,11 +78,11 @@ class Bucket:
             df.write_csv(buf)
         else:
             df.write_ndjson(buf)
-        self.s3.put(f"{self.prefix}/{key}", buf.getvalue())
+        self.store.put(f"{self.prefix}/{key}", buf.getvalue())
         return self.url(key)
 
     def delete(self, key: str) -> None:
-        self.s3.client.delete_object(Bucket=self.s3.bucket, Key=f"{self.prefix}/{key}")
+        self.store.delete(f"{self.prefix}/{key}")
 
     def hour(self, h: int, seed: int | None = None, fmt: str = "parquet") -> str:
         """Requests of the hour starting at AT - (4 - h) h, in a hive folder ``dt=``
@@ -106,7 +120,7 @@ class Bucket:
 
 
 def _spec(bucket: Bucket, fmt: str = "parquet", label_fmt: str = "parquet") -> dict[str, Any]:
-    options = bucket.s3.storage_options
+    options = bucket.store.storage_options
 
     def metric(name: str, type_: str, **kw: Any) -> dict[str, Any]:
         join = {"source": "labels", "on": "request_id"}
@@ -251,8 +265,12 @@ def test_object_stores_with_an_etag_listing() -> None:
 
 
 def test_rewritten_deleted_and_new_objects(s3_server: S3Server, tmp_path: Path) -> None:
+    rewritten_deleted_and_new_objects(s3_server, tmp_path)
+
+
+def rewritten_deleted_and_new_objects(store: Store, tmp_path: Path) -> None:
     """Request and label objects in the bucket, ticks equal to the single pass."""
-    bucket = Bucket(s3_server)
+    bucket = Bucket(store)
     files = [bucket.hour(h) for h in range(4)]
     bucket.labels("a", np.concatenate([_ids(0)[::2], _ids(1)[::2]]), AT - timedelta(hours=2), 1)
     model = load_model(tmp_path, _spec(bucket))
@@ -293,8 +311,12 @@ def test_rewritten_deleted_and_new_objects(s3_server: S3Server, tmp_path: Path) 
 
 
 def test_csv_requests_and_ndjson_labels(s3_server: S3Server, tmp_path: Path) -> None:
+    csv_requests_and_ndjson_labels(s3_server, tmp_path)
+
+
+def csv_requests_and_ndjson_labels(store: Store, tmp_path: Path) -> None:
     """Objects read one by one (CSV, NDJSON) give the single pass's results."""
-    bucket = Bucket(s3_server)
+    bucket = Bucket(store)
     files = [bucket.hour(h, fmt="csv") for h in range(4)]
     bucket.labels("a", _ids(1)[::3], AT - timedelta(hours=2), 1, fmt="ndjson")
     model = load_model(tmp_path, _spec(bucket, "csv", "ndjson"))
