@@ -75,6 +75,53 @@ def run_cli_on_tty(
     return proc.returncode, out, b"".join(chunks).decode(errors="replace")
 
 
+def start_server(
+    argv: list[str], log: Path, url: str, timeout: float, ok: tuple[int, ...] = (200,)
+) -> subprocess.Popen[bytes]:
+    """Start a server the tests need (output to ``log``) and wait until ``url``
+    answers with a status in ``ok`` (no proxy); RuntimeError with the log's tail
+    when it exits or does not answer within ``timeout`` seconds (then stopped)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            said = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{Path(argv[0]).name} exited with {proc.returncode}: {said}")
+        try:
+            with opener.open(url, timeout=2) as resp:
+                if resp.status in ok:
+                    return proc
+        except urllib.error.HTTPError as exc:
+            if exc.code in ok:
+                return proc
+            last = exc
+        except OSError as exc:
+            last = exc
+        time.sleep(0.05)
+    stop_process(proc)
+    raise RuntimeError(f"{Path(argv[0]).name} at {url} does not answer: {last}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], wait: float = 10) -> None:
+    """Terminate a server the tests started, then kill it if it does not stop."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def need_tool(tool: str, package: str, required_in_ci: bool = True) -> str:
     """The path of a system program the tests need; else skip naming its package
     (``package`` says which), or fail under ``CI=true`` when the README's test

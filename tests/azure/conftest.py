@@ -15,8 +15,6 @@ import base64
 import hashlib
 import hmac
 import os
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import need_tool
+from tests.conftest import need_tool, start_server, stop_process
 from tests.delivery.conftest import free_port
 
 CONTAINER = "ml-logs"
@@ -107,24 +105,6 @@ class AzureServer:
             pass
 
 
-def _wait_until_answers(endpoint: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            said = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"azurite-blob exited with {proc.returncode}: {said}")
-        try:
-            _OPENER.open(f"{endpoint}/{ACCOUNT}?comp=list", timeout=2)
-            return
-        except urllib.error.HTTPError:  # it answers (403 without a signature)
-            return
-        except OSError as exc:
-            last = exc
-        time.sleep(0.1)
-    raise RuntimeError(f"azurite-blob at {endpoint} does not answer: {last}")
-
-
 @pytest.fixture(scope="session")
 def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureServer]:
     """Azurite's blob service on 127.0.0.1 (a free port, in memory), with container
@@ -133,29 +113,19 @@ def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureServ
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("azurite") / "azurite.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                *("--blobHost", "127.0.0.1", "--blobPort", str(port)),
-                *("--inMemoryPersistence", "--skipApiVersionCheck", "--silent"),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    argv = [
+        binary,
+        *("--blobHost", "127.0.0.1", "--blobPort", str(port)),
+        *("--inMemoryPersistence", "--skipApiVersionCheck", "--silent"),
+    ]
+    # it answers an unsigned listing with 403: up and serving
+    proc = start_server(argv, log, f"{endpoint}/{ACCOUNT}?comp=list", START_TIMEOUT, (200, 403))
     try:
-        _wait_until_answers(endpoint, proc, log)
         server = AzureServer(endpoint)
         server.create_container()
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
 
 
 @pytest.fixture(autouse=True)

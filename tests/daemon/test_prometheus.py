@@ -49,7 +49,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from rulesengine.cli import main
-from tests.conftest import need_tool
+from tests.conftest import need_tool, stop_process
 from tests.daemon.conftest import ENGINE
 from tests.delivery.conftest import HOST, HttpReceiver, free_port, wait_until
 
@@ -504,13 +504,7 @@ def _start(argv: list[str], cwd: Path, log: str) -> subprocess.Popen[bytes]:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    stop_process(proc, 15)
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import start_server, stop_process
 from tests.delivery.conftest import free_port
 
 BUCKET = "ml-logs"
@@ -93,22 +92,6 @@ class GcsServer:
             pass
 
 
-def _wait_until_answers(endpoint: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"fake-gcs-server exited with {proc.returncode}")
-        try:
-            with _OPENER.open(f"{endpoint}/storage/v1/b", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (OSError, urllib.error.URLError) as exc:
-            last = exc
-        time.sleep(0.05)
-    raise RuntimeError(f"fake-gcs-server at {endpoint} does not answer: {last}")
-
-
 @pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
     """fake-gcs-server on 127.0.0.1 (a free port, in memory), with bucket
@@ -117,30 +100,19 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(binary),
-                *("-scheme", "http", "-host", "127.0.0.1", "-port", str(port)),
-                *("-backend", "memory", "-log-level", "warn"),
-                *("-public-host", f"127.0.0.1:{port}", "-external-url", endpoint),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    argv = [
+        str(binary),
+        *("-scheme", "http", "-host", "127.0.0.1", "-port", str(port)),
+        *("-backend", "memory", "-log-level", "warn"),
+        *("-public-host", f"127.0.0.1:{port}", "-external-url", endpoint),
+    ]
+    proc = start_server(argv, log, f"{endpoint}/storage/v1/b", START_TIMEOUT)
     try:
-        _wait_until_answers(endpoint, proc)
         server = GcsServer(endpoint)
         server.create_bucket()
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
 
 
 @pytest.fixture(autouse=True)

@@ -8,46 +8,28 @@ reaching only the request objects it labels; CSV and NDJSON objects), and
 from __future__ import annotations
 
 import json
-from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any
 
-import polars as pl
 import pytest
-import yaml
 
-from rulesengine.engine.partial_scan import current_files, list_objects
-from tests.conftest import run_cli
+from rulesengine.engine.partial_scan import current_files
 from tests.gcs.conftest import GcsServer
-from tests.incremental.helpers import AT, load_model
 from tests.s3.test_incremental_s3 import (
-    Bucket,
-    _entries,
-    _header,
-    _ids,
-    _same_results,
-    _spec,
+    cli_run_cached_equals_no_cache,
     csv_requests_and_ndjson_labels,
     rewritten_deleted_and_new_objects,
+    two_objects,
 )
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_objects_are_identified_by_size_and_etag(gcs_server: GcsServer, tmp_path: Path) -> None:
-    bucket = Bucket(gcs_server)
-    a = bucket.hour(0)
-    b = bucket.hour(1)
-    bucket.put("logs/_SUCCESS", pl.DataFrame({"x": [1]}))  # under the prefix, not a match
-    model = load_model(tmp_path, _spec(bucket))
-    ids = current_files(model.sources["req"])
-    assert sorted(ids) == [a, b]  # the objects Polars' expansion reads
+    bucket, model, a, ids = two_objects(gcs_server, tmp_path)
     # the emulator's own metadata: size and ETag, as the listing gives them
     name = a.split("/", 3)[3].replace("/", "%2F")
     meta = json.loads(gcs_server._call("GET", f"/storage/v1/b/{gcs_server.bucket}/o/{name}"))
     assert ids[a] == (int(meta["size"]), meta["etag"])
-    listed = list_objects(bucket.url("logs/"), gcs_server.storage_options)
-    assert set(listed) == {a, b, bucket.url("logs/_SUCCESS")}
     # another version of the object: another ETag; the same bytes again: the same
     old = ids[a]
     bucket.hour(0, seed=7)
@@ -65,36 +47,7 @@ def test_csv_requests_and_ndjson_labels(gcs_server: GcsServer, tmp_path: Path) -
 
 
 def test_cli_run_cached_equals_no_cache(gcs_server: GcsServer, tmp_path: Path) -> None:
-    """``rulesengine run`` through the cache (cold, then warm) prints what ``run
-    --no-cache`` prints; the key comes from ``${GCS_KEY}`` and is never printed;
-    the cache holds entries identified by ETag."""
-    bucket = Bucket(gcs_server)
-    for h in range(4):
-        bucket.hour(h)
-    bucket.labels("a", _ids(1)[::2], AT - timedelta(hours=2), 1)
-    spec = _spec(bucket)
+    """The key comes from ``${GCS_KEY}`` and is never printed."""
     key = gcs_server.storage_options["google_service_account_key"]
-    for source in spec["sources"].values():
-        source["storage_options"] = {"google_service_account_key": "${GCS_KEY}"}
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "m.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
-    engine = {"version": 1, "state": str(tmp_path / "state" / "state.db")}
-    (tmp_path / "engine.yaml").write_text(yaml.safe_dump(engine), encoding="utf-8")
-    env = {"GCS_KEY": key}  # beside the fixture's environment (no GOOGLE_*, no proxy)
-
-    def run(*flags: str) -> dict[str, Any]:
-        at = AT.astimezone(UTC).isoformat()
-        args = ["run", str(tmp_path), "--at", at, "--format", "json", "--fail-on", "never"]
-        done = run_cli(*args, *flags, cwd=tmp_path, env=env, timeout=60)
-        assert done.returncode == 0, done.stderr
-        assert gcs_server.endpoint not in done.stdout + done.stderr  # the key's content
-        (model,) = json.loads(done.stdout)["models"]
-        return model
-
-    cold, single, warm = run(), run("--no-cache"), run()
-    assert cold["results"]
-    for cached in (cold, warm):
-        _same_results(cached["results"], single["results"])
-    entries = _entries(tmp_path / "state" / "partials")
-    assert entries and all(_header(e)["path"].startswith("gs://") for e in entries)
-    assert all("etag" in _header(e) and "mtime_ns" not in _header(e) for e in entries)
+    options = {"google_service_account_key": "${GCS_KEY}"}
+    cli_run_cached_equals_no_cache(gcs_server, tmp_path, {"GCS_KEY": key}, options, key)

@@ -184,18 +184,11 @@ def _header(entry: Path) -> dict[str, Any]:
 
 
 def test_objects_are_identified_by_size_and_etag(s3_server: S3Server, tmp_path: Path) -> None:
-    bucket = Bucket(s3_server)
-    a = bucket.hour(0)
-    b = bucket.hour(1)
-    bucket.put("logs/_SUCCESS", pl.DataFrame({"x": [1]}))  # under the prefix, not a match
-    model = load_model(tmp_path, _spec(bucket))
-    ids = current_files(model.sources["req"])
-    assert sorted(ids) == [a, b]  # the objects Polars' expansion reads
+    bucket, model, a, ids = two_objects(s3_server, tmp_path)
     head = s3_server.client.head_object(Bucket=s3_server.bucket, Key=a.split("/", 3)[3])
     assert ids[a] == (head["ContentLength"], head["ETag"])
     # one listing of the folder that holds every match: other objects there too
     listed = list_objects(bucket.url("logs/"), s3_server.storage_options)
-    assert set(listed) == {a, b, bucket.url("logs/_SUCCESS")}
     assert list_objects(bucket.url("logs/_SUC"), s3_server.storage_options) == listed
     # credentials from the AWS_* variables when storage_options hold none, and an
     # http endpoint taken as it is (as Polars takes both)
@@ -328,33 +321,39 @@ def csv_requests_and_ndjson_labels(store: Store, tmp_path: Path) -> None:
 
 
 def test_cli_run_cached_equals_no_cache(s3_server: S3Server, tmp_path: Path) -> None:
+    cli_run_cached_equals_no_cache(s3_server, tmp_path, s3_server.env)
+
+
+def cli_run_cached_equals_no_cache(
+    store: Store,
+    tmp_path: Path,
+    env: dict[str, str],
+    options: dict[str, str] | None = None,
+    secret: str | None = None,
+) -> None:
     """``rulesengine run`` through the cache (cold, then warm) prints what
-    ``run --no-cache`` prints, and the cache holds entries identified by ETag."""
-    bucket = Bucket(s3_server)
+    ``run --no-cache`` prints, and the cache holds entries identified by ETag.
+    ``options``: the sources' storage_options as the spec writes them (default:
+    the store's own), e.g. with a ``${VAR}`` that ``env`` sets to ``secret``,
+    which no output may show."""
+    bucket = Bucket(store)
     for h in range(4):
         bucket.hour(h)
     bucket.labels("a", np.concatenate([_ids(0)[::2], _ids(2)[::2]]), AT - timedelta(hours=2), 1)
+    spec = _spec(bucket)
+    for source in spec["sources"].values():
+        source["storage_options"] = options or store.storage_options
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "m.yaml").write_text(yaml.safe_dump(_spec(bucket)), encoding="utf-8")
+    (tmp_path / "models" / "m.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
     engine = {"version": 1, "state": str(tmp_path / "state" / "state.db")}
     (tmp_path / "engine.yaml").write_text(yaml.safe_dump(engine), encoding="utf-8")
 
     def run(*flags: str) -> dict[str, Any]:
-        done = run_cli(
-            "run",
-            str(tmp_path),
-            "--at",
-            AT.astimezone(UTC).isoformat(),
-            "--format",
-            "json",
-            "--fail-on",
-            "never",
-            *flags,
-            cwd=tmp_path,
-            env=s3_server.env,
-            timeout=CLI_TIMEOUT,
-        )
+        at = AT.astimezone(UTC).isoformat()
+        args = ["run", str(tmp_path), "--at", at, "--format", "json", "--fail-on", "never"]
+        done = run_cli(*args, *flags, cwd=tmp_path, env=env, timeout=CLI_TIMEOUT)
         assert done.returncode == 0, done.stderr
+        assert secret is None or secret not in done.stdout + done.stderr
         (model,) = json.loads(done.stdout)["models"]
         return model
 
@@ -365,8 +364,25 @@ def test_cli_run_cached_equals_no_cache(s3_server: S3Server, tmp_path: Path) -> 
     for cached in (cold, warm):
         _same_results(cached["results"], single["results"])
     entries = _entries(tmp_path / "state" / "partials")
-    assert entries and all(_header(e)["path"].startswith("s3://") for e in entries)
+    assert entries and all(_header(e)["path"].startswith(f"{store.scheme}://") for e in entries)
     assert all("etag" in _header(e) and "mtime_ns" not in _header(e) for e in entries)
+
+
+def two_objects(store: Store, tmp_path: Path) -> tuple[Bucket, ModelSpec, str, dict[str, Any]]:
+    """Two request objects and a ``_SUCCESS`` marker beside them: (the bucket, the
+    model, the first object's URL, the identities Polars' expansion gives, checked
+    to be the two objects and equal to one listing of their folder)."""
+    bucket = Bucket(store)
+    a = bucket.hour(0)
+    b = bucket.hour(1)
+    bucket.put("logs/_SUCCESS", pl.DataFrame({"x": [1]}))  # under the prefix, not a match
+    model = load_model(tmp_path, _spec(bucket))
+    ids = current_files(model.sources["req"])
+    assert sorted(ids) == [a, b]  # the objects Polars' expansion reads
+    listed = list_objects(bucket.url("logs/"), store.storage_options)
+    assert set(listed) == {a, b, bucket.url("logs/_SUCCESS")}
+    assert {k: listed[k] for k in (a, b)} == ids
+    return bucket, model, a, ids
 
 
 def _same_results(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
