@@ -21,6 +21,11 @@ import pytest
 from examples.demo import generate
 from tests.conftest import CONFIGS, need_tool, run_cli
 
+# the module's fixture runs the demo config five times (with deliveries that
+# retry against receivers nobody listens on) and renders two reports: about 80 s
+# alone, and it once passed 120 s beside the Dask tests in a CI run
+pytestmark = pytest.mark.timeout(360)
+
 PACKAGE = "needs Debian's chromium package (apt-get install chromium)"
 TICKS = ("2026-11-27T06:00:00Z", "2026-11-27T09:00:00Z", "2026-11-27T10:30:00Z")
 AT = "2026-11-27T12:00:00Z"
