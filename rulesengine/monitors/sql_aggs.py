@@ -278,9 +278,7 @@ def _call_parts(
         if not isinstance(first, exp.Star):
             inner = pl.sql_expr(to_sql(first))
             inner_dtype = empty.select(inner.alias("v")).collect_schema()["v"]
-            if node is not call:  # the rows kept, as Polars filters them (null: dropped)
-                where = pl.sql_expr(to_sql(node.expression.this))
-                inner = inner.filter(pl.when(where).then(True).otherwise(False))
+            inner = _kept_rows(node, inner)
     except Exception:  # Polars' own errors: the single pass reports them
         return None
     this = _Call(key, name, dtype, q, is_distinct)
@@ -326,15 +324,23 @@ def _comoment_parts(
         dtype = empty.select(agg.alias("v")).collect_schema()["v"]
         x, y = (pl.sql_expr(to_sql(arg)) for arg in call.expressions)
         dtypes = [empty.select(e.alias("v")).collect_schema()["v"] for e in (x, y)]
-        pair = CoMomentsOf.pair(x, y)
-        if node is not call:  # the rows kept, as Polars filters them (null: dropped)
-            where = pl.sql_expr(to_sql(node.expression.this))
-            pair = pair.filter(pl.when(where).then(True).otherwise(False))
+        pair = _kept_rows(node, CoMomentsOf.pair(x, y))
     except Exception:  # Polars' own errors: the single pass reports them
         return None
     if dtype != pl.Float64 or not all(d.is_integer() or d.is_float() for d in dtypes):
         return None
     return {key: Part("comoments", pair)}, _Call(key, name, dtype, 0.5, False)
+
+
+def _kept_rows(node: exp.Expression, inner: pl.Expr) -> pl.Expr:
+    """``inner`` over the rows a call's ``FILTER (WHERE cond)`` keeps, as Polars
+    filters them (a null condition drops the row); ``inner`` itself without one."""
+    from sqlglot import exp
+
+    if not isinstance(node, exp.Filter):
+        return inner
+    where = pl.sql_expr(to_sql(node.expression.this))
+    return inner.filter(pl.when(where).then(True).otherwise(False))
 
 
 def _with_filter(call: exp.Expression) -> exp.Expression:

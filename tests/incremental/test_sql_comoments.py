@@ -156,6 +156,9 @@ def test_edges_give_the_single_pass_null_or_nan(edge: str, name: str) -> None:
         ("covar_samp(a, b)", {"a": pl.Float32, "b": pl.Float32}),
         ("corr(a, b)", {"a": pl.Boolean, "b": pl.Float64}),
         ("covar_pop(a, b)", {"a": pl.String, "b": pl.Float64}),
+        ("corr(a, avg(b))", {"a": pl.Float64, "b": pl.Float64}),  # an aggregate inside
+        ("corr(a, b) FILTER (WHERE a > avg(a))", {"a": pl.Float64, "b": pl.Float64}),
+        ("corr(a, b) + b", {"a": pl.Float64, "b": pl.Float64}),  # a column outside a call
     ],
 )
 def test_what_stays_whole(text: str, schema: dict[str, pl.DataType]) -> None:
