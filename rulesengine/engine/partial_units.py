@@ -72,8 +72,12 @@ def part_of(part: Part) -> Any:
         from rulesengine.partials.histograms import KeysOf
 
         return KeysOf(part.expr, limit=order.SIZE_LIMIT)  # the same bound as value counts
-    kinds = {"additive": AdditiveOf, "moments": MomentsOf, "extremes": ExtremesOf}
-    kinds["comoments"] = CoMomentsOf
+    kinds = {
+        "additive": AdditiveOf,
+        "moments": MomentsOf,
+        "comoments": CoMomentsOf,
+        "extremes": ExtremesOf,
+    }
     return kinds[part.kind](part.expr)
 
 

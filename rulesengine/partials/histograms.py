@@ -337,12 +337,7 @@ class DistinctKeys:
         return DistinctKeys((), True, self.limit)
 
     def merge(self, other: DistinctKeys) -> DistinctKeys:
-        if self.limit != other.limit:
-            raise ValueError("cannot merge distinct keys kept with different limits")
-        if self.overflow or other.overflow:
-            return DistinctKeys((), True, self.limit)
-        union = tuple(sorted(set(self.keys).union(other.keys)))
-        return DistinctKeys(union, False, self.limit)._bounded()
+        return DistinctKeys.union([self, other])
 
     @staticmethod
     def union(states: Iterable[DistinctKeys]) -> DistinctKeys:
