@@ -37,7 +37,7 @@ import copy
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import reduce
+from functools import cache, reduce
 from typing import Any
 
 import numpy as np
@@ -128,6 +128,18 @@ def _lerp_numpy(a: float, b: float, t: float) -> float:
 
 
 LERPS = {"polars": _lerp_polars, "numpy": _lerp_numpy}
+
+
+@cache
+def polars_offsets_nulls() -> bool:
+    """Whether the installed Polars' linear quantile positions past the column's
+    nulls (up to 2.1) or among the non-null values alone (2.2 on). The two differ
+    in the last bit of the fraction interpolated by: over ``[null, 0, 1]`` at
+    q = 0.01 the first interpolates by 1.01 − 1 = 0.010000000000000009, the
+    second by 0.01. Asked of Polars itself, once, so that a merged quantile equals
+    the single pass of whichever Polars runs it."""
+    probe = pl.Series([None, 0.0, 1.0], dtype=pl.Float64).quantile(0.01, "linear")
+    return probe != 0.01
 
 
 @kind("values")
@@ -260,16 +272,18 @@ class ValueCounts:
         engine's), or as ``np.quantile(x, q, method="linear")`` (``"numpy"``). A
         sketch returns one of its items instead, within its rank error.
 
-        Polars finds the position past the column's nulls (sorted first), so the
-        fraction it interpolates by is ``nulls + (n − 1)·q`` minus its floor, which
-        rounds differently with nulls: pass the column's null count (a
-        :class:`~rulesengine.partials.scalars.Counts`) to reproduce it."""
+        Polars up to 2.1 finds the position past the column's nulls (sorted
+        first), so the fraction it interpolates by is ``nulls + (n − 1)·q`` minus
+        its floor, which rounds differently with nulls: pass the column's null
+        count (a :class:`~rulesengine.partials.scalars.Counts`) to reproduce it.
+        It is ignored under a Polars that does not offset
+        (:func:`polars_offsets_nulls`)."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"q must lie in [0, 1], not {q}")
         n, total = self.n, self.n + self.nans
         if total == 0:
             return Estimate(None, self.approximate, self.bound)
-        offset = nulls if lerp == "polars" else 0
+        offset = nulls if lerp == "polars" and polars_offsets_nulls() else 0
         h = offset + (total - 1) * q
         lo = math.floor(h)
         hi = min(lo + 1, offset + total - 1)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from partial_helpers import split_rows, through_keyed, through_partials, values_st
 from scipy import stats
 
-from rulesengine.partials import ValueCounts, ValuesOf, auc, ks_statistic, mann_whitney_u
+from rulesengine.partials import ValueCounts, ValuesOf, auc, ks_statistic, mann_whitney_u, order
 
 SETTINGS = settings(max_examples=60, deadline=None)
 LEVELS = [0.0, 0.01, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0]
@@ -46,6 +46,27 @@ def test_quantiles_and_cdf_exact(case, extra_levels, keyed) -> None:
         assert numpy_q.details() == {}
     for x in [*raw[:5], -7.5, 0.0, 1e7]:
         assert state.cdf(float(x)).value == np.count_nonzero(raw <= x) / raw.size
+
+
+@pytest.mark.parametrize("offsets", [True, False])
+def test_the_null_offset_of_each_polars(monkeypatch, offsets) -> None:
+    """Polars up to 2.1 positions a linear quantile past the nulls, 2.2 among
+    the values alone: over [null, 0, 1] at q = 0.01 the fraction is 1.01 − 1 in
+    the first and 0.01 in the second (by hand), and the state follows the probe."""
+    monkeypatch.setattr(order, "polars_offsets_nulls", lambda: offsets)
+    state = ValueCounts.of([0.0, 1.0])
+    assert (1.0 + 0.01) - 1.0 == 0.010000000000000009  # the fraction past one null
+    want = 0.010000000000000009 if offsets else 0.01
+    assert state.quantile(0.01, nulls=1).value == want
+    assert state.quantile(0.01, nulls=0).value == 0.01
+    assert state.quantile(0.01, lerp="numpy", nulls=1).value == 0.01
+
+
+def test_the_probe_matches_the_installed_polars() -> None:
+    order.polars_offsets_nulls.cache_clear()
+    single = pl.Series([None, None, 0.0, 0.5, 1.0]).quantile(0.01, "linear")
+    assert ValueCounts.of([0.0, 0.5, 1.0]).quantile(0.01, nulls=2).value == single
+    assert order.polars_offsets_nulls() == (single != 0.01)  # 0.5 · 0.02, or 0.5 · (2.02 − 2)
 
 
 def test_nan_sorts_last_as_in_polars() -> None:
