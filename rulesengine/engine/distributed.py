@@ -78,6 +78,7 @@ from rulesengine.engine.partial_units import (
     Unit,
     frame_from_states,
     merge_list,
+    states_by_row,
     units_of,
 )
 from rulesengine.engine.plan import ALL, BUCKET, Plan, Query
@@ -516,8 +517,6 @@ class _Join:
     def finish(self, results: list[Any]) -> pl.DataFrame | str | None:
         """The frame ``execute`` gives for the query; an error string if the
         cluster failed a partition; None if it needs a single pass."""
-        from rulesengine.partials.collect import _rows
-
         for r in results:
             if isinstance(r, TaskFailed):
                 return r.why if r.cluster else None
@@ -527,11 +526,10 @@ class _Join:
         for r in results:
             if len(r) > 1:
                 self.record.label_rows.append(int(r[1].item()))
-            for row in _rows(r[0]):
-                key = tuple(row[k] for k in key_names)
+            for key, states in zip(*states_by_row(u, r[0], key_names), strict=True):
                 target = found.setdefault(key, {})
-                for pid, of in u.parts.items():
-                    target.setdefault(pid, []).append(of.state(row, pid))
+                for pid, state in states.items():
+                    target.setdefault(pid, []).append(state)
         try:
             merged = {k: {pid: merge_list(xs) for pid, xs in p.items()} for k, p in found.items()}
             return frame_from_states(u, merged)

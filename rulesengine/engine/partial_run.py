@@ -63,6 +63,7 @@ from rulesengine.engine.partial_units import (
     group_keys,
     merge_list,
     part_exprs,
+    states_by_row,
 )
 from rulesengine.engine.plan import ALL, BUCKET, Plan
 from rulesengine.engine.sources import FILE_COLUMN, POLARS_ERRORS, NoFiles
@@ -542,20 +543,28 @@ class Run:
         """Split a partial result over ``files`` by file into entries and write them
         (a file without rows gets an empty entry); ``keys``: per file, the join
         keys' hashes (a label join)."""
-        from rulesengine.partials.collect import _rows
-
         key_names = [*u.query.segment_by, *([BUCKET] if u.by is not None else [])]
         key_schema = {k: df.schema[k] for k in key_names}
         made: dict[str, Entry] = {}
-        for row in _rows(_in_order(df, [FILE_COLUMN, TB, PDATE, *key_names])):
-            path = row[FILE_COLUMN]
+        df = _in_order(df, [FILE_COLUMN, TB, PDATE, *key_names])
+        keys_of, states_of = states_by_row(u, df, key_names)
+        pdates = df.get_column(PDATE).to_list() if PDATE in df.columns else [None] * df.height
+        groups = zip(
+            df.get_column(FILE_COLUMN).to_list(),
+            df.get_column(TB).to_list(),
+            pdates,
+            keys_of,
+            states_of,
+            strict=True,
+        )
+        for path, bucket, pdate, key, states in groups:
             entry = made.get(path)
             if entry is None:
                 entry = made[path] = Entry(path, (0, 0), lo_b, key_schema)
-            entry.buckets.append(row[TB])
-            entry.pdates.append(row.get(PDATE))
-            entry.keys.append(tuple(row[k] for k in key_names))
-            entry.states.append({pid: of.state(row, pid) for pid, of in u.parts.items()})
+            entry.buckets.append(bucket)
+            entry.pdates.append(pdate)
+            entry.keys.append(key)
+            entry.states.append(states)
         # the identities seen before the scan: a file changed since is recomputed next time
         for path in files:
             entry = made.get(path) or Entry(path, (0, 0), lo_b, key_schema)
@@ -603,14 +612,12 @@ class Run:
         return out
 
     def take_edges(self, u: Unit, dfs: list[pl.DataFrame]) -> None:
-        from rulesengine.partials.collect import _rows
-
         key_names = [*u.query.segment_by, *([BUCKET] if u.by is not None else [])]
-        self.edges[id(u)] = [
-            (tuple(row[k] for k in key_names), {p: of.state(row, p) for p, of in u.parts.items()})
-            for df in dfs
-            for row in _rows(_in_order(df, key_names))
-        ]
+        edges: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        for df in dfs:
+            keys, states = states_by_row(u, _in_order(df, key_names), key_names)
+            edges.extend(zip(keys, states, strict=True))
+        self.edges[id(u)] = edges
 
     def hold(self, where: Path, entry: Entry) -> None:
         """Count ``entry`` as held in memory by this call; beyond ``KEEP_BYTES``
