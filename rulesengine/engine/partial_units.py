@@ -91,13 +91,17 @@ def states_by_row(
         if rows is None:
             rows = _rows(df)
         columns[pid] = [of.state(row, pid) for row in rows]
-    keys = list(zip(*(df.get_column(k).to_list() for k in key_names), strict=True))
-    if not key_names:
-        keys = [()] * df.height
-    pids = list(columns)
-    states = [dict(zip(pids, got, strict=True)) for got in zip(*columns.values(), strict=True)]
-    if not pids:
-        states = [{} for _ in range(df.height)]
+    # zip() of no columns is empty: no keys (or no parts) is one empty one per row
+    keys = (
+        list(zip(*(df.get_column(k).to_list() for k in key_names), strict=True))
+        if key_names
+        else [()] * df.height
+    )
+    states = (
+        [dict(zip(columns, got, strict=True)) for got in zip(*columns.values(), strict=True)]
+        if columns
+        else [{} for _ in range(df.height)]
+    )
     return keys, states
 
 
